@@ -1,0 +1,138 @@
+//! The daemon's configuration: one YAML file (see `config.example.yaml`) read in two
+//! stages. Stage one (`raw.rs`) deserializes the text as written, rejecting unknown keys;
+//! stage two (`validate.rs`) applies defaults and checks every rule, collecting every
+//! problem with its YAML path and line:column instead of stopping at the first, because
+//! a config is fixed in one sitting, not one restart per mistake.
+//!
+//! [`parse`] works on text and reads nothing but the secrets it is told about, through an
+//! [`Environment`]; only [`load`] opens the config file itself. Secrets end up as
+//! [`Secret`]s, which never print their value.
+
+mod error;
+mod locate;
+mod raw;
+mod secret;
+mod validate;
+
+#[cfg(test)]
+mod tests;
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+pub use error::{ConfigError, Problem, Problems};
+pub use secret::{Env, Environment, ProcessEnv, Secret};
+
+/// The example config compiled into the binary, used when `serve` is given no `--config`.
+pub const EMBEDDED_EXAMPLE: &str = include_str!("../../config.example.yaml");
+
+/// A validated configuration: every value is in range and every secret is resolved.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub state: StateConfig,
+    pub auth: AuthConfig,
+    pub log: LogConfig,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    /// Starts with `/`, has no trailing `/`, e.g. `/scim/v2`.
+    pub base_path: String,
+    /// Absolute http(s) URL without trailing `/`, used for `meta.location`; `None` means
+    /// derive it from the request's `Host` header.
+    pub public_url: Option<String>,
+    pub max_body_bytes: usize,
+    /// Default `count` for list requests; never above `max_page_size`.
+    pub page_size: usize,
+    pub max_page_size: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct StateConfig {
+    /// As written; relative paths are relative to the working directory. Not created here.
+    pub dir: PathBuf,
+}
+
+#[derive(Debug, Clone)]
+pub struct AuthConfig {
+    /// At least one; names and secrets are unique.
+    pub tokens: Vec<TokenConfig>,
+}
+
+#[derive(Debug, Clone)]
+pub struct TokenConfig {
+    pub name: String,
+    pub secret: Secret,
+}
+
+#[derive(Debug, Clone)]
+pub struct LogConfig {
+    /// A tracing `EnvFilter` directive string, e.g. `info,scim_bridge=debug`.
+    pub level: String,
+    pub format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+/// One line, for the startup log: the effective settings, token names but no secrets.
+impl fmt::Display for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = &self.server;
+        write!(
+            f,
+            "listen={} base_path={} public_url={} max_body_bytes={} page_size={} max_page_size={} state.dir={} tokens=[",
+            s.listen,
+            s.base_path,
+            s.public_url.as_deref().unwrap_or("(from Host header)"),
+            s.max_body_bytes,
+            s.page_size,
+            s.max_page_size,
+            self.state.dir.display(),
+        )?;
+        for (i, token) in self.auth.tokens.iter().enumerate() {
+            if i > 0 {
+                f.write_str(",")?;
+            }
+            f.write_str(&token.name)?;
+        }
+        let format = match self.log.format {
+            LogFormat::Text => "text",
+            LogFormat::Json => "json",
+        };
+        write!(f, "] log.level={} log.format={format}", self.log.level)
+    }
+}
+
+/// Parses and validates config text. `source` is the name shown in problem messages
+/// (usually the file path). Never returns [`ConfigError::Unreadable`].
+pub fn parse(text: &str, source: &str, env: &dyn Environment) -> Result<Config, ConfigError> {
+    let invalid = |items: Vec<Problem>| {
+        ConfigError::Invalid(Problems {
+            source: source.to_owned(),
+            items,
+        })
+    };
+    // The bare tree first: it turns syntax errors into problems and gives every later
+    // problem its line:column.
+    let index = locate::NodeIndex::build(text).map_err(|problem| invalid(vec![problem]))?;
+    let raw: raw::RawConfig = serde_saphyr::from_str(text)
+        .map_err(|err| invalid(vec![locate::yaml_problem(&err, Some(&index))]))?;
+    validate::validate(raw, &index, env).map_err(invalid)
+}
+
+/// Reads the config file at `path` and [`parse`]s it, naming it by its path in messages.
+pub fn load(path: &Path, env: &dyn Environment) -> Result<Config, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Unreadable {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    parse(&text, &path.display().to_string(), env)
+}

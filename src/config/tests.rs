@@ -1,0 +1,861 @@
+//! The config layer's contract, one rule per test. YAML snippets keep `server:` on line 1
+//! so the expected line:column can be read straight off the snippet.
+
+use std::collections::HashMap;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use super::*;
+
+/// 32 bytes, like `openssl rand -hex 16`.
+const TOKEN: &str = "0123456789abcdef0123456789abcdef";
+const OTHER_TOKEN: &str = "fedcba9876543210fedcba9876543210";
+
+/// A minimal valid `auth` section; appended to snippets that test other sections.
+const AUTH: &str = "auth:
+  tokens:
+    - name: entra
+      secret:
+        env: SCIM_BRIDGE_TOKEN
+";
+
+#[derive(Default)]
+struct FakeEnv {
+    vars: HashMap<String, String>,
+    files: HashMap<PathBuf, String>,
+}
+
+impl FakeEnv {
+    fn with_var(mut self, name: &str, value: &str) -> Self {
+        self.vars.insert(name.to_owned(), value.to_owned());
+        self
+    }
+    fn with_file(mut self, path: &str, content: &str) -> Self {
+        self.files.insert(PathBuf::from(path), content.to_owned());
+        self
+    }
+}
+
+impl Environment for FakeEnv {
+    fn var(&self, name: &str) -> Option<String> {
+        self.vars.get(name).cloned()
+    }
+    fn read_file(&self, path: &Path) -> io::Result<String> {
+        self.files
+            .get(path)
+            .cloned()
+            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "No such file or directory"))
+    }
+}
+
+fn token_env() -> FakeEnv {
+    FakeEnv::default().with_var("SCIM_BRIDGE_TOKEN", TOKEN)
+}
+
+fn parse_ok(yaml: &str) -> Config {
+    match parse(yaml, "config.yaml", &token_env()) {
+        Ok(config) => config,
+        Err(err) => panic!("expected a valid config, got:\n{err}"),
+    }
+}
+
+fn problems_with(yaml: &str, env: &dyn Environment) -> Problems {
+    match parse(yaml, "config.yaml", env) {
+        Ok(config) => panic!("expected problems, got a valid config: {config}"),
+        Err(ConfigError::Invalid(problems)) => problems,
+        Err(other) => panic!("expected ConfigError::Invalid, got {other:?}"),
+    }
+}
+
+fn problems(yaml: &str) -> Vec<Problem> {
+    problems_with(yaml, &token_env()).items
+}
+
+/// The single problem `yaml` has, as `line:column: path: message`.
+fn only_problem(yaml: &str) -> String {
+    let items = problems(yaml);
+    assert_eq!(
+        items.len(),
+        1,
+        "expected exactly one problem, got {items:#?}"
+    );
+    items[0].to_string()
+}
+
+fn server(lines: &str) -> String {
+    format!("server:\n{lines}{AUTH}")
+}
+
+/// 1-based number of the first line of `text` equal to `line`.
+fn line_of(text: &str, line: &str) -> usize {
+    text.lines()
+        .position(|l| l == line)
+        .map(|i| i + 1)
+        .unwrap_or_else(|| panic!("no line {line:?}"))
+}
+
+// --- the example file -------------------------------------------------------------------
+
+#[test]
+fn example_file_parses_when_its_token_variable_is_set() {
+    let config = parse(EMBEDDED_EXAMPLE, "config.example.yaml", &token_env())
+        .unwrap_or_else(|err| panic!("{err}"));
+    assert_eq!(config.server.listen, "127.0.0.1:8080".parse().unwrap());
+    assert_eq!(config.server.base_path, "/scim/v2");
+    assert_eq!(config.server.public_url, None);
+    assert_eq!(config.server.max_body_bytes, 1_048_576);
+    assert_eq!(config.server.page_size, 100);
+    assert_eq!(config.server.max_page_size, 1000);
+    assert_eq!(config.state.dir, PathBuf::from("./state"));
+    assert_eq!(config.auth.tokens.len(), 1);
+    assert_eq!(config.auth.tokens[0].name, "entra");
+    assert_eq!(config.auth.tokens[0].secret.expose(), TOKEN);
+    assert_eq!(config.log.level, "info");
+    assert_eq!(config.log.format, LogFormat::Text);
+}
+
+#[test]
+fn embedded_example_is_the_example_file_at_the_repository_root() {
+    let on_disk =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("config.example.yaml"))
+            .expect("config.example.yaml is readable");
+    assert_eq!(EMBEDDED_EXAMPLE, on_disk);
+}
+
+#[test]
+fn example_file_without_its_token_variable_points_at_the_secret_line() {
+    let problems = problems_with(EMBEDDED_EXAMPLE, &FakeEnv::default());
+    let line = line_of(EMBEDDED_EXAMPLE, "      secret:");
+    assert_eq!(
+        problems.to_string(),
+        format!(
+            "config.yaml:{line}:7: auth.tokens[0].secret: environment variable SCIM_BRIDGE_TOKEN is not set"
+        )
+    );
+}
+
+// --- defaults ---------------------------------------------------------------------------
+
+#[test]
+fn a_file_with_only_auth_gets_every_default() {
+    let config = parse_ok(AUTH);
+    assert_eq!(config.server.listen, "127.0.0.1:8080".parse().unwrap());
+    assert_eq!(config.server.base_path, "/scim/v2");
+    assert_eq!(config.server.public_url, None);
+    assert_eq!(config.server.max_body_bytes, 1024 * 1024);
+    assert_eq!(config.server.page_size, 100);
+    assert_eq!(config.server.max_page_size, 1000);
+    assert_eq!(config.state.dir, PathBuf::from("./state"));
+    assert_eq!(config.log.level, "info");
+    assert_eq!(config.log.format, LogFormat::Text);
+}
+
+#[test]
+fn empty_sections_and_empty_values_take_their_defaults() {
+    let config = parse_ok(&format!(
+        "server:\n  listen:\nstate:\nlog:\n  format:\n{AUTH}"
+    ));
+    assert_eq!(config.server.listen, "127.0.0.1:8080".parse().unwrap());
+    assert_eq!(config.state.dir, PathBuf::from("./state"));
+    assert_eq!(config.log.format, LogFormat::Text);
+}
+
+#[test]
+fn every_setting_can_be_overridden() {
+    let config = parse_ok(&format!(
+        "server:
+  listen: '[::1]:9000'
+  base_path: /api/scim
+  public_url: https://idm.example.com:8443/api/scim
+  max_body_bytes: 2048
+  page_size: 10
+  max_page_size: 20
+state:
+  dir: /var/lib/scim-bridge
+log:
+  level: warn,scim_bridge=debug
+  format: json
+{AUTH}"
+    ));
+    assert_eq!(config.server.listen, "[::1]:9000".parse().unwrap());
+    assert_eq!(config.server.base_path, "/api/scim");
+    assert_eq!(
+        config.server.public_url.as_deref(),
+        Some("https://idm.example.com:8443/api/scim")
+    );
+    assert_eq!(config.server.max_body_bytes, 2048);
+    assert_eq!(config.server.page_size, 10);
+    assert_eq!(config.server.max_page_size, 20);
+    assert_eq!(config.state.dir, PathBuf::from("/var/lib/scim-bridge"));
+    assert_eq!(config.log.level, "warn,scim_bridge=debug");
+    assert_eq!(config.log.format, LogFormat::Json);
+}
+
+// --- server -----------------------------------------------------------------------------
+
+#[test]
+fn listen_must_be_an_address_and_port() {
+    assert_eq!(
+        only_problem(&server("  listen: 127.0.0.1\n")),
+        "2:11: server.listen: '127.0.0.1' is not an address:port (e.g. 127.0.0.1:8080)"
+    );
+    assert_eq!(
+        only_problem(&server("  listen: localhost:8080\n")),
+        "2:11: server.listen: 'localhost:8080' is not an address:port (e.g. 127.0.0.1:8080)"
+    );
+}
+
+#[test]
+fn base_path_must_start_with_a_slash() {
+    assert_eq!(
+        only_problem(&server("  base_path: scim/v2\n")),
+        "2:14: server.base_path: 'scim/v2' must start with '/' (use /scim/v2)"
+    );
+}
+
+#[test]
+fn base_path_must_not_end_with_a_slash() {
+    assert_eq!(
+        only_problem(&server("  base_path: /scim/v2/\n")),
+        "2:14: server.base_path: '/scim/v2/' must not end with '/' (use /scim/v2)"
+    );
+    assert!(only_problem(&server("  base_path: /\n")).contains("'/' must not end with '/'"));
+}
+
+#[test]
+fn base_path_must_be_a_clean_url_path() {
+    assert_eq!(
+        only_problem(&server("  base_path: /scim//v2\n")),
+        "2:14: server.base_path: '/scim//v2' has an empty segment (use /scim/v2)"
+    );
+    assert!(
+        only_problem(&server("  base_path: /scim?v=2\n"))
+            .contains("'/scim?v=2' contains '?', which cannot appear in a URL path")
+    );
+    assert!(only_problem(&server("  base_path: ''\n")).contains("'' is empty"));
+}
+
+#[test]
+fn public_url_must_be_an_absolute_http_url() {
+    assert_eq!(
+        only_problem(&server("  public_url: scim.example.com/scim/v2\n")),
+        "2:15: server.public_url: 'scim.example.com/scim/v2' is not an absolute http(s) URL (e.g. https://scim.example.com/scim/v2)"
+    );
+    assert!(
+        only_problem(&server("  public_url: ftp://x.example/scim\n"))
+            .contains("not an absolute http(s) URL")
+    );
+    assert!(only_problem(&server("  public_url: https:///scim\n")).contains("has no host"));
+    assert!(
+        only_problem(&server("  public_url: https://x.example:http/scim\n"))
+            .contains("invalid port 'http'")
+    );
+    assert!(
+        only_problem(&server("  public_url: https://x.example/scim?a=b\n"))
+            .contains("must not have a query or fragment")
+    );
+    assert!(
+        only_problem(&server("  public_url: https://u:p@x.example/scim\n"))
+            .contains("must not contain credentials")
+    );
+}
+
+#[test]
+fn public_url_must_not_end_with_a_slash() {
+    assert_eq!(
+        only_problem(&server("  public_url: https://scim.example.com/scim/v2/\n")),
+        "2:15: server.public_url: 'https://scim.example.com/scim/v2/' must not end with '/' (use https://scim.example.com/scim/v2)"
+    );
+}
+
+#[test]
+fn public_url_accepts_http_and_https_with_or_without_port_and_path() {
+    for url in [
+        "https://scim.example.com/scim/v2",
+        "http://10.0.0.5:8080/scim/v2",
+        "HTTPS://scim.example.com",
+        "https://[2001:db8::1]:8443/scim",
+    ] {
+        let config = parse_ok(&server(&format!("  public_url: '{url}'\n")));
+        assert_eq!(config.server.public_url.as_deref(), Some(url));
+    }
+}
+
+#[test]
+fn max_body_bytes_is_between_1_kib_and_64_mib() {
+    assert_eq!(
+        only_problem(&server("  max_body_bytes: 1023\n")),
+        "2:19: server.max_body_bytes: 1023 is out of range (must be 1024 (1 KiB) to 67108864 (64 MiB))"
+    );
+    assert!(
+        only_problem(&server("  max_body_bytes: 67108865\n")).contains("67108865 is out of range")
+    );
+    assert_eq!(
+        parse_ok(&server("  max_body_bytes: 1024\n"))
+            .server
+            .max_body_bytes,
+        1024
+    );
+    assert_eq!(
+        parse_ok(&server("  max_body_bytes: 67108864\n"))
+            .server
+            .max_body_bytes,
+        64 * 1024 * 1024
+    );
+}
+
+#[test]
+fn numbers_must_be_whole_numbers() {
+    assert_eq!(
+        only_problem(&server("  page_size: many\n")),
+        "2:14: server.page_size: 'many' is not a whole number (e.g. 100)"
+    );
+    assert_eq!(
+        only_problem(&server("  max_body_bytes: 1MiB\n")),
+        "2:19: server.max_body_bytes: '1MiB' is not a whole number (bytes, e.g. 1048576 for 1 MiB)"
+    );
+    assert!(only_problem(&server("  max_page_size: -5\n")).contains("'-5' is not a whole number"));
+}
+
+#[test]
+fn max_page_size_is_between_1_and_100000() {
+    assert!(
+        only_problem(&server("  max_page_size: 0\n  page_size: 1\n"))
+            .starts_with("2:18: server.max_page_size: 0 is out of range (must be 1 to 100000)")
+    );
+    assert!(only_problem(&server("  max_page_size: 100001\n")).contains("100001 is out of range"));
+    assert_eq!(
+        parse_ok(&server("  max_page_size: 100000\n"))
+            .server
+            .max_page_size,
+        100_000
+    );
+}
+
+#[test]
+fn page_size_is_at_least_1_and_at_most_max_page_size() {
+    assert!(
+        only_problem(&server("  page_size: 0\n"))
+            .starts_with("2:14: server.page_size: 0 is out of range")
+    );
+    assert_eq!(
+        only_problem(&server("  page_size: 50\n  max_page_size: 20\n")),
+        "2:14: server.page_size: 50 is larger than server.max_page_size (20); lower it or raise server.max_page_size"
+    );
+    let config = parse_ok(&server("  page_size: 20\n  max_page_size: 20\n"));
+    assert_eq!(
+        (config.server.page_size, config.server.max_page_size),
+        (20, 20)
+    );
+}
+
+#[test]
+fn a_max_page_size_below_the_default_page_size_is_reported_at_max_page_size() {
+    assert_eq!(
+        only_problem(&server("  max_page_size: 50\n")),
+        "2:18: server.max_page_size: 50 is smaller than the default server.page_size (100); raise it or set server.page_size to at most 50"
+    );
+}
+
+// --- state ------------------------------------------------------------------------------
+
+#[test]
+fn state_dir_must_not_be_empty() {
+    assert_eq!(
+        only_problem(&format!("state:\n  dir: ''\n{AUTH}")),
+        "2:8: state.dir: '' is empty; give a directory (e.g. ./state or /var/lib/scim-bridge)"
+    );
+}
+
+// --- auth -------------------------------------------------------------------------------
+
+#[test]
+fn at_least_one_token_is_required() {
+    let expected = "auth.tokens: no tokens; at least one is required";
+    assert!(only_problem("").starts_with(&format!("1:1: {expected}")));
+    assert!(only_problem("auth:\n").starts_with(&format!("1:1: {expected}")));
+    assert!(
+        only_problem("log:\n  level: info\nauth:\n  tokens: []\n")
+            .starts_with(&format!("4:3: {expected}"))
+    );
+}
+
+#[test]
+fn token_names_are_1_to_64_safe_characters() {
+    let yaml = |name: &str| {
+        format!(
+            "auth:\n  tokens:\n    - name: '{name}'\n      secret:\n        env: SCIM_BRIDGE_TOKEN\n"
+        )
+    };
+    assert_eq!(
+        only_problem(&yaml("my token")),
+        "3:13: auth.tokens[0].name: 'my token' is not a valid token name (use 1 to 64 of A-Z a-z 0-9 _ . -)"
+    );
+    assert!(only_problem(&yaml("")).contains("'' is not a valid token name"));
+    assert!(only_problem(&yaml(&"a".repeat(65))).contains("is not a valid token name"));
+    assert_eq!(
+        parse_ok(&yaml(&"a".repeat(64))).auth.tokens[0].name.len(),
+        64
+    );
+    assert_eq!(
+        parse_ok(&yaml("Okta_prod-1.eu")).auth.tokens[0].name,
+        "Okta_prod-1.eu"
+    );
+}
+
+#[test]
+fn token_names_are_unique() {
+    let env = token_env().with_var("OKTA", OTHER_TOKEN);
+    let problems = problems_with(
+        "auth:
+  tokens:
+    - name: entra
+      secret: {env: SCIM_BRIDGE_TOKEN}
+    - name: entra
+      secret: {env: OKTA}
+",
+        &env,
+    );
+    assert_eq!(
+        problems.to_string(),
+        "config.yaml:5:13: auth.tokens[1].name: 'entra' is already the name of auth.tokens[0]; token names must be unique"
+    );
+}
+
+#[test]
+fn a_token_needs_a_name_and_a_secret() {
+    let items =
+        problems("auth:\n  tokens:\n    - secret: {env: SCIM_BRIDGE_TOKEN}\n    - name: okta\n");
+    let lines: Vec<String> = items.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        lines,
+        [
+            "3:7: auth.tokens[0]: missing 'name' (e.g. name: entra)",
+            "4:7: auth.tokens[1]: missing 'secret' (e.g. secret: {env: SCIM_BRIDGE_TOKEN})",
+        ]
+    );
+}
+
+#[test]
+fn several_tokens_each_get_their_own_secret() {
+    let env = token_env().with_var("OKTA_TOKEN", OTHER_TOKEN);
+    let config = parse(
+        "auth:
+  tokens:
+    - name: entra
+      secret: {env: SCIM_BRIDGE_TOKEN}
+    - name: okta
+      secret: {env: OKTA_TOKEN}
+",
+        "config.yaml",
+        &env,
+    )
+    .unwrap_or_else(|err| panic!("{err}"));
+    let names: Vec<&str> = config.auth.tokens.iter().map(|t| t.name.as_str()).collect();
+    assert_eq!(names, ["entra", "okta"]);
+    assert_eq!(config.auth.tokens[1].secret.expose(), OTHER_TOKEN);
+}
+
+// --- secrets ----------------------------------------------------------------------------
+
+fn secret_yaml(source: &str) -> String {
+    format!("auth:\n  tokens:\n    - name: entra\n      secret:\n        {source}\n")
+}
+
+#[test]
+fn a_secret_names_exactly_one_source() {
+    assert_eq!(
+        only_problem("auth:\n  tokens:\n    - name: entra\n      secret: {}\n"),
+        "4:7: auth.tokens[0].secret: no source given; set exactly one of env, file or value"
+    );
+    assert_eq!(
+        only_problem(&secret_yaml(
+            "env: SCIM_BRIDGE_TOKEN\n        file: /run/token"
+        )),
+        "4:7: auth.tokens[0].secret: both 'env' and 'file' are set; set exactly one of env, file or value"
+    );
+    assert!(
+        only_problem(&secret_yaml("env: A\n        file: /b\n        value: c"))
+            .contains("'env', 'file' and 'value' are all set")
+    );
+}
+
+#[test]
+fn an_unset_environment_variable_is_reported_at_the_secret() {
+    assert_eq!(
+        only_problem(&secret_yaml("env: NOT_THERE")),
+        "4:7: auth.tokens[0].secret: environment variable NOT_THERE is not set"
+    );
+}
+
+#[test]
+fn a_secret_file_has_its_trailing_newline_trimmed() {
+    let env = FakeEnv::default().with_file("/run/credentials/entra", &format!("{TOKEN}\n"));
+    let config = parse(
+        &secret_yaml("file: /run/credentials/entra"),
+        "config.yaml",
+        &env,
+    )
+    .unwrap_or_else(|err| panic!("{err}"));
+    assert_eq!(config.auth.tokens[0].secret.expose(), TOKEN);
+
+    let env = FakeEnv::default().with_file("/run/credentials/entra", &format!("{TOKEN}\r\n\n"));
+    let config = parse(
+        &secret_yaml("file: /run/credentials/entra"),
+        "config.yaml",
+        &env,
+    )
+    .unwrap_or_else(|err| panic!("{err}"));
+    assert_eq!(config.auth.tokens[0].secret.expose(), TOKEN);
+}
+
+#[test]
+fn a_secret_file_on_disk_is_read_by_the_process_environment() {
+    let mut file = tempfile::NamedTempFile::new().expect("temp file");
+    std::io::Write::write_all(&mut file, format!("{TOKEN}\n").as_bytes()).expect("write");
+    let yaml = secret_yaml(&format!("file: '{}'", file.path().display()));
+    let config = parse(&yaml, "config.yaml", &ProcessEnv).unwrap_or_else(|err| panic!("{err}"));
+    assert_eq!(config.auth.tokens[0].secret.expose(), TOKEN);
+}
+
+#[test]
+fn an_unreadable_secret_file_is_reported_at_the_secret() {
+    assert_eq!(
+        only_problem(&secret_yaml("file: /run/missing")),
+        "4:7: auth.tokens[0].secret: secret file /run/missing cannot be read: no such file or directory"
+    );
+}
+
+#[test]
+fn a_literal_secret_value_is_accepted() {
+    let config = parse_ok(&secret_yaml(&format!("value: \"{TOKEN}\"")));
+    assert_eq!(config.auth.tokens[0].secret.expose(), TOKEN);
+}
+
+#[test]
+fn a_secret_is_at_least_16_bytes_and_the_message_says_how_to_make_one() {
+    let env = FakeEnv::default().with_var("SHORT", "abc");
+    let problems = problems_with(&secret_yaml("env: SHORT"), &env);
+    assert_eq!(
+        problems.to_string(),
+        "config.yaml:4:7: auth.tokens[0].secret: environment variable SHORT is only 3 bytes; a secret needs at least 16 (generate one with: openssl rand -hex 32)"
+    );
+    let env = FakeEnv::default().with_var("EMPTY", "");
+    assert!(
+        problems_with(&secret_yaml("env: EMPTY"), &env)
+            .to_string()
+            .contains("environment variable EMPTY is empty")
+    );
+    assert!(parse(&secret_yaml("value: '0123456789abcdef'"), "c", &env).is_ok());
+}
+
+#[test]
+fn a_secret_must_be_sendable_in_an_http_header() {
+    assert!(
+        only_problem(&secret_yaml("value: '0123456789 abcdef0123'"))
+            .contains("the literal value contains spaces, control or non-ASCII characters")
+    );
+}
+
+#[test]
+fn secrets_are_unique_across_tokens() {
+    let env = token_env().with_file("/run/okta", &format!("{TOKEN}\n"));
+    let problems = problems_with(
+        "auth:
+  tokens:
+    - name: entra
+      secret: {env: SCIM_BRIDGE_TOKEN}
+    - name: okta
+      secret: {file: /run/okta}
+",
+        &env,
+    );
+    let text = problems.to_string();
+    assert_eq!(
+        text,
+        "config.yaml:6:7: auth.tokens[1].secret: secret file /run/okta has the same value as auth.tokens[0].secret; every token needs its own secret (generate one with: openssl rand -hex 32)"
+    );
+    assert!(!text.contains(TOKEN));
+}
+
+#[test]
+fn secret_matching_compares_whole_values() {
+    let secret = Secret::new(TOKEN.to_owned());
+    assert!(secret.matches(TOKEN));
+    assert!(!secret.matches(&TOKEN[..TOKEN.len() - 1]));
+    assert!(!secret.matches(OTHER_TOKEN));
+    assert!(!secret.matches(""));
+}
+
+// --- log --------------------------------------------------------------------------------
+
+#[test]
+fn log_level_accepts_env_filter_directives() {
+    for level in [
+        "debug",
+        "INFO",
+        "info,scim_bridge=debug",
+        "scim_bridge",
+        "warn,hyper::proto=off",
+        "scim_bridge[request]=trace",
+    ] {
+        assert_eq!(
+            parse_ok(&format!("log:\n  level: '{level}'\n{AUTH}"))
+                .log
+                .level,
+            level
+        );
+    }
+}
+
+#[test]
+fn log_level_rejects_misspelt_levels() {
+    assert_eq!(
+        only_problem(&format!("log:\n  level: infoo\n{AUTH}")),
+        "2:10: log.level: 'infoo': 'infoo' is not a level (did you mean 'info'?); levels are trace, debug, info, warn, error, off"
+    );
+    assert!(
+        only_problem(&format!(
+            "log:\n  level: 'info,scim_bridge=verbose'\n{AUTH}"
+        ))
+        .contains("'verbose' is not a level;")
+    );
+    assert!(only_problem(&format!("log:\n  level: ''\n{AUTH}")).contains("'' is empty"));
+}
+
+#[test]
+fn log_format_is_text_or_json() {
+    assert_eq!(
+        only_problem(&format!("log:\n  format: jsno\n{AUTH}")),
+        "2:11: log.format: 'jsno' is not a log format (did you mean 'json'?); use text or json"
+    );
+    assert!(
+        only_problem(&format!("log:\n  format: xml\n{AUTH}"))
+            .ends_with("'xml' is not a log format; use text or json")
+    );
+}
+
+// --- reporting --------------------------------------------------------------------------
+
+#[test]
+fn every_problem_is_reported_at_once_with_its_own_line_and_column() {
+    let yaml = "server:
+  listen: nowhere
+  base_path: scim
+  max_body_bytes: 10
+state:
+  dir: ''
+auth:
+  tokens:
+    - name: entra
+      secret:
+        env: MISSING
+    - name: 'bad name'
+      secret:
+        value: short
+log:
+  format: yaml
+";
+    let problems = problems_with(yaml, &FakeEnv::default());
+    assert_eq!(
+        problems.to_string(),
+        "config.yaml:2:11: server.listen: 'nowhere' is not an address:port (e.g. 127.0.0.1:8080)
+config.yaml:3:14: server.base_path: 'scim' must start with '/' (use /scim)
+config.yaml:4:19: server.max_body_bytes: 10 is out of range (must be 1024 (1 KiB) to 67108864 (64 MiB))
+config.yaml:6:8: state.dir: '' is empty; give a directory (e.g. ./state or /var/lib/scim-bridge)
+config.yaml:10:7: auth.tokens[0].secret: environment variable MISSING is not set
+config.yaml:12:13: auth.tokens[1].name: 'bad name' is not a valid token name (use 1 to 64 of A-Z a-z 0-9 _ . -)
+config.yaml:13:7: auth.tokens[1].secret: the literal value is only 5 bytes; a secret needs at least 16 (generate one with: openssl rand -hex 32)
+config.yaml:16:11: log.format: 'yaml' is not a log format; use text or json"
+    );
+    let first = &problems.items[0];
+    assert_eq!(
+        (first.path.as_str(), first.line, first.column),
+        ("server.listen", 2, 11)
+    );
+}
+
+#[test]
+fn an_unknown_key_suggests_the_nearest_known_key() {
+    assert_eq!(
+        only_problem(&server("  lisen: 127.0.0.1:8080\n")),
+        "2:3: server: unknown field 'lisen' (did you mean 'listen'?)"
+    );
+    assert_eq!(
+        only_problem(&server("  base_path: /scim/v2\n  max_body_size: 1024\n")),
+        "3:3: server: unknown field 'max_body_size' (did you mean 'max_body_bytes'?)"
+    );
+    assert_eq!(
+        only_problem("auth:\n  tokens:\n    - name: entra\n      secert:\n        env: X\n"),
+        "4:7: auth.tokens[0]: unknown field 'secert' (did you mean 'secret'?)"
+    );
+    assert_eq!(
+        only_problem(&format!("{AUTH}sever:\n  listen: 127.0.0.1:8080\n")),
+        "6:1: unknown field 'sever' (did you mean 'server'?)"
+    );
+}
+
+#[test]
+fn an_unknown_key_without_a_near_match_lists_the_known_keys() {
+    assert_eq!(
+        only_problem(&format!("{AUTH}metrics: true\n")),
+        "6:1: unknown field 'metrics' (expected one of: server, state, auth, log)"
+    );
+}
+
+#[test]
+fn a_yaml_syntax_error_has_a_line_and_column() {
+    assert_eq!(
+        only_problem("server:\n  listen: [127.0.0.1:8080\n"),
+        "2:11: invalid yaml: unclosed bracket '['"
+    );
+    let tab = only_problem("server:\n\tlisten: 127.0.0.1:8080\n");
+    assert!(tab.starts_with("2:2: invalid yaml: "), "{tab}");
+}
+
+#[test]
+fn a_duplicate_key_is_reported_where_it_repeats() {
+    assert_eq!(
+        only_problem(&server("  listen: 127.0.0.1:1\n  listen: 127.0.0.1:2\n")),
+        "3:3: duplicate key 'listen'; each key may appear only once"
+    );
+}
+
+#[test]
+fn a_value_of_the_wrong_shape_is_reported_at_that_value() {
+    assert_eq!(
+        only_problem(&format!("server: 8080\n{AUTH}")),
+        "1:9: server: expected a mapping of 'key: value' entries"
+    );
+    assert_eq!(
+        only_problem("auth:\n  tokens: entra\n"),
+        "2:11: auth.tokens: expected a list ('- ' items)"
+    );
+    assert_eq!(
+        only_problem(&server("  listen: [127.0.0.1, 8080]\n")),
+        "2:11: server.listen: expected a single value, not a list or mapping"
+    );
+    assert_eq!(
+        only_problem("- auth\n"),
+        "1:1: expected a mapping of 'key: value' entries"
+    );
+}
+
+#[test]
+fn problems_print_one_line_each_as_file_line_column_path_message() {
+    let problems = Problems {
+        source: "/etc/scim-bridge/config.yaml".to_owned(),
+        items: vec![
+            Problem {
+                path: "server.listen".to_owned(),
+                line: 2,
+                column: 11,
+                message: "bad".to_owned(),
+            },
+            Problem {
+                path: String::new(),
+                line: 9,
+                column: 1,
+                message: "worse".to_owned(),
+            },
+        ],
+    };
+    assert_eq!(
+        ConfigError::Invalid(problems).to_string(),
+        "/etc/scim-bridge/config.yaml:2:11: server.listen: bad\n/etc/scim-bridge/config.yaml:9:1: worse"
+    );
+}
+
+// --- secrecy ----------------------------------------------------------------------------
+
+#[test]
+fn a_secret_prints_redacted() {
+    let secret = Secret::new(TOKEN.to_owned());
+    assert_eq!(format!("{secret:?}"), "Secret(***)");
+    assert_eq!(format!("{secret}"), "Secret(***)");
+    assert_eq!(secret.clone().expose(), TOKEN);
+}
+
+#[test]
+fn debug_and_display_of_a_config_never_show_a_secret() {
+    let env = token_env().with_file("/run/okta", OTHER_TOKEN);
+    let config = parse(
+        &format!(
+            "auth:
+  tokens:
+    - name: entra
+      secret: {{env: SCIM_BRIDGE_TOKEN}}
+    - name: okta
+      secret: {{file: /run/okta}}
+    - name: literal
+      secret: {{value: '{}'}}
+",
+            "L".repeat(20)
+        ),
+        "config.yaml",
+        &env,
+    )
+    .unwrap_or_else(|err| panic!("{err}"));
+    for text in [
+        format!("{config:?}"),
+        format!("{config:#?}"),
+        config.to_string(),
+    ] {
+        assert!(!text.contains(TOKEN), "{text}");
+        assert!(!text.contains(OTHER_TOKEN), "{text}");
+        assert!(!text.contains(&"L".repeat(20)), "{text}");
+    }
+    assert!(format!("{config:?}").contains("Secret(***)"));
+    assert!(config.to_string().contains("tokens=[entra,okta,literal]"));
+}
+
+#[test]
+fn problems_never_show_a_secret() {
+    let short = "tiny-secret";
+    let env = FakeEnv::default().with_var("SHORT", short);
+    let text = problems_with(&secret_yaml("env: SHORT"), &env).to_string();
+    assert!(!text.contains(short), "{text}");
+}
+
+// --- load -------------------------------------------------------------------------------
+
+#[test]
+fn load_of_a_missing_file_is_unreadable() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("nope.yaml");
+    match load(&path, &token_env()) {
+        Err(ConfigError::Unreadable { path: p, source }) => {
+            assert_eq!(p, path);
+            assert_eq!(source.kind(), io::ErrorKind::NotFound);
+        }
+        other => panic!("expected Unreadable, got {other:?}"),
+    }
+    let message = load(&path, &token_env())
+        .map(|_| ())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        message.starts_with(&format!("cannot read config file {}: ", path.display())),
+        "{message}"
+    );
+}
+
+#[test]
+fn load_names_the_file_in_its_problems() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("config.yaml");
+    std::fs::write(&path, format!("server:\n  listen: nope\n{AUTH}")).expect("write");
+    let message = load(&path, &token_env())
+        .map(|_| ())
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        message,
+        format!(
+            "{}:2:11: server.listen: 'nope' is not an address:port (e.g. 127.0.0.1:8080)",
+            path.display()
+        )
+    );
+    std::fs::write(&path, AUTH).expect("write");
+    assert!(load(&path, &token_env()).is_ok());
+}

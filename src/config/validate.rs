@@ -1,0 +1,592 @@
+//! Stage two: from the file as written ([`RawConfig`]) to a [`Config`] the daemon can
+//! trust, applying defaults and checking every rule.
+//!
+//! Validation never stops early: each check reports into a [`Checker`] and carries on with
+//! a placeholder, so one run lists everything that is wrong. Secrets are resolved here
+//! (environment variables, files) because "the variable is not set" is a config problem
+//! that belongs next to the line that names the variable.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+
+use super::locate::{NodeIndex, did_you_mean};
+use super::raw::{RawAuth, RawConfig, RawLog, RawSecret, RawServer, RawState, RawToken};
+use super::{
+    AuthConfig, Config, Environment, LogConfig, LogFormat, Problem, Secret, ServerConfig,
+    StateConfig, TokenConfig,
+};
+
+const DEFAULT_LISTEN: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1)), 8080);
+const DEFAULT_BASE_PATH: &str = "/scim/v2";
+const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
+const MIN_MAX_BODY_BYTES: usize = 1024;
+const MAX_MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
+const DEFAULT_PAGE_SIZE: usize = 100;
+const DEFAULT_MAX_PAGE_SIZE: usize = 1000;
+const MAX_MAX_PAGE_SIZE: usize = 100_000;
+const DEFAULT_STATE_DIR: &str = "./state";
+const DEFAULT_LOG_LEVEL: &str = "info";
+const MIN_SECRET_BYTES: usize = 16;
+const MAX_TOKEN_NAME: usize = 64;
+const MAKE_SECRET: &str = "generate one with: openssl rand -hex 32";
+const LEVELS: [&str; 6] = ["trace", "debug", "info", "warn", "error", "off"];
+
+/// Collects problems, each pointed at its node through the index.
+struct Checker<'a> {
+    index: &'a NodeIndex,
+    problems: Vec<Problem>,
+}
+
+impl Checker<'_> {
+    fn report(&mut self, path: &str, message: String) {
+        let pos = self.index.position(path);
+        self.problems.push(Problem {
+            path: path.to_owned(),
+            line: pos.line,
+            column: pos.column,
+            message,
+        });
+    }
+}
+
+/// Turns the raw file into a [`Config`], or every problem found, in file order.
+pub(super) fn validate(
+    raw: RawConfig,
+    index: &NodeIndex,
+    env: &dyn Environment,
+) -> Result<Config, Vec<Problem>> {
+    let mut checker = Checker {
+        index,
+        problems: Vec::new(),
+    };
+    let config = Config {
+        server: server(&mut checker, raw.server.unwrap_or_default()),
+        state: state(&mut checker, raw.state.unwrap_or_default()),
+        auth: auth(&mut checker, raw.auth.unwrap_or_default(), env),
+        log: log(&mut checker, raw.log.unwrap_or_default()),
+    };
+    let mut problems = checker.problems;
+    if problems.is_empty() {
+        Ok(config)
+    } else {
+        // Stable: problems on the same node keep the order the rules ran in.
+        problems.sort_by_key(|p| (p.line, p.column));
+        Err(problems)
+    }
+}
+
+fn server(checker: &mut Checker<'_>, raw: RawServer) -> ServerConfig {
+    let listen = match raw.listen {
+        None => DEFAULT_LISTEN,
+        Some(text) => text.parse::<SocketAddr>().unwrap_or_else(|_| {
+            checker.report(
+                "server.listen",
+                format!("'{text}' is not an address:port (e.g. 127.0.0.1:8080)"),
+            );
+            DEFAULT_LISTEN
+        }),
+    };
+
+    let base_path = match raw.base_path {
+        None => DEFAULT_BASE_PATH.to_owned(),
+        Some(text) => {
+            if let Some(message) = base_path_problem(&text) {
+                checker.report("server.base_path", message);
+            }
+            text
+        }
+    };
+
+    let public_url = raw.public_url.inspect(|text| {
+        if let Some(message) = public_url_problem(text) {
+            checker.report("server.public_url", message);
+        }
+    });
+
+    let max_body_bytes = number(
+        checker,
+        "server.max_body_bytes",
+        raw.max_body_bytes.as_deref(),
+        DEFAULT_MAX_BODY_BYTES,
+        (MIN_MAX_BODY_BYTES, MAX_MAX_BODY_BYTES),
+        "bytes, e.g. 1048576 for 1 MiB",
+    );
+    let max_page_size = number(
+        checker,
+        "server.max_page_size",
+        raw.max_page_size.as_deref(),
+        DEFAULT_MAX_PAGE_SIZE,
+        (1, MAX_MAX_PAGE_SIZE),
+        "e.g. 1000",
+    );
+    let page_size = number(
+        checker,
+        "server.page_size",
+        raw.page_size.as_deref(),
+        DEFAULT_PAGE_SIZE,
+        (1, MAX_MAX_PAGE_SIZE),
+        "e.g. 100",
+    );
+    if let (Some(page), Some(max)) = (page_size, max_page_size) {
+        if page > max {
+            // Point at whichever of the two the file actually spells out.
+            if checker.index.contains("server.page_size") {
+                checker.report(
+                    "server.page_size",
+                    format!(
+                        "{page} is larger than server.max_page_size ({max}); lower it or raise server.max_page_size"
+                    ),
+                );
+            } else {
+                checker.report(
+                    "server.max_page_size",
+                    format!(
+                        "{max} is smaller than the default server.page_size ({page}); raise it or set server.page_size to at most {max}"
+                    ),
+                );
+            }
+        }
+    }
+
+    ServerConfig {
+        listen,
+        base_path,
+        public_url,
+        max_body_bytes: max_body_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES),
+        page_size: page_size.unwrap_or(DEFAULT_PAGE_SIZE),
+        max_page_size: max_page_size.unwrap_or(DEFAULT_MAX_PAGE_SIZE),
+    }
+}
+
+/// A whole number in `range` (inclusive), or the default when absent. `None` when the
+/// value is invalid (already reported), so dependent checks can skip it.
+fn number(
+    checker: &mut Checker<'_>,
+    path: &str,
+    text: Option<&str>,
+    default: usize,
+    (min, max): (usize, usize),
+    example: &str,
+) -> Option<usize> {
+    let Some(text) = text else {
+        return Some(default);
+    };
+    let Ok(n) = text.parse::<usize>() else {
+        checker.report(path, format!("'{text}' is not a whole number ({example})"));
+        return None;
+    };
+    if !(min..=max).contains(&n) {
+        checker.report(
+            path,
+            format!(
+                "{n} is out of range (must be {} to {})",
+                with_size(path, min),
+                with_size(path, max)
+            ),
+        );
+        return None;
+    }
+    Some(n)
+}
+
+/// Byte limits read better with their binary unit next to them.
+fn with_size(path: &str, n: usize) -> String {
+    if !path.ends_with("_bytes") {
+        return n.to_string();
+    }
+    if n >= 1024 * 1024 && n % (1024 * 1024) == 0 {
+        format!("{n} ({} MiB)", n / (1024 * 1024))
+    } else if n >= 1024 && n % 1024 == 0 {
+        format!("{n} ({} KiB)", n / 1024)
+    } else {
+        n.to_string()
+    }
+}
+
+/// Characters RFC 3986 allows in a path segment, besides `/` and letters/digits.
+fn is_path_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || "-._~!$&'()*+,;=:@%/".contains(c)
+}
+
+fn base_path_problem(text: &str) -> Option<String> {
+    if text.is_empty() {
+        return Some("'' is empty; use a path such as /scim/v2".to_owned());
+    }
+    if let Some(c) = text.chars().find(|&c| !is_path_char(c)) {
+        return Some(format!(
+            "'{text}' contains {c:?}, which cannot appear in a URL path (e.g. /scim/v2)"
+        ));
+    }
+    if !text.starts_with('/') {
+        return Some(format!("'{text}' must start with '/' (use /{text})"));
+    }
+    if text == "/" {
+        return Some(
+            "'/' must not end with '/'; the SCIM endpoints need a prefix (e.g. /scim/v2)"
+                .to_owned(),
+        );
+    }
+    if text.ends_with('/') {
+        return Some(format!(
+            "'{text}' must not end with '/' (use {})",
+            text.trim_end_matches('/')
+        ));
+    }
+    if text.contains("//") {
+        let mut fixed = text.to_owned();
+        while fixed.contains("//") {
+            fixed = fixed.replace("//", "/");
+        }
+        return Some(format!("'{text}' has an empty segment (use {fixed})"));
+    }
+    None
+}
+
+fn public_url_problem(text: &str) -> Option<String> {
+    const EXAMPLE: &str = "e.g. https://scim.example.com/scim/v2";
+    let lower = text.to_ascii_lowercase();
+    let Some(rest) = ["https://", "http://"]
+        .iter()
+        .find(|scheme| lower.starts_with(*scheme))
+        .map(|scheme| &text[scheme.len()..])
+    else {
+        return Some(format!(
+            "'{text}' is not an absolute http(s) URL ({EXAMPLE})"
+        ));
+    };
+    if let Some(c) = text
+        .chars()
+        .find(|c| c.is_whitespace() || c.is_control() || !c.is_ascii())
+    {
+        return Some(format!(
+            "'{text}' contains {c:?}; percent-encode it or leave it out ({EXAMPLE})"
+        ));
+    }
+    if text.contains(['?', '#']) {
+        return Some(format!(
+            "'{text}' must not have a query or fragment ({EXAMPLE})"
+        ));
+    }
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    if authority.is_empty() {
+        return Some(format!("'{text}' has no host ({EXAMPLE})"));
+    }
+    if authority.contains('@') {
+        return Some(format!(
+            "'{text}' must not contain credentials ('user@') ({EXAMPLE})"
+        ));
+    }
+    // The port is what follows the last ':' outside an IPv6 literal's brackets.
+    let host_end = authority.rfind(']').map_or(0, |i| i + 1);
+    if let Some(colon) = authority[host_end..].rfind(':') {
+        let port = &authority[host_end + colon + 1..];
+        if port.parse::<u16>().is_err() {
+            return Some(format!("'{text}' has an invalid port '{port}' ({EXAMPLE})"));
+        }
+        if host_end + colon == 0 {
+            return Some(format!("'{text}' has no host ({EXAMPLE})"));
+        }
+    }
+    if !path.is_empty() && text.ends_with('/') {
+        return Some(format!(
+            "'{text}' must not end with '/' (use {})",
+            text.trim_end_matches('/')
+        ));
+    }
+    if path.contains("//") {
+        return Some(format!("'{text}' has an empty path segment ({EXAMPLE})"));
+    }
+    None
+}
+
+fn state(checker: &mut Checker<'_>, raw: RawState) -> StateConfig {
+    let dir = match raw.dir {
+        None => DEFAULT_STATE_DIR.to_owned(),
+        Some(text) => {
+            if text.is_empty() {
+                checker.report(
+                    "state.dir",
+                    "'' is empty; give a directory (e.g. ./state or /var/lib/scim-bridge)"
+                        .to_owned(),
+                );
+            }
+            text
+        }
+    };
+    StateConfig {
+        dir: PathBuf::from(dir),
+    }
+}
+
+fn auth(checker: &mut Checker<'_>, raw: RawAuth, env: &dyn Environment) -> AuthConfig {
+    let raw_tokens = raw.tokens.unwrap_or_default();
+    if raw_tokens.is_empty() {
+        checker.report(
+            "auth.tokens",
+            "no tokens; at least one is required (e.g. - name: entra, secret: {env: SCIM_BRIDGE_TOKEN})"
+                .to_owned(),
+        );
+    }
+    let mut tokens: Vec<TokenConfig> = Vec::new();
+    // What each earlier token resolved to, for the uniqueness checks.
+    let mut names: Vec<(usize, String)> = Vec::new();
+    let mut secrets: Vec<(usize, Secret)> = Vec::new();
+    for (i, raw_token) in raw_tokens.into_iter().enumerate() {
+        let at = format!("auth.tokens[{i}]");
+        let RawToken { name, secret } = raw_token;
+        let name = token_name(checker, &at, name, &names);
+        if let Some(name) = &name {
+            names.push((i, name.clone()));
+        }
+        let secret = match secret {
+            None => {
+                checker.report(
+                    &at,
+                    "missing 'secret' (e.g. secret: {env: SCIM_BRIDGE_TOKEN})".to_owned(),
+                );
+                None
+            }
+            Some(raw_secret) => token_secret(checker, &at, raw_secret, env, &secrets),
+        };
+        if let Some(secret) = &secret {
+            secrets.push((i, secret.clone()));
+        }
+        if let (Some(name), Some(secret)) = (name, secret) {
+            tokens.push(TokenConfig { name, secret });
+        }
+    }
+    AuthConfig { tokens }
+}
+
+fn token_name(
+    checker: &mut Checker<'_>,
+    at: &str,
+    name: Option<String>,
+    earlier: &[(usize, String)],
+) -> Option<String> {
+    let path = format!("{at}.name");
+    let Some(name) = name else {
+        checker.report(at, "missing 'name' (e.g. name: entra)".to_owned());
+        return None;
+    };
+    let valid_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-');
+    if name.is_empty() || name.len() > MAX_TOKEN_NAME || !name.chars().all(valid_char) {
+        checker.report(
+            &path,
+            format!(
+                "'{name}' is not a valid token name (use 1 to {MAX_TOKEN_NAME} of A-Z a-z 0-9 _ . -)"
+            ),
+        );
+        return None;
+    }
+    if let Some((j, _)) = earlier.iter().find(|(_, other)| *other == name) {
+        checker.report(
+            &path,
+            format!("'{name}' is already the name of auth.tokens[{j}]; token names must be unique"),
+        );
+        return None;
+    }
+    Some(name)
+}
+
+fn token_secret(
+    checker: &mut Checker<'_>,
+    at: &str,
+    raw: RawSecret,
+    env: &dyn Environment,
+    earlier: &[(usize, Secret)],
+) -> Option<Secret> {
+    let path = format!("{at}.secret");
+    let RawSecret {
+        env: var,
+        file,
+        value,
+    } = raw;
+    let given: Vec<&str> = [("env", &var), ("file", &file), ("value", &value)]
+        .iter()
+        .filter(|(_, v)| v.is_some())
+        .map(|(k, _)| *k)
+        .collect();
+    if given.len() != 1 {
+        let what = match given.as_slice() {
+            [] => "no source given".to_owned(),
+            [a, b] => format!("both '{a}' and '{b}' are set"),
+            _ => "'env', 'file' and 'value' are all set".to_owned(),
+        };
+        checker.report(
+            &path,
+            format!("{what}; set exactly one of env, file or value"),
+        );
+        return None;
+    }
+
+    // `origin` names where the value came from, for messages that must not show it.
+    let (origin, text) = if let Some(var) = var {
+        if var.is_empty() {
+            checker.report(
+                &path,
+                "env: '' is empty; name an environment variable (e.g. SCIM_BRIDGE_TOKEN)"
+                    .to_owned(),
+            );
+            return None;
+        }
+        let Some(text) = env.var(&var) else {
+            checker.report(&path, format!("environment variable {var} is not set"));
+            return None;
+        };
+        (format!("environment variable {var}"), text)
+    } else if let Some(file) = file {
+        if file.is_empty() {
+            checker.report(
+                &path,
+                "file: '' is empty; give the path of the file holding the secret".to_owned(),
+            );
+            return None;
+        }
+        let mut text = match env.read_file(std::path::Path::new(&file)) {
+            Ok(text) => text,
+            Err(err) => {
+                checker.report(
+                    &path,
+                    format!(
+                        "secret file {file} cannot be read: {}",
+                        lower_first(&err.to_string())
+                    ),
+                );
+                return None;
+            }
+        };
+        // Editors and `echo` add a final newline that is not part of the secret.
+        let kept = text.trim_end_matches(['\n', '\r']).len();
+        text.truncate(kept);
+        (format!("secret file {file}"), text)
+    } else if let Some(text) = value {
+        tracing::warn!(
+            token = at,
+            "token secret is a literal in the config file; prefer env or file"
+        );
+        ("the literal value".to_owned(), text)
+    } else {
+        return None;
+    };
+
+    let mut ok = true;
+    if text.len() < MIN_SECRET_BYTES {
+        let size = if text.is_empty() {
+            "is empty".to_owned()
+        } else {
+            format!("is only {} bytes", text.len())
+        };
+        checker.report(
+            &path,
+            format!("{origin} {size}; a secret needs at least {MIN_SECRET_BYTES} ({MAKE_SECRET})"),
+        );
+        ok = false;
+    } else if !text.bytes().all(|b| b.is_ascii_graphic()) {
+        // Bearer tokens travel in an HTTP header: a space, control character or
+        // non-ASCII byte would make the secret impossible to present.
+        checker.report(
+            &path,
+            format!(
+                "{origin} contains spaces, control or non-ASCII characters, which cannot be sent in an Authorization header ({MAKE_SECRET})"
+            ),
+        );
+        ok = false;
+    }
+    let secret = Secret::new(text);
+    if let Some((j, _)) = earlier
+        .iter()
+        .find(|(_, other)| other.matches(secret.expose()))
+    {
+        checker.report(
+            &path,
+            format!(
+                "{origin} has the same value as auth.tokens[{j}].secret; every token needs its own secret ({MAKE_SECRET})"
+            ),
+        );
+        ok = false;
+    }
+    ok.then_some(secret)
+}
+
+fn lower_first(text: &str) -> String {
+    let mut chars = text.chars();
+    match chars.next() {
+        Some(first) => first.to_lowercase().chain(chars).collect(),
+        None => String::new(),
+    }
+}
+
+fn log(checker: &mut Checker<'_>, raw: RawLog) -> LogConfig {
+    let level = match raw.level {
+        None => DEFAULT_LOG_LEVEL.to_owned(),
+        Some(text) => {
+            if let Some(message) = log_level_problem(&text) {
+                checker.report("log.level", message);
+            }
+            text
+        }
+    };
+    let format = match raw.format.as_deref() {
+        None | Some("text") => LogFormat::Text,
+        Some("json") => LogFormat::Json,
+        Some(other) => {
+            let hint = did_you_mean(other, ["text", "json"])
+                .map_or_else(String::new, |near| format!(" (did you mean '{near}'?)"));
+            checker.report(
+                "log.format",
+                format!("'{other}' is not a log format{hint}; use text or json"),
+            );
+            LogFormat::Text
+        }
+    };
+    LogConfig { level, format }
+}
+
+/// A light check of tracing's `EnvFilter` syntax (`level`, `target=level`, comma
+/// separated): enough to catch a misspelt level, which `EnvFilter` would otherwise
+/// silently read as a target name and so log nothing.
+fn log_level_problem(text: &str) -> Option<String> {
+    const HINT: &str = "levels are trace, debug, info, warn, error, off";
+    if text.trim().is_empty() {
+        return Some("'' is empty (e.g. info or info,scim_bridge=debug)".to_owned());
+    }
+    let is_level = |word: &str| {
+        LEVELS.contains(&word.to_ascii_lowercase().as_str())
+            || matches!(word, "0" | "1" | "2" | "3" | "4" | "5")
+    };
+    for directive in text.split(',').map(str::trim) {
+        // Span and field filters (`target[span{field=value}]=level`) are left to EnvFilter.
+        if directive.is_empty() || directive.contains('[') {
+            continue;
+        }
+        let (target, level) = match directive.rsplit_once('=') {
+            Some((target, level)) => (Some(target), level),
+            None => (None, directive),
+        };
+        if is_level(level) {
+            continue;
+        }
+        let near = did_you_mean(level, LEVELS);
+        match (target, near) {
+            (Some(_), Some(near)) => {
+                return Some(format!(
+                    "'{text}': '{level}' is not a level (did you mean '{near}'?); {HINT}"
+                ));
+            }
+            (Some(_), None) => {
+                return Some(format!("'{text}': '{level}' is not a level; {HINT}"));
+            }
+            // A bare word that is not a level is a target name, unless it is so close to
+            // a level that it is surely a typo.
+            (None, Some(near)) if !level.contains("::") => {
+                return Some(format!(
+                    "'{text}': '{level}' is not a level (did you mean '{near}'?); {HINT}"
+                ));
+            }
+            (None, _) => {}
+        }
+    }
+    None
+}

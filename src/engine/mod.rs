@@ -1,0 +1,413 @@
+//! The resource engine: the one place that orders the steps of a write.
+//!
+//! load current state → check preconditions → apply POST/PUT/PATCH (pure `scim` code) →
+//! validate (schema, uniqueness, member references) → commit in one store transaction.
+//! Every write runs inside the store's single write transaction, so two requests never
+//! interleave on one resource and a failing request changes nothing. Handlers call only
+//! this module; they never touch the store.
+
+use std::sync::Arc;
+
+use serde_json::{Map, Value, json};
+
+use crate::scim::error::ScimError;
+use crate::scim::patch;
+use crate::scim::resource::{fold, normalize_resource, validate};
+use crate::scim::schema::{ENTERPRISE_URN, ResourceKind};
+use crate::store::{ListQuery, Reader, Store, StoreError, Stored, WriteTx, etag, member_ids};
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Scim(#[from] ScimError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("a worker task failed: {0}")]
+    Task(String),
+}
+
+/// Who asks for a change: the name of the bearer token, and the request id the logs carry.
+#[derive(Debug, Clone)]
+pub struct Actor {
+    pub name: String,
+    pub request_id: String,
+}
+
+/// A resource as read, with the groups a user belongs to (the read-only `groups`).
+#[derive(Debug, Clone)]
+pub struct Resource {
+    pub stored: Stored,
+    pub groups: Vec<(String, Option<String>)>,
+}
+
+/// What a write produced.
+#[derive(Debug, Clone)]
+pub struct Written {
+    pub resource: Resource,
+    /// False when the request changed nothing (no new version was written).
+    pub changed: bool,
+}
+
+#[derive(Clone)]
+pub struct Engine {
+    store: Arc<Store>,
+}
+
+fn now() -> String {
+    let format = time::macros::format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
+    );
+    time::OffsetDateTime::now_utc()
+        .format(format)
+        .unwrap_or_else(|_| "1970-01-01T00:00:00.000Z".into())
+}
+
+/// Strips the server-owned parts of a stored document, leaving what clients write.
+fn client_part(doc: &Map<String, Value>) -> Map<String, Value> {
+    let mut out = doc.clone();
+    for key in ["id", "meta", "schemas"] {
+        out.remove(key);
+    }
+    out
+}
+
+/// Adds `id`, `schemas` and `meta` (all but `location`, which depends on the request).
+fn finalize(
+    kind: ResourceKind,
+    id: &str,
+    version: i64,
+    created: &str,
+    modified: &str,
+    mut doc: Map<String, Value>,
+) -> Stored {
+    let mut schemas = vec![Value::String(kind.schema_urn().into())];
+    if doc.contains_key(ENTERPRISE_URN) {
+        schemas.push(Value::String(ENTERPRISE_URN.into()));
+    }
+    doc.insert("schemas".into(), Value::Array(schemas));
+    doc.insert("id".into(), Value::String(id.into()));
+    doc.insert(
+        "meta".into(),
+        json!({
+            "resourceType": kind.name(),
+            "created": created,
+            "lastModified": modified,
+            "version": etag(version),
+        }),
+    );
+    Stored {
+        kind,
+        id: id.into(),
+        version,
+        created: created.into(),
+        last_modified: modified.into(),
+        doc,
+    }
+}
+
+/// `If-Match` (RFC 7232 §3.1, weak comparison as SCIM uses weak tags).
+fn check_if_match(if_match: Option<&str>, current: &Stored) -> Result<(), ScimError> {
+    let Some(header) = if_match else {
+        return Ok(());
+    };
+    let strip = |t: &str| t.trim().trim_start_matches("W/").to_string();
+    let current_tag = strip(&current.etag());
+    let ok = header
+        .split(',')
+        .map(str::trim)
+        .any(|t| t == "*" || strip(t) == current_tag);
+    if ok {
+        Ok(())
+    } else {
+        Err(ScimError::precondition_failed(format!(
+            "If-Match {header} does not match the current version {}",
+            current.etag()
+        )))
+    }
+}
+
+/// Weak comparison for `If-None-Match` on reads.
+pub fn etag_matches(header: &str, current: &str) -> bool {
+    let strip = |t: &str| t.trim().trim_start_matches("W/").to_string();
+    header
+        .split(',')
+        .map(str::trim)
+        .any(|t| t == "*" || strip(t) == strip(current))
+}
+
+fn not_found(kind: ResourceKind, id: &str) -> ScimError {
+    ScimError::not_found(format!("{} {id} not found", kind.name()))
+}
+
+fn check_unique(
+    r: &Reader<'_>,
+    kind: ResourceKind,
+    doc: &Map<String, Value>,
+    own_id: Option<&str>,
+) -> Result<(), EngineError> {
+    let attr = kind.unique_attr();
+    let value = doc.get(attr).and_then(Value::as_str).unwrap_or_default();
+    match r.id_by_unique_key(kind, &fold(value))? {
+        Some(other) if Some(other.as_str()) != own_id => Err(ScimError::uniqueness(format!(
+            "{attr} '{value}' is already taken by another {}",
+            kind.name()
+        ))
+        .into()),
+        _ => Ok(()),
+    }
+}
+
+/// Checks a group's member references and records each member's type; drops duplicates.
+fn resolve_members(
+    r: &Reader<'_>,
+    group_id: &str,
+    doc: &mut Map<String, Value>,
+) -> Result<(), EngineError> {
+    let Some(Value::Array(members)) = doc.remove("members") else {
+        return Ok(());
+    };
+    let mut seen = std::collections::HashSet::new();
+    let mut out = Vec::with_capacity(members.len());
+    for mut member in members {
+        let Some(obj) = member.as_object_mut() else {
+            continue;
+        };
+        let Some(id) = obj.get("value").and_then(Value::as_str).map(str::to_string) else {
+            return Err(ScimError::invalid_value(
+                "members: every member needs a 'value' (the member's id)",
+            )
+            .into());
+        };
+        if !seen.insert(id.clone()) {
+            continue;
+        }
+        if id == group_id {
+            return Err(ScimError::invalid_value(format!(
+                "members: a group cannot be a member of itself ('{id}')"
+            ))
+            .into());
+        }
+        let Some(kind) = r.kind_of(&id)? else {
+            return Err(ScimError::invalid_value(format!(
+                "members: '{id}' is not the id of an existing User or Group"
+            ))
+            .into());
+        };
+        obj.remove("$ref");
+        obj.insert("type".into(), Value::String(kind.name().into()));
+        out.push(member);
+    }
+    if !out.is_empty() {
+        doc.insert("members".into(), Value::Array(out));
+    }
+    Ok(())
+}
+
+impl Engine {
+    pub fn new(store: Arc<Store>) -> Engine {
+        Engine { store }
+    }
+
+    pub fn store(&self) -> &Arc<Store> {
+        &self.store
+    }
+
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Store) -> Result<T, EngineError> + Send + 'static,
+    ) -> Result<T, EngineError> {
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || f(&store))
+            .await
+            .map_err(|e| EngineError::Task(e.to_string()))?
+    }
+
+    fn with_groups(r: &Reader<'_>, stored: Stored) -> Result<Resource, StoreError> {
+        let groups = if stored.kind == ResourceKind::User {
+            r.groups_of(&stored.id)?
+        } else {
+            Vec::new()
+        };
+        Ok(Resource { stored, groups })
+    }
+
+    pub async fn get(&self, kind: ResourceKind, id: &str) -> Result<Resource, EngineError> {
+        let id = id.to_string();
+        self.blocking(move |store| {
+            let found = store.read(|r| {
+                r.get(kind, &id)?
+                    .map(|s| Self::with_groups(r, s))
+                    .transpose()
+            })?;
+            found.ok_or_else(|| not_found(kind, &id).into())
+        })
+        .await
+    }
+
+    pub async fn list(&self, query: ListQuery) -> Result<(usize, Vec<Resource>), EngineError> {
+        self.blocking(move |store| {
+            Ok(store.read(|r| {
+                let (total, page) = r.list(&query)?;
+                let page = page
+                    .into_iter()
+                    .map(|s| Self::with_groups(r, s))
+                    .collect::<Result<Vec<_>, _>>()?;
+                Ok((total, page))
+            })?)
+        })
+        .await
+    }
+
+    fn write<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&WriteTx<'_>) -> Result<T, EngineError> + Send + 'static,
+    ) -> impl Future<Output = Result<T, EngineError>> + '_ {
+        self.blocking(move |store| store.write(f))
+    }
+
+    fn reread(tx: &WriteTx<'_>, stored: Stored) -> Result<Resource, EngineError> {
+        Ok(Self::with_groups(&tx.reader(), stored)?)
+    }
+
+    /// POST: creates a resource with a server-assigned id.
+    pub async fn create(
+        &self,
+        kind: ResourceKind,
+        body: Value,
+        actor: &Actor,
+    ) -> Result<Written, EngineError> {
+        let mut doc = normalize_resource(kind, &body)?;
+        validate(kind, &doc)?;
+        let actor = actor.name.clone();
+        self.write(move |tx| {
+            let r = tx.reader();
+            check_unique(&r, kind, &doc, None)?;
+            let id = uuid::Uuid::new_v4().to_string();
+            if kind == ResourceKind::Group {
+                resolve_members(&r, &id, &mut doc)?;
+            }
+            let t = now();
+            let stored = finalize(kind, &id, 1, &t, &t, doc);
+            tx.insert(&stored, &actor)?;
+            Ok(Written {
+                resource: Self::reread(tx, stored)?,
+                changed: true,
+            })
+        })
+        .await
+    }
+
+    /// PUT: replaces every client-writable attribute.
+    pub async fn replace(
+        &self,
+        kind: ResourceKind,
+        id: &str,
+        body: Value,
+        if_match: Option<String>,
+        actor: &Actor,
+    ) -> Result<Written, EngineError> {
+        let doc = normalize_resource(kind, &body)?;
+        validate(kind, &doc)?;
+        self.update_with(kind, id, if_match, actor, move |_| Ok(doc))
+            .await
+    }
+
+    /// PATCH: applies RFC 7644 operations atomically.
+    pub async fn patch(
+        &self,
+        kind: ResourceKind,
+        id: &str,
+        body: Value,
+        if_match: Option<String>,
+        actor: &Actor,
+    ) -> Result<Written, EngineError> {
+        let ops = patch::parse_request(&body)?;
+        self.update_with(kind, id, if_match, actor, move |current| {
+            let doc = patch::apply(kind, current, &ops)?;
+            validate(kind, &doc)?;
+            Ok(doc)
+        })
+        .await
+    }
+
+    async fn update_with(
+        &self,
+        kind: ResourceKind,
+        id: &str,
+        if_match: Option<String>,
+        actor: &Actor,
+        change: impl FnOnce(&Map<String, Value>) -> Result<Map<String, Value>, ScimError>
+        + Send
+        + 'static,
+    ) -> Result<Written, EngineError> {
+        let id = id.to_string();
+        let actor = actor.name.clone();
+        self.write(move |tx| {
+            let r = tx.reader();
+            let before = r.get(kind, &id)?.ok_or_else(|| not_found(kind, &id))?;
+            check_if_match(if_match.as_deref(), &before)?;
+            let current = client_part(&before.doc);
+            let mut doc = change(&current)?;
+            check_unique(&r, kind, &doc, Some(&id))?;
+            if kind == ResourceKind::Group {
+                resolve_members(&r, &id, &mut doc)?;
+            }
+            if doc == current {
+                return Ok(Written {
+                    resource: Self::reread(tx, before)?,
+                    changed: false,
+                });
+            }
+            let after = finalize(kind, &id, before.version + 1, &before.created, &now(), doc);
+            tx.update(&after, &before, &actor)?;
+            Ok(Written {
+                resource: Self::reread(tx, after)?,
+                changed: true,
+            })
+        })
+        .await
+    }
+
+    /// DELETE: removes the resource and its memberships in every group.
+    pub async fn delete(
+        &self,
+        kind: ResourceKind,
+        id: &str,
+        if_match: Option<String>,
+        actor: &Actor,
+    ) -> Result<(), EngineError> {
+        let id = id.to_string();
+        let actor = actor.name.clone();
+        self.write(move |tx| {
+            let r = tx.reader();
+            let before = r.get(kind, &id)?.ok_or_else(|| not_found(kind, &id))?;
+            check_if_match(if_match.as_deref(), &before)?;
+            let t = now();
+            for (group_id, _) in r.groups_of(&id)? {
+                let Some(group) = r.get(ResourceKind::Group, &group_id)? else {
+                    continue;
+                };
+                let mut doc = client_part(&group.doc);
+                if let Some(Value::Array(members)) = doc.get_mut("members") {
+                    members.retain(|m| m.get("value").and_then(Value::as_str) != Some(id.as_str()));
+                    if members.is_empty() {
+                        doc.remove("members");
+                    }
+                }
+                let after = finalize(
+                    ResourceKind::Group,
+                    &group_id,
+                    group.version + 1,
+                    &group.created,
+                    &t,
+                    doc,
+                );
+                tx.update(&after, &group, &actor)?;
+            }
+            debug_assert!(kind != ResourceKind::Group || !member_ids(&before).contains(&id));
+            tx.delete(&id)?;
+            Ok(())
+        })
+        .await
+    }
+}

@@ -1,0 +1,62 @@
+//! The one place errors become HTTP responses: every failure leaves as a SCIM Error body
+//! (RFC 7644 §3.12) with `Content-Type: application/scim+json`. Internal causes are
+//! logged with the request id; clients get a generic detail.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+use crate::engine::EngineError;
+use crate::scim::error::ScimError;
+use crate::store::StoreError;
+
+pub const SCIM_CONTENT_TYPE: &str = "application/scim+json";
+
+/// An error on its way to the client.
+#[derive(Debug)]
+pub struct ApiError(pub ScimError);
+
+impl From<ScimError> for ApiError {
+    fn from(e: ScimError) -> Self {
+        ApiError(e)
+    }
+}
+
+impl From<EngineError> for ApiError {
+    fn from(e: EngineError) -> Self {
+        match e {
+            EngineError::Scim(e) => ApiError(e),
+            // The unique index caught a duplicate the engine's own check could not see.
+            EngineError::Store(StoreError::Duplicate { kind, value }) => ApiError(
+                ScimError::uniqueness(format!("{kind} '{value}' is already taken")),
+            ),
+            EngineError::Store(e) => {
+                tracing::error!(error = %e, "state store failed");
+                ApiError(ScimError::internal())
+            }
+            EngineError::Task(e) => {
+                tracing::error!(error = %e, "worker task failed");
+                ApiError(ScimError::internal())
+            }
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status =
+            StatusCode::from_u16(self.0.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let mut response = (status, self.0.to_json().to_string()).into_response();
+        let headers = response.headers_mut();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(SCIM_CONTENT_TYPE),
+        );
+        if status == StatusCode::UNAUTHORIZED {
+            headers.insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"scim\""),
+            );
+        }
+        response
+    }
+}

@@ -1,0 +1,510 @@
+//! The HTTP edge: routes, request decoding, response shaping.
+//!
+//! `app(state)` is the whole router, so tests drive it directly and `serve` binds it.
+//! Handlers are thin: extract (authentication, body, query), call the engine, render.
+//! Every response carries `Content-Type: application/scim+json`; every failure is a SCIM
+//! Error body (see `error`).
+
+pub mod auth;
+pub mod error;
+mod query;
+mod render;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, FromRequest, Path, RawQuery, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde_json::{Value, json};
+
+use crate::engine::{Actor, Engine, Resource, etag_matches};
+use crate::scim::error::ScimError;
+use crate::scim::schema::{self, LIST_URN, ResourceKind};
+use auth::{Authenticated, TokenSet};
+use error::{ApiError, SCIM_CONTENT_TYPE};
+use query::ListParams;
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct AppState {
+    pub engine: Engine,
+    pub tokens: TokenSet,
+    pub settings: Arc<Settings>,
+}
+
+/// The HTTP settings taken from the configuration.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// `/scim/v2`: where the SCIM endpoints live.
+    pub base_path: String,
+    /// Absolute base URL for `meta.location`; derived from `Host` when absent.
+    pub public_url: Option<String>,
+    pub max_body_bytes: usize,
+    pub page_size: usize,
+    pub max_page_size: usize,
+}
+
+/// The whole router.
+pub fn app(state: AppState) -> Router {
+    let scim = Router::new()
+        .route("/ServiceProviderConfig", get(service_provider_config))
+        .route("/Schemas", get(schemas))
+        .route("/Schemas/{id}", get(schema_by_id))
+        .route("/ResourceTypes", get(resource_types))
+        .route("/ResourceTypes/{id}", get(resource_type_by_id))
+        .route("/.search", post(search_root))
+        .route("/{endpoint}", get(list).post(create))
+        .route(
+            "/{endpoint}/{id}",
+            get(get_one)
+                .put(replace)
+                .patch(patch)
+                .delete(delete)
+                .post(search_endpoint),
+        )
+        .method_not_allowed_fallback(method_not_allowed);
+    let base = state.settings.base_path.clone();
+    let router = if base.is_empty() || base == "/" {
+        scim
+    } else {
+        Router::new().nest(&base, scim)
+    };
+    router
+        .route("/healthz", get(healthz))
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(state.settings.max_body_bytes))
+        .layer(middleware::from_fn(request_envelope))
+        .with_state(state)
+}
+
+/// One request id per request (taken from `X-Request-Id` when the proxy set one), one
+/// log line per request, and the SCIM content type on every response.
+async fn request_envelope(mut req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let request_id = req
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 128 && v.chars().all(|c| c.is_ascii_graphic()))
+        .map(str::to_string)
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    req.extensions_mut().insert(RequestId(request_id.clone()));
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let span = tracing::info_span!("request", id = %request_id);
+    let mut response = tracing::Instrument::instrument(next.run(req), span.clone()).await;
+    let status = response.status();
+    let headers = response.headers_mut();
+    if !headers.contains_key(header::CONTENT_TYPE) && status != StatusCode::NOT_MODIFIED {
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(SCIM_CONTENT_TYPE),
+        );
+    }
+    if let Ok(v) = HeaderValue::from_str(&request_id) {
+        response.headers_mut().insert("x-request-id", v);
+    }
+    tracing::info!(
+        parent: &span,
+        method = %method,
+        path = %path,
+        status = response.status().as_u16(),
+        duration_ms = started.elapsed().as_secs_f64() * 1000.0,
+        "request"
+    );
+    response
+}
+
+#[derive(Debug, Clone)]
+struct RequestId(String);
+
+fn actor(auth: &Authenticated, headers: &axum::http::Extensions) -> Actor {
+    Actor {
+        name: auth.token_name.clone(),
+        request_id: headers
+            .get::<RequestId>()
+            .map(|r| r.0.clone())
+            .unwrap_or_default(),
+    }
+}
+
+/// A SCIM request body: JSON, with a SCIM or plain JSON content type.
+pub struct ScimBody(pub Value);
+
+impl FromRequest<AppState> for ScimBody {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
+        if let Some(ct) = req.headers().get(header::CONTENT_TYPE) {
+            let media = ct
+                .to_str()
+                .unwrap_or_default()
+                .split(';')
+                .next()
+                .unwrap_or_default()
+                .trim()
+                .to_ascii_lowercase();
+            if media != "application/scim+json" && media != "application/json" {
+                return Err(ScimError::unsupported_media_type(format!(
+                    "Content-Type '{media}' is not accepted; send application/scim+json or application/json"
+                ))
+                .into());
+            }
+        }
+        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
+            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ScimError::payload_too_large(format!(
+                    "the request body is larger than {} bytes (server.max_body_bytes)",
+                    state.settings.max_body_bytes
+                ))
+            } else {
+                ScimError::invalid_syntax(format!(
+                    "the request body could not be read: {rejection}"
+                ))
+            }
+        })?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Err(ScimError::invalid_syntax(
+                "the request body is empty; a JSON object is expected",
+            )
+            .into());
+        }
+        let value: Value = serde_json::from_slice(&bytes).map_err(|e| {
+            ScimError::invalid_syntax(format!("the request body is not valid JSON: {e}"))
+        })?;
+        Ok(ScimBody(value))
+    }
+}
+
+fn kind_of(endpoint: &str) -> Result<ResourceKind, ApiError> {
+    ResourceKind::from_endpoint(endpoint).ok_or_else(|| {
+        ScimError::not_found(format!(
+            "no endpoint '/{endpoint}'; this service provider serves /Users and /Groups"
+        ))
+        .into()
+    })
+}
+
+/// The absolute SCIM base URL for `meta.location` and `$ref`.
+fn base_url(state: &AppState, headers: &HeaderMap) -> String {
+    if let Some(url) = &state.settings.public_url {
+        return url.trim_end_matches('/').to_string();
+    }
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .filter(|h| {
+            !h.is_empty()
+                && h.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-.:[]".contains(c))
+        })
+        .unwrap_or("localhost");
+    format!("http://{host}{}", state.settings.base_path)
+}
+
+fn scim_json(status: StatusCode, body: &Value) -> Response {
+    let mut response = (status, body.to_string()).into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(SCIM_CONTENT_TYPE),
+    );
+    response
+}
+
+fn with_etag(mut response: Response, etag: &str) -> Response {
+    if let Ok(v) = HeaderValue::from_str(etag) {
+        response.headers_mut().insert(header::ETAG, v);
+    }
+    response
+}
+
+fn if_match(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get(header::IF_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+}
+
+fn resource_response(
+    status: StatusCode,
+    resource: &Resource,
+    base: &str,
+    params: &ListParams,
+) -> Response {
+    let body = render::resource(resource, base, &params.projection);
+    with_etag(scim_json(status, &body), &resource.stored.etag())
+}
+
+async fn healthz() -> Response {
+    scim_json(StatusCode::OK, &json!({"status": "ok"}))
+}
+
+async fn not_found(req: Request) -> ApiError {
+    ScimError::not_found(format!("no such endpoint: {}", req.uri().path())).into()
+}
+
+async fn method_not_allowed(req: Request) -> ApiError {
+    ScimError::method_not_allowed(format!(
+        "{} is not supported on {}",
+        req.method(),
+        req.uri().path()
+    ))
+    .into()
+}
+
+fn list_response(total: usize, start_index: usize, resources: Vec<Value>) -> Response {
+    scim_json(
+        StatusCode::OK,
+        &json!({
+            "schemas": [LIST_URN],
+            "totalResults": total,
+            "Resources": resources,
+            "startIndex": start_index,
+            "itemsPerPage": resources_len(&resources),
+        }),
+    )
+}
+
+fn resources_len(r: &[Value]) -> usize {
+    r.len()
+}
+
+async fn run_list(
+    state: &AppState,
+    headers: &HeaderMap,
+    kind: Option<ResourceKind>,
+    params: ListParams,
+) -> Result<Response, ApiError> {
+    let base = base_url(state, headers);
+    let start_index = params.start_index;
+    let projection = params.projection.clone();
+    let (total, page) = state.engine.list(params.into_query(kind)).await?;
+    let resources = page
+        .iter()
+        .map(|r| render::resource(r, &base, &projection))
+        .collect();
+    Ok(list_response(total, start_index, resources))
+}
+
+async fn list(
+    State(state): State<AppState>,
+    _auth: Authenticated,
+    Path(endpoint): Path<String>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let kind = kind_of(&endpoint)?;
+    let params = ListParams::from_query(query.as_deref(), Some(kind), &state.settings)?;
+    run_list(&state, &headers, Some(kind), params).await
+}
+
+async fn search_root(
+    State(state): State<AppState>,
+    _auth: Authenticated,
+    headers: HeaderMap,
+    ScimBody(body): ScimBody,
+) -> Result<Response, ApiError> {
+    let params = ListParams::from_search_body(&body, None, &state.settings)?;
+    run_list(&state, &headers, None, params).await
+}
+
+async fn search_endpoint(
+    State(state): State<AppState>,
+    auth: Authenticated,
+    Path((endpoint, id)): Path<(String, String)>,
+    headers: HeaderMap,
+    ScimBody(body): ScimBody,
+) -> Result<Response, ApiError> {
+    let _ = auth;
+    let kind = kind_of(&endpoint)?;
+    if id != ".search" {
+        return Err(ScimError::method_not_allowed(format!(
+            "POST is not supported on /{endpoint}/{id}; use PUT or PATCH"
+        ))
+        .into());
+    }
+    let params = ListParams::from_search_body(&body, Some(kind), &state.settings)?;
+    run_list(&state, &headers, Some(kind), params).await
+}
+
+async fn create(
+    State(state): State<AppState>,
+    auth: Authenticated,
+    Path(endpoint): Path<String>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    req_ext: axum::http::Extensions,
+    ScimBody(body): ScimBody,
+) -> Result<Response, ApiError> {
+    let kind = kind_of(&endpoint)?;
+    let params = ListParams::from_query(query.as_deref(), Some(kind), &state.settings)?;
+    let written = state
+        .engine
+        .create(kind, body, &actor(&auth, &req_ext))
+        .await?;
+    tracing::info!(actor = %auth.token_name, kind = kind.name(), id = %written.resource.stored.id, "created");
+    let base = base_url(&state, &headers);
+    let mut response = resource_response(StatusCode::CREATED, &written.resource, &base, &params);
+    let location = format!("{base}/{}/{}", kind.endpoint(), written.resource.stored.id);
+    if let Ok(v) = HeaderValue::from_str(&location) {
+        response.headers_mut().insert(header::LOCATION, v);
+    }
+    Ok(response)
+}
+
+async fn get_one(
+    State(state): State<AppState>,
+    _auth: Authenticated,
+    Path((endpoint, id)): Path<(String, String)>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let kind = kind_of(&endpoint)?;
+    let params = ListParams::from_query(query.as_deref(), Some(kind), &state.settings)?;
+    let resource = state.engine.get(kind, &id).await?;
+    let etag = resource.stored.etag();
+    if let Some(inm) = headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        && etag_matches(inm, &etag)
+    {
+        let response = StatusCode::NOT_MODIFIED.into_response();
+        return Ok(with_etag(response, &etag));
+    }
+    Ok(resource_response(
+        StatusCode::OK,
+        &resource,
+        &base_url(&state, &headers),
+        &params,
+    ))
+}
+
+async fn replace(
+    State(state): State<AppState>,
+    auth: Authenticated,
+    Path((endpoint, id)): Path<(String, String)>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    req_ext: axum::http::Extensions,
+    ScimBody(body): ScimBody,
+) -> Result<Response, ApiError> {
+    let kind = kind_of(&endpoint)?;
+    let params = ListParams::from_query(query.as_deref(), Some(kind), &state.settings)?;
+    let written = state
+        .engine
+        .replace(kind, &id, body, if_match(&headers), &actor(&auth, &req_ext))
+        .await?;
+    tracing::info!(actor = %auth.token_name, kind = kind.name(), id = %id, changed = written.changed, "replaced");
+    Ok(resource_response(
+        StatusCode::OK,
+        &written.resource,
+        &base_url(&state, &headers),
+        &params,
+    ))
+}
+
+async fn patch(
+    State(state): State<AppState>,
+    auth: Authenticated,
+    Path((endpoint, id)): Path<(String, String)>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    req_ext: axum::http::Extensions,
+    ScimBody(body): ScimBody,
+) -> Result<Response, ApiError> {
+    let kind = kind_of(&endpoint)?;
+    let params = ListParams::from_query(query.as_deref(), Some(kind), &state.settings)?;
+    let written = state
+        .engine
+        .patch(kind, &id, body, if_match(&headers), &actor(&auth, &req_ext))
+        .await?;
+    tracing::info!(actor = %auth.token_name, kind = kind.name(), id = %id, changed = written.changed, "patched");
+    match kind {
+        // Entra expects 204 for group PATCH: member lists can be large.
+        ResourceKind::Group => Ok(with_etag(
+            StatusCode::NO_CONTENT.into_response(),
+            &written.resource.stored.etag(),
+        )),
+        ResourceKind::User => Ok(resource_response(
+            StatusCode::OK,
+            &written.resource,
+            &base_url(&state, &headers),
+            &params,
+        )),
+    }
+}
+
+async fn delete(
+    State(state): State<AppState>,
+    auth: Authenticated,
+    Path((endpoint, id)): Path<(String, String)>,
+    headers: HeaderMap,
+    req_ext: axum::http::Extensions,
+) -> Result<Response, ApiError> {
+    let kind = kind_of(&endpoint)?;
+    state
+        .engine
+        .delete(kind, &id, if_match(&headers), &actor(&auth, &req_ext))
+        .await?;
+    tracing::info!(actor = %auth.token_name, kind = kind.name(), id = %id, "deleted");
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn service_provider_config(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let base = base_url(&state, &headers);
+    scim_json(
+        StatusCode::OK,
+        &schema::service_provider_config(
+            &base,
+            state.settings.max_page_size,
+            state.settings.max_body_bytes,
+        ),
+    )
+}
+
+async fn schemas(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let docs = schema::schema_documents(&base_url(&state, &headers));
+    list_response(docs.len(), 1, docs)
+}
+
+async fn schema_by_id(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    schema::schema_documents(&base_url(&state, &headers))
+        .into_iter()
+        .find(|d| {
+            d["id"]
+                .as_str()
+                .is_some_and(|s| s.eq_ignore_ascii_case(&id))
+        })
+        .map(|d| scim_json(StatusCode::OK, &d))
+        .ok_or_else(|| ScimError::not_found(format!("schema {id} not found")).into())
+}
+
+async fn resource_types(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let docs = schema::resource_type_documents(&base_url(&state, &headers));
+    list_response(docs.len(), 1, docs)
+}
+
+async fn resource_type_by_id(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    schema::resource_type_documents(&base_url(&state, &headers))
+        .into_iter()
+        .find(|d| {
+            d["id"]
+                .as_str()
+                .is_some_and(|s| s.eq_ignore_ascii_case(&id))
+        })
+        .map(|d| scim_json(StatusCode::OK, &d))
+        .ok_or_else(|| ScimError::not_found(format!("resource type {id} not found")).into())
+}

@@ -1,0 +1,15 @@
+//! scim-bridge: a SCIM 2.0 service provider that keeps identities pushed by Entra ID,
+//! Okta and other identity providers in an embedded state store, and (in later layers)
+//! converges them into LDAP directories and SQLite tables.
+//!
+//! Layers, from the edge inwards (see `docs/architecture.md`): `http` (routes, auth,
+//! decoding, rendering) → `engine` (orders every write) → `store` (SQLite state); `scim`
+//! is the pure protocol (schemas, filters, paths, PATCH) and `config` the validated
+//! configuration.
+#![forbid(unsafe_code)]
+
+pub mod config;
+pub mod engine;
+pub mod http;
+pub mod scim;
+pub mod store;

@@ -1,0 +1,656 @@
+//! The SQLite state store: SCIM resources exactly as the provider sent them (canonical
+//! form), with their ids, versions, timestamps and group memberships.
+//!
+//! One writer connection serialises every change (so uniqueness checks and writes are
+//! atomic); a small pool of read connections answers queries concurrently (WAL). List
+//! filters run inside SQLite: equality on `userName`/`displayName` (folded), `id` and
+//! `externalId` becomes an indexed predicate, and the rest of the filter is evaluated by
+//! the same Rust evaluator the PATCH engine uses, registered as the SQL function
+//! `scim_match`, so a filter means one thing everywhere. Durability: `synchronous=FULL`.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use rusqlite::functions::FunctionFlags;
+use rusqlite::{Connection, OptionalExtension, Transaction, params, params_from_iter};
+use serde_json::{Map, Value};
+
+use crate::scim::eval;
+use crate::scim::filter::{CompValue, CompareOp, Filter, Test, parse_filter};
+use crate::scim::path::AttrPath;
+use crate::scim::resource::{fold, resolve};
+use crate::scim::schema::ResourceKind;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("state store at {path}: {source}")]
+    Open {
+        path: PathBuf,
+        #[source]
+        source: rusqlite::Error,
+    },
+    #[error("cannot create state directory {path}: {source}")]
+    CreateDir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("state store: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("state store holds a damaged record for {id}: {detail}")]
+    Corrupt { id: String, detail: String },
+    #[error(
+        "state store schema version {found} is newer than this binary understands ({supported})"
+    )]
+    TooNew { found: i64, supported: i64 },
+    #[error("{kind} '{value}' is already taken")]
+    Duplicate { kind: &'static str, value: String },
+}
+
+/// A stored resource: the canonical document plus the bookkeeping columns.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Stored {
+    pub kind: ResourceKind,
+    pub id: String,
+    pub version: i64,
+    pub created: String,
+    pub last_modified: String,
+    /// Canonical document, including `id`, `schemas` and `meta` (without `location`).
+    pub doc: Map<String, Value>,
+}
+
+impl Stored {
+    pub fn etag(&self) -> String {
+        etag(self.version)
+    }
+}
+
+/// The weak entity tag of a version (also `meta.version`).
+pub fn etag(version: i64) -> String {
+    format!("W/\"{version}\"")
+}
+
+/// A list query, already validated.
+#[derive(Debug, Clone)]
+pub struct ListQuery {
+    /// `None`: every resource type (`POST /.search` at the root).
+    pub kind: Option<ResourceKind>,
+    pub filter: Option<Filter>,
+    pub sort_by: Option<AttrPath>,
+    pub descending: bool,
+    /// 1-based.
+    pub start_index: usize,
+    pub count: usize,
+}
+
+const SCHEMA_VERSION: i64 = 1;
+
+const MIGRATION_1: &str = "
+CREATE TABLE resources (
+    seq           INTEGER PRIMARY KEY AUTOINCREMENT, -- creation order: the stable list order
+    kind          TEXT NOT NULL,                     -- 'User' | 'Group'
+    id            TEXT NOT NULL UNIQUE,
+    unique_key    TEXT NOT NULL,                     -- folded userName / group displayName
+    external_id   TEXT,
+    version       INTEGER NOT NULL,
+    created       TEXT NOT NULL,
+    last_modified TEXT NOT NULL,
+    last_actor    TEXT NOT NULL,                     -- token name of the last writer
+    body          TEXT NOT NULL                      -- canonical JSON document
+);
+CREATE UNIQUE INDEX resources_unique_key ON resources(kind, unique_key);
+CREATE INDEX resources_external_id ON resources(kind, external_id);
+CREATE TABLE members (
+    group_id  TEXT NOT NULL,
+    member_id TEXT NOT NULL,
+    PRIMARY KEY (group_id, member_id)
+) WITHOUT ROWID;
+CREATE INDEX members_by_member ON members(member_id, group_id);
+";
+
+/// The SQLite state store.
+pub struct Store {
+    path: PathBuf,
+    writer: Mutex<Connection>,
+    readers: Mutex<Vec<Connection>>,
+}
+
+fn register_functions(conn: &Connection) -> rusqlite::Result<()> {
+    // scim_match(filter_text, kind, body): the filter evaluator over a stored document.
+    conn.create_scalar_function(
+        "scim_match",
+        3,
+        FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC,
+        |ctx| {
+            let filter: Arc<Filter> = ctx.get_or_create_aux(0, |v| {
+                let text = v.as_str().map_err(|e| e.to_string())?;
+                parse_filter(text).map_err(|e| e.to_string())
+            })?;
+            let kind: String = ctx.get(1)?;
+            let body = ctx.get_raw(2).as_str()?;
+            let Some(kind) = ResourceKind::from_name(&kind) else {
+                return Ok(false);
+            };
+            let doc: Map<String, Value> = serde_json::from_str(body)
+                .map_err(|e| rusqlite::Error::UserFunctionError(e.into()))?;
+            Ok(eval::matches(kind, &filter, &doc))
+        },
+    )?;
+    // scim_sort_key(path_text, kind, body): the first value an attribute path denotes,
+    // folded when the attribute compares case-insensitively; NULL when absent.
+    conn.create_scalar_function(
+        "scim_sort_key",
+        3,
+        FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC,
+        |ctx| {
+            let path: Arc<AttrPath> = ctx.get_or_create_aux(0, |v| {
+                let text = v.as_str().map_err(|e| e.to_string())?;
+                crate::scim::path::parse_attr_path(text).map_err(|e| e.to_string())
+            })?;
+            let kind: String = ctx.get(1)?;
+            let body = ctx.get_raw(2).as_str()?;
+            let Some(kind) = ResourceKind::from_name(&kind) else {
+                return Ok(None);
+            };
+            let doc: Map<String, Value> = serde_json::from_str(body)
+                .map_err(|e| rusqlite::Error::UserFunctionError(e.into()))?;
+            Ok(sort_key(kind, &path, &doc))
+        },
+    )
+}
+
+fn sort_key(kind: ResourceKind, path: &AttrPath, doc: &Map<String, Value>) -> Option<String> {
+    let target = resolve(kind, path)?;
+    let mut value = target.get(doc)?;
+    if let Value::Array(items) = value {
+        // RFC 7644 §3.4.2.3: a multi-valued attribute sorts by its primary value, else the first.
+        value = items
+            .iter()
+            .find(|i| i.get("primary") == Some(&Value::Bool(true)))
+            .or_else(|| items.first())?;
+    }
+    let leaf = match &path.sub_attr {
+        Some(sub) => {
+            let sub_def = target.def.sub_attr(sub)?;
+            (sub_def, value.get(sub_def.name)?)
+        }
+        None if target.def.is_complex() => (target.def.sub_attr("value")?, value.get("value")?),
+        None => (target.def, value),
+    };
+    match leaf.1 {
+        Value::String(s) if leaf.0.case_exact => Some(s.clone()),
+        Value::String(s) => Some(fold(s)),
+        Value::Number(n) => Some(format!("{:020.6}", n.as_f64().unwrap_or(0.0))),
+        Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+fn open_conn(path: &Path) -> Result<Connection, StoreError> {
+    let conn = Connection::open(path).map_err(|source| StoreError::Open {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    register_functions(&conn)?;
+    Ok(conn)
+}
+
+impl Store {
+    /// Opens (creating when missing) `state.db` in `dir` and migrates it.
+    pub fn open(dir: &Path) -> Result<Store, StoreError> {
+        std::fs::create_dir_all(dir).map_err(|source| StoreError::CreateDir {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        let path = dir.join("state.db");
+        let mut writer = open_conn(&path)?;
+        migrate(&mut writer)?;
+        Ok(Store {
+            path,
+            writer: Mutex::new(writer),
+            readers: Mutex::new(Vec::new()),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Runs `f` in one write transaction; commits (durably) when it returns `Ok`.
+    pub fn write<T, E>(&self, f: impl FnOnce(&WriteTx<'_>) -> Result<T, E>) -> Result<T, E>
+    where
+        E: From<StoreError>,
+    {
+        let mut conn = self
+            .writer
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(StoreError::from)?;
+        let wtx = WriteTx { tx };
+        let out = f(&wtx)?;
+        wtx.tx.commit().map_err(StoreError::from)?;
+        Ok(out)
+    }
+
+    /// Runs `f` on a read connection, inside one read transaction (a consistent snapshot).
+    pub fn read<T>(
+        &self,
+        f: impl FnOnce(&Reader<'_>) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let conn = self
+            .readers
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .pop();
+        let mut conn = match conn {
+            Some(c) => c,
+            None => open_conn(&self.path)?,
+        };
+        let result = {
+            let tx = conn.transaction()?;
+            let out = f(&Reader { conn: &tx });
+            tx.finish()?;
+            out
+        };
+        let mut pool = self
+            .readers
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if pool.len() < 8 {
+            pool.push(conn);
+        }
+        result
+    }
+
+    pub fn get(&self, kind: ResourceKind, id: &str) -> Result<Option<Stored>, StoreError> {
+        self.read(|r| r.get(kind, id))
+    }
+
+    /// Group ids and display names a resource is a direct member of.
+    pub fn groups_of(&self, member_id: &str) -> Result<Vec<(String, Option<String>)>, StoreError> {
+        self.read(|r| r.groups_of(member_id))
+    }
+
+    pub fn list(&self, query: &ListQuery) -> Result<(usize, Vec<Stored>), StoreError> {
+        self.read(|r| r.list(query))
+    }
+
+    /// `EXPLAIN QUERY PLAN` of a list query: documentation and tests of index use.
+    pub fn explain_list(&self, query: &ListQuery) -> Result<String, StoreError> {
+        self.read(|r| {
+            let (sql, args) = list_sql(query, &format!("SELECT {COLUMNS}"), true);
+            let mut stmt = r.conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}"))?;
+            let rows =
+                stmt.query_map(params_from_iter(args.iter()), |row| row.get::<_, String>(3))?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?.join("\n"))
+        })
+    }
+}
+
+fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    if version > SCHEMA_VERSION {
+        return Err(StoreError::TooNew {
+            found: version,
+            supported: SCHEMA_VERSION,
+        });
+    }
+    if version < 1 {
+        let tx = conn.transaction()?;
+        tx.execute_batch(MIGRATION_1)?;
+        tx.pragma_update(None, "user_version", 1)?;
+        tx.commit()?;
+    }
+    Ok(())
+}
+
+const COLUMNS: &str = "kind, id, version, created, last_modified, body";
+
+fn row_to_stored(
+    row: &rusqlite::Row<'_>,
+) -> rusqlite::Result<(String, String, i64, String, String, String)> {
+    Ok((
+        row.get(0)?,
+        row.get(1)?,
+        row.get(2)?,
+        row.get(3)?,
+        row.get(4)?,
+        row.get(5)?,
+    ))
+}
+
+fn decode(raw: (String, String, i64, String, String, String)) -> Result<Stored, StoreError> {
+    let (kind, id, version, created, last_modified, body) = raw;
+    let kind = ResourceKind::from_name(&kind).ok_or_else(|| StoreError::Corrupt {
+        id: id.clone(),
+        detail: format!("unknown kind '{kind}'"),
+    })?;
+    let doc = match serde_json::from_str::<Value>(&body) {
+        Ok(Value::Object(doc)) => doc,
+        Ok(_) => {
+            return Err(StoreError::Corrupt {
+                id,
+                detail: "body is not a JSON object".into(),
+            });
+        }
+        Err(e) => {
+            return Err(StoreError::Corrupt {
+                id,
+                detail: e.to_string(),
+            });
+        }
+    };
+    Ok(Stored {
+        kind,
+        id,
+        version,
+        created,
+        last_modified,
+        doc,
+    })
+}
+
+/// Reads shared by the read pool and the write transaction.
+pub struct Reader<'a> {
+    conn: &'a Connection,
+}
+
+impl Reader<'_> {
+    pub fn get(&self, kind: ResourceKind, id: &str) -> Result<Option<Stored>, StoreError> {
+        let raw = self
+            .conn
+            .prepare_cached(&format!(
+                "SELECT {COLUMNS} FROM resources WHERE id = ?1 AND kind = ?2"
+            ))?
+            .query_row(params![id, kind.name()], row_to_stored)
+            .optional()?;
+        raw.map(decode).transpose()
+    }
+
+    /// The kind of the resource with this id, if any.
+    pub fn kind_of(&self, id: &str) -> Result<Option<ResourceKind>, StoreError> {
+        let kind: Option<String> = self
+            .conn
+            .prepare_cached("SELECT kind FROM resources WHERE id = ?1")?
+            .query_row([id], |r| r.get(0))
+            .optional()?;
+        Ok(kind.and_then(|k| ResourceKind::from_name(&k)))
+    }
+
+    /// The id of the resource of `kind` whose unique attribute folds to `key`.
+    pub fn id_by_unique_key(
+        &self,
+        kind: ResourceKind,
+        key: &str,
+    ) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .conn
+            .prepare_cached("SELECT id FROM resources WHERE kind = ?1 AND unique_key = ?2")?
+            .query_row(params![kind.name(), key], |r| r.get(0))
+            .optional()?)
+    }
+
+    pub fn groups_of(&self, member_id: &str) -> Result<Vec<(String, Option<String>)>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT r.id, json_extract(r.body, '$.displayName') FROM members m \
+             JOIN resources r ON r.id = m.group_id WHERE m.member_id = ?1 ORDER BY r.seq",
+        )?;
+        let rows = stmt.query_map([member_id], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    }
+
+    pub fn list(&self, query: &ListQuery) -> Result<(usize, Vec<Stored>), StoreError> {
+        let (count_sql, count_args) = list_sql(query, "SELECT count(*)", false);
+        let total: i64 = self
+            .conn
+            .prepare_cached(&count_sql)?
+            .query_row(params_from_iter(count_args.iter()), |r| r.get(0))?;
+        if query.count == 0 {
+            return Ok((total as usize, Vec::new()));
+        }
+        let (sql, args) = list_sql(query, &format!("SELECT {COLUMNS}"), true);
+        let mut stmt = self.conn.prepare_cached(&sql)?;
+        let rows = stmt.query_map(params_from_iter(args.iter()), row_to_stored)?;
+        let mut out = Vec::new();
+        for raw in rows {
+            out.push(decode(raw?)?);
+        }
+        Ok((total as usize, out))
+    }
+}
+
+/// Builds a list query's SQL: indexed predicates for the equality tests that have an
+/// index, `scim_match` for the filter as a whole when anything else remains.
+fn list_sql(query: &ListQuery, select: &str, page: bool) -> (String, Vec<rusqlite::types::Value>) {
+    use rusqlite::types::Value as Sql;
+    let mut clauses: Vec<String> = Vec::new();
+    let mut args: Vec<Sql> = Vec::new();
+    if let Some(kind) = query.kind {
+        args.push(Sql::Text(kind.name().into()));
+        clauses.push(format!("kind = ?{}", args.len()));
+    }
+    if let Some(filter) = &query.filter {
+        let mut conjuncts = Vec::new();
+        flatten_and(filter, &mut conjuncts);
+        let mut all_indexed = true;
+        for c in conjuncts {
+            match indexed_predicate(query.kind, c) {
+                Some((column, value)) => {
+                    args.push(Sql::Text(value));
+                    clauses.push(format!("{column} = ?{}", args.len()));
+                }
+                None => all_indexed = false,
+            }
+        }
+        if !all_indexed {
+            args.push(Sql::Text(filter.to_string()));
+            clauses.push(format!("scim_match(?{}, kind, body)", args.len()));
+        }
+    }
+    let mut sql = format!("{select} FROM resources");
+    if !clauses.is_empty() {
+        sql.push_str(" WHERE ");
+        sql.push_str(&clauses.join(" AND "));
+    }
+    if page {
+        match &query.sort_by {
+            Some(path) => {
+                args.push(Sql::Text(path.to_string()));
+                let dir = if query.descending { "DESC" } else { "ASC" };
+                // Absent values sort last in either direction; seq keeps ties stable.
+                sql.push_str(&format!(
+                    " ORDER BY scim_sort_key(?{n}, kind, body) IS NULL, scim_sort_key(?{n}, kind, body) {dir}, seq",
+                    n = args.len()
+                ));
+            }
+            None => sql.push_str(" ORDER BY seq"),
+        }
+        args.push(Sql::Integer(query.count as i64));
+        args.push(Sql::Integer(query.start_index.saturating_sub(1) as i64));
+        sql.push_str(&format!(
+            " LIMIT ?{} OFFSET ?{}",
+            args.len() - 1,
+            args.len()
+        ));
+    }
+    (sql, args)
+}
+
+fn flatten_and<'f>(filter: &'f Filter, out: &mut Vec<&'f Filter>) {
+    match filter {
+        Filter::And(a, b) => {
+            flatten_and(a, out);
+            flatten_and(b, out);
+        }
+        other => out.push(other),
+    }
+}
+
+/// An equality test that an index answers exactly: `(column, value)`.
+fn indexed_predicate(kind: Option<ResourceKind>, f: &Filter) -> Option<(&'static str, String)> {
+    let Filter::Attr {
+        path,
+        test: Test::Compare(CompareOp::Eq, CompValue::Str(value)),
+    } = f
+    else {
+        return None;
+    };
+    if path.sub_attr.is_some() {
+        return None;
+    }
+    let kind = kind?;
+    let target = resolve(kind, path)?;
+    if !matches!(target.container, crate::scim::resource::Container::Core) {
+        return None;
+    }
+    match target.def.name {
+        "id" => Some(("id", value.clone())),
+        "externalId" => Some(("external_id", value.clone())),
+        name if name == kind.unique_attr() => Some(("unique_key", fold(value))),
+        _ => None,
+    }
+}
+
+/// The write transaction handed to the engine: reads see the transaction's own writes.
+pub struct WriteTx<'c> {
+    tx: Transaction<'c>,
+}
+
+impl WriteTx<'_> {
+    pub fn reader(&self) -> Reader<'_> {
+        Reader { conn: &self.tx }
+    }
+
+    /// Inserts a new resource. A concurrent duplicate of the unique attribute is refused by
+    /// the unique index even if the caller's check raced.
+    pub fn insert(&self, res: &Stored, actor: &str) -> Result<(), StoreError> {
+        let body = Value::Object(res.doc.clone()).to_string();
+        let key = unique_key(res);
+        let result = self
+            .tx
+            .prepare_cached(
+                "INSERT INTO resources (kind, id, unique_key, external_id, version, created, last_modified, last_actor, body) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            )?
+            .execute(params![
+                res.kind.name(),
+                res.id,
+                key,
+                res.doc.get("externalId").and_then(Value::as_str),
+                res.version,
+                res.created,
+                res.last_modified,
+                actor,
+                body
+            ]);
+        map_unique(result, res)?;
+        self.sync_members(res, &[])
+    }
+
+    /// Replaces a stored resource's document and bookkeeping.
+    pub fn update(&self, res: &Stored, before: &Stored, actor: &str) -> Result<(), StoreError> {
+        let body = Value::Object(res.doc.clone()).to_string();
+        let result = self
+            .tx
+            .prepare_cached(
+                "UPDATE resources SET unique_key = ?2, external_id = ?3, version = ?4, last_modified = ?5, \
+                 last_actor = ?6, body = ?7 WHERE id = ?1",
+            )?
+            .execute(params![
+                res.id,
+                unique_key(res),
+                res.doc.get("externalId").and_then(Value::as_str),
+                res.version,
+                res.last_modified,
+                actor,
+                body
+            ]);
+        map_unique(result, res)?;
+        self.sync_members(res, &member_ids(before))
+    }
+
+    pub fn delete(&self, id: &str) -> Result<(), StoreError> {
+        self.tx
+            .prepare_cached("DELETE FROM members WHERE group_id = ?1")?
+            .execute([id])?;
+        self.tx
+            .prepare_cached("DELETE FROM resources WHERE id = ?1")?
+            .execute([id])?;
+        Ok(())
+    }
+
+    /// Keeps the membership index in step with a group's `members`, touching only the
+    /// rows that changed.
+    fn sync_members(&self, res: &Stored, before: &[String]) -> Result<(), StoreError> {
+        if res.kind != ResourceKind::Group {
+            return Ok(());
+        }
+        let after = member_ids(res);
+        let before_set: std::collections::HashSet<&String> = before.iter().collect();
+        let after_set: std::collections::HashSet<&String> = after.iter().collect();
+        let mut del = self
+            .tx
+            .prepare_cached("DELETE FROM members WHERE group_id = ?1 AND member_id = ?2")?;
+        for gone in before_set.difference(&after_set) {
+            del.execute(params![res.id, gone])?;
+        }
+        let mut ins = self.tx.prepare_cached(
+            "INSERT OR IGNORE INTO members (group_id, member_id) VALUES (?1, ?2)",
+        )?;
+        for new in after_set.difference(&before_set) {
+            ins.execute(params![res.id, new])?;
+        }
+        Ok(())
+    }
+}
+
+fn map_unique(result: rusqlite::Result<usize>, res: &Stored) -> Result<(), StoreError> {
+    match result {
+        Ok(_) => Ok(()),
+        Err(rusqlite::Error::SqliteFailure(e, _))
+            if e.code == rusqlite::ErrorCode::ConstraintViolation =>
+        {
+            Err(StoreError::Duplicate {
+                kind: res.kind.unique_attr(),
+                value: res
+                    .doc
+                    .get(res.kind.unique_attr())
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string(),
+            })
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn unique_key(res: &Stored) -> String {
+    fold(
+        res.doc
+            .get(res.kind.unique_attr())
+            .and_then(Value::as_str)
+            .unwrap_or_default(),
+    )
+}
+
+/// Member ids of a group document, in order.
+pub fn member_ids(res: &Stored) -> Vec<String> {
+    res.doc
+        .get("members")
+        .and_then(Value::as_array)
+        .map(|m| {
+            m.iter()
+                .filter_map(|x| x.get("value").and_then(Value::as_str).map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests;
