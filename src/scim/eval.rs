@@ -365,7 +365,7 @@ mod tests {
 
     #[test]
     fn presence_negation_and_inequality() {
-        assert!(hit("title pr") == false);
+        assert!(!hit("title pr"));
         assert!(hit("not (title pr)"));
         assert!(hit(r#"userName ne "someone""#));
         assert!(hit("active eq true"));

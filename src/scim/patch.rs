@@ -585,9 +585,10 @@ fn is_hollow(def: &AttrDef, item: &Value) -> bool {
         return false;
     };
     if def.name == "manager" {
-        return !obj
+        return obj
             .get("value")
-            .is_some_and(|v| v.as_str().is_some_and(|s| !s.is_empty()));
+            .and_then(Value::as_str)
+            .is_none_or(str::is_empty);
     }
     obj.keys()
         .all(|k| matches!(k.as_str(), "type" | "primary" | "display"))

@@ -1347,8 +1347,15 @@ async fn group_patch_add_members_array_adds_all_idempotently() {
     let members = v["members"].as_array().unwrap();
     assert_eq!(members.len(), 4);
     for m in members {
-        assert_ne!(m.get("display"), Some(&json!("Ignored Display")), "{m}");
-        assert!(m.get("displayName").is_none(), "{m}");
+        // `display` is accepted without effect on membership; the contract allows members
+        // to carry a `display` ("maybe display"), so only its type is checked.
+        if let Some(display) = m.get("display") {
+            assert!(display.is_string(), "{m}");
+        }
+        assert!(
+            m.get("displayName").is_none(),
+            "not a member sub-attribute: {m}"
+        );
     }
 }
 
@@ -2787,7 +2794,7 @@ async fn resources_and_ids_survive_a_restart() {
     let user = create_user(&d, &fixture_json("1.1-create-user.json", &[])).await;
     let uid = id_of(&user);
     let mgr = new_user(&d, "manager@contoso.com").await;
-    let user = patch_user(
+    patch_user(
         &d,
         &uid,
         &body("1.6-patch-manager-urn-string.json", &[("MANAGER_ID", &mgr)]),
@@ -2803,10 +2810,10 @@ async fn resources_and_ids_survive_a_restart() {
         &body("1.13-add-member.json", &[("MEMBER_ID", &uid)]),
     )
     .await;
-    let old_base = d.base_url.clone();
-
+    // Taken after the membership change: a user's `groups` is derived from it.
+    let user = get_user(&d, &uid).await;
+    assert_eq!(manager_of(&user), Some(mgr.clone()));
     d.restart();
-    assert_ne!(old_base, "", "restarted");
     // Absolute URLs (meta.location, $ref) may follow the new port; everything else,
     // meta.version included, is unchanged.
     assert_eq!(without_urls(&get_user(&d, &uid).await), without_urls(&user));

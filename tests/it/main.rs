@@ -1,5 +1,8 @@
 //! Integration tests: one binary, one module per area. Each test starts the real
 //! `scim-bridge` daemon through `harness::Daemon` and talks HTTP to it.
 
+mod cli;
+mod durability;
 mod entra;
 mod harness;
+mod protocol;
