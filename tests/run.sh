@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Runs scim-bridge's whole test suite on a Debian machine, installing what the tests need
+# first. This is the README's test command, and what CI runs (.ci/run).
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+missing=()
+# rusqlite's bundled SQLite is C: it needs a C compiler and libc headers.
+command -v cc >/dev/null 2>&1 || missing+=(gcc libc6-dev)
+if ((${#missing[@]})); then
+  echo "tests/run.sh: installing ${missing[*]}" >&2
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  export DEBIAN_FRONTEND=noninteractive
+  $sudo apt-get update -q
+  $sudo apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+if ! command -v cargo >/dev/null 2>&1; then
+  echo "tests/run.sh: cargo is not installed; install the Rust toolchain (rustup, stable >= 1.85) and run again" >&2
+  exit 2
+fi
+
+if cargo fmt --version >/dev/null 2>&1; then
+  cargo fmt --all -- --check
+fi
+
+if cargo nextest --version >/dev/null 2>&1; then
+  cargo nextest run --all-targets --no-fail-fast
+else
+  cargo test --all-targets --no-fail-fast
+fi
