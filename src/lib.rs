@@ -11,5 +11,6 @@
 pub mod config;
 pub mod engine;
 pub mod http;
+pub mod journal;
 pub mod scim;
 pub mod store;

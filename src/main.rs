@@ -16,6 +16,8 @@ use scim_bridge::engine::Engine;
 use scim_bridge::http::{self, AppState, Settings, auth::TokenSet};
 use scim_bridge::store::Store;
 
+mod journal_cli;
+
 #[derive(Parser)]
 #[command(
     name = "scim-bridge",
@@ -40,22 +42,123 @@ enum Command {
         /// State directory, overriding `state.dir`.
         #[arg(long)]
         state_dir: Option<PathBuf>,
+        /// Start even when the journal's chain or the database is damaged (the damage is
+        /// logged at every start).
+        #[arg(long)]
+        allow_damaged_journal: bool,
     },
     /// Validate a configuration file and print every problem with its line:column.
     CheckConfig {
         #[arg(long, short = 'c')]
         config: PathBuf,
     },
+    /// Audit, verify, export and replay the change journal.
+    Journal {
+        #[command(flatten)]
+        place: StatePlace,
+        #[command(subcommand)]
+        command: JournalCommand,
+    },
+}
+
+/// Where the state directory is: `--state-dir`, else the config's `state.dir`.
+#[derive(clap::Args)]
+struct StatePlace {
+    /// Configuration file (only `state.dir` is read; secrets need not be available).
+    #[arg(long, short = 'c', global = true, env = "SCIM_BRIDGE_CONFIG")]
+    config: Option<PathBuf>,
+    /// State directory, overriding the config's `state.dir`.
+    #[arg(long, global = true)]
+    state_dir: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum JournalCommand {
+    /// One line per record.
+    List {
+        #[arg(long)]
+        from: Option<u64>,
+        #[arg(long)]
+        to: Option<u64>,
+        /// Records at or after this RFC 3339 time (e.g. 2026-11-23T00:00:00Z).
+        #[arg(long)]
+        since: Option<String>,
+        /// Records of this resource id.
+        #[arg(long)]
+        resource: Option<String>,
+        /// Records of this actor (token name).
+        #[arg(long)]
+        actor: Option<String>,
+        /// Only records not yet delivered to the target.
+        #[arg(long, conflicts_with = "rejected")]
+        pending: bool,
+        /// Only records the target rejected.
+        #[arg(long)]
+        rejected: bool,
+    },
+    /// The whole record, as pretty JSON.
+    Show { seq: u64 },
+    /// Check every hash, the chain and the sequence; exit 1 on damage.
+    Verify {
+        /// Verify an export file instead of the state directory's journal.
+        #[arg(long)]
+        file: Option<PathBuf>,
+        /// Accept a torn last line (report it, verify what precedes it).
+        #[arg(long)]
+        allow_torn_tail: bool,
+    },
+    /// Write records as JSON Lines on stdout.
+    Export {
+        #[arg(long)]
+        from: Option<u64>,
+        #[arg(long)]
+        to: Option<u64>,
+    },
+    /// Apply records to the state (idempotent).
+    Replay {
+        #[arg(long)]
+        from: Option<u64>,
+        #[arg(long)]
+        to: Option<u64>,
+        /// Replay an export file (also adds its records to this journal).
+        #[arg(long)]
+        file: Option<PathBuf>,
+        /// Report what would change, change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Replay what precedes a torn last line of the file.
+        #[arg(long)]
+        allow_torn_tail: bool,
+        /// Where to: the state store, or the configured target.
+        #[arg(long, value_enum)]
+        into: ReplayInto,
+    },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum ReplayInto {
+    Store,
+    Target,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::CheckConfig { config } => check_config(&config),
+        Command::Journal { place, command } => {
+            match journal_cli::run(place.config.as_deref(), place.state_dir.as_deref(), command) {
+                Ok(code) => code,
+                Err(e) => {
+                    eprintln!("scim-bridge: {e:#}");
+                    ExitCode::from(2)
+                }
+            }
+        }
         Command::Serve {
             config,
             listen,
             state_dir,
+            allow_damaged_journal,
         } => {
             let loaded = match &config {
                 Some(path) => config::load(path, &ProcessEnv),
@@ -80,7 +183,7 @@ fn main() -> ExitCode {
             if let Some(dir) = state_dir {
                 cfg.state.dir = dir;
             }
-            match run(cfg) {
+            match run(cfg, allow_damaged_journal) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("scim-bridge: {e:#}");
@@ -122,23 +225,38 @@ fn init_logging(cfg: &Config) -> anyhow::Result<()> {
     .map_err(|e| anyhow::anyhow!("cannot initialise logging: {e}"))
 }
 
-fn run(cfg: Config) -> anyhow::Result<()> {
+fn run(cfg: Config, allow_damaged_journal: bool) -> anyhow::Result<()> {
     init_logging(&cfg)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("while starting the async runtime")?;
-    runtime.block_on(serve(cfg))
+    runtime.block_on(serve(cfg, allow_damaged_journal))
 }
 
-async fn serve(cfg: Config) -> anyhow::Result<()> {
+async fn serve(cfg: Config, allow_damaged_journal: bool) -> anyhow::Result<()> {
+    ignore_file_size_signal();
     let store = Store::open(&cfg.state.dir).with_context(|| {
         format!(
             "while opening the state store in {}",
             cfg.state.dir.display()
         )
     })?;
-    tracing::info!(path = %store.path().display(), "state store open");
+    let report = store
+        .read(|r| r.journal_verify())
+        .context("while verifying the journal")?;
+    if !report.is_intact() {
+        let what = journal_cli::describe_damage(&report);
+        if allow_damaged_journal {
+            tracing::error!(damage = %what, "the journal is damaged; serving anyway (--allow-damaged-journal)");
+        } else {
+            anyhow::bail!(
+                "the journal in {} is damaged: {what}\nrun 'scim-bridge journal verify' for details; start with --allow-damaged-journal to serve anyway",
+                store.path().display()
+            );
+        }
+    }
+    tracing::info!(path = %store.path().display(), records = report.records, "state store open, journal verified");
     let state = AppState {
         engine: Engine::new(Arc::new(store)),
         tokens: TokenSet::new(
@@ -165,12 +283,35 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
     // A machine-readable readiness line on stdout, for scripts and the test harness.
     println!("listening on {addr}");
     std::io::stdout().flush().ok();
-    axum::serve(listener, http::app(state).into_make_service())
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .context("while serving")?;
+    axum::serve(
+        listener,
+        http::app(state).into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown_signal())
+    .await
+    .context("while serving")?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// A write past `RLIMIT_FSIZE` raises SIGXFSZ, whose default action kills the process.
+/// Catching it turns the write into an EFBIG error, which the store reports as storage
+/// failure (503) like a full disk, and the daemon keeps serving reads.
+fn ignore_file_size_signal() {
+    #[cfg(target_os = "linux")]
+    {
+        const SIGXFSZ: i32 = 25;
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::from_raw(SIGXFSZ)) {
+            Ok(mut s) => {
+                tokio::spawn(async move {
+                    while s.recv().await.is_some() {
+                        tracing::error!("a write exceeded the file-size limit (SIGXFSZ)");
+                    }
+                });
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot catch SIGXFSZ"),
+        }
+    }
 }
 
 async fn shutdown_signal() {

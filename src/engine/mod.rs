@@ -10,11 +10,14 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value, json};
 
+use crate::journal::record::Op;
 use crate::scim::error::ScimError;
 use crate::scim::patch;
 use crate::scim::resource::{fold, normalize_resource, validate};
 use crate::scim::schema::{ENTERPRISE_URN, ResourceKind};
-use crate::store::{ListQuery, Reader, Store, StoreError, Stored, WriteTx, etag, member_ids};
+use crate::store::{
+    ListQuery, NewRecord, Reader, Store, StoreError, Stored, WriteTx, etag, member_ids,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
@@ -26,11 +29,58 @@ pub enum EngineError {
     Task(String),
 }
 
-/// Who asks for a change: the name of the bearer token, and the request id the logs carry.
+/// Who asks for a change: the name of the bearer token, the request id the logs carry,
+/// and the client's address. All three go into the journal record.
 #[derive(Debug, Clone)]
 pub struct Actor {
     pub name: String,
-    pub request_id: String,
+    pub request_id: Option<String>,
+    pub client: Option<String>,
+}
+
+impl Actor {
+    /// An operator tool acting without a request (`journal replay`, tests).
+    pub fn tool(name: &str) -> Actor {
+        Actor {
+            name: name.into(),
+            request_id: None,
+            client: None,
+        }
+    }
+}
+
+/// The endpoint (tenant) name journal records carry; one endpoint per daemon for now.
+pub const DEFAULT_ENDPOINT: &str = "default";
+
+/// Journals one change in the write transaction that makes it.
+fn journal(
+    tx: &WriteTx<'_>,
+    actor: &Actor,
+    op: Op,
+    before: Option<&Stored>,
+    after: Option<&Stored>,
+    time: &str,
+) -> Result<(), EngineError> {
+    let Some(subject) = after.or(before) else {
+        return Ok(());
+    };
+    tx.journal_append(
+        NewRecord {
+            time: time.to_string(),
+            endpoint: DEFAULT_ENDPOINT.into(),
+            actor: actor.name.clone(),
+            client: actor.client.clone(),
+            request_id: actor.request_id.clone(),
+            op,
+            kind: subject.kind,
+            id: subject.id.clone(),
+            version_before: before.map(|b| b.version),
+            version_after: after.map(|a| a.version),
+            image: Value::Object(subject.doc.clone()),
+        },
+        "none",
+    )?;
+    Ok(())
 }
 
 /// A resource as read, with the groups a user belongs to (the read-only `groups`).
@@ -258,11 +308,11 @@ impl Engine {
         .await
     }
 
-    fn write<T: Send + 'static>(
+    async fn write<T: Send + 'static>(
         &self,
         f: impl FnOnce(&WriteTx<'_>) -> Result<T, EngineError> + Send + 'static,
-    ) -> impl Future<Output = Result<T, EngineError>> + '_ {
-        self.blocking(move |store| store.write(f))
+    ) -> Result<T, EngineError> {
+        self.store.write(f).await
     }
 
     fn reread(tx: &WriteTx<'_>, stored: Stored) -> Result<Resource, EngineError> {
@@ -278,7 +328,7 @@ impl Engine {
     ) -> Result<Written, EngineError> {
         let mut doc = normalize_resource(kind, &body)?;
         validate(kind, &doc)?;
-        let actor = actor.name.clone();
+        let actor = actor.clone();
         self.write(move |tx| {
             let r = tx.reader();
             check_unique(&r, kind, &doc, None)?;
@@ -288,7 +338,8 @@ impl Engine {
             }
             let t = now();
             let stored = finalize(kind, &id, 1, &t, &t, doc);
-            tx.insert(&stored, &actor)?;
+            tx.insert(&stored, &actor.name)?;
+            journal(tx, &actor, Op::Create, None, Some(&stored), &t)?;
             Ok(Written {
                 resource: Self::reread(tx, stored)?,
                 changed: true,
@@ -308,7 +359,7 @@ impl Engine {
     ) -> Result<Written, EngineError> {
         let doc = normalize_resource(kind, &body)?;
         validate(kind, &doc)?;
-        self.update_with(kind, id, if_match, actor, move |_| Ok(doc))
+        self.update_with(kind, id, if_match, actor, Op::Replace, move |_| Ok(doc))
             .await
     }
 
@@ -322,7 +373,7 @@ impl Engine {
         actor: &Actor,
     ) -> Result<Written, EngineError> {
         let ops = patch::parse_request(&body)?;
-        self.update_with(kind, id, if_match, actor, move |current| {
+        self.update_with(kind, id, if_match, actor, Op::Patch, move |current| {
             let doc = patch::apply(kind, current, &ops)?;
             validate(kind, &doc)?;
             Ok(doc)
@@ -336,12 +387,13 @@ impl Engine {
         id: &str,
         if_match: Option<String>,
         actor: &Actor,
+        op: Op,
         change: impl FnOnce(&Map<String, Value>) -> Result<Map<String, Value>, ScimError>
         + Send
         + 'static,
     ) -> Result<Written, EngineError> {
         let id = id.to_string();
-        let actor = actor.name.clone();
+        let actor = actor.clone();
         self.write(move |tx| {
             let r = tx.reader();
             let before = r.get(kind, &id)?.ok_or_else(|| not_found(kind, &id))?;
@@ -358,8 +410,10 @@ impl Engine {
                     changed: false,
                 });
             }
-            let after = finalize(kind, &id, before.version + 1, &before.created, &now(), doc);
-            tx.update(&after, &before, &actor)?;
+            let t = now();
+            let after = finalize(kind, &id, before.version + 1, &before.created, &t, doc);
+            tx.update(&after, &before, &actor.name)?;
+            journal(tx, &actor, op, Some(&before), Some(&after), &t)?;
             Ok(Written {
                 resource: Self::reread(tx, after)?,
                 changed: true,
@@ -377,7 +431,7 @@ impl Engine {
         actor: &Actor,
     ) -> Result<(), EngineError> {
         let id = id.to_string();
-        let actor = actor.name.clone();
+        let actor = actor.clone();
         self.write(move |tx| {
             let r = tx.reader();
             let before = r.get(kind, &id)?.ok_or_else(|| not_found(kind, &id))?;
@@ -402,10 +456,12 @@ impl Engine {
                     &t,
                     doc,
                 );
-                tx.update(&after, &group, &actor)?;
+                tx.update(&after, &group, &actor.name)?;
+                journal(tx, &actor, Op::Patch, Some(&group), Some(&after), &t)?;
             }
             debug_assert!(kind != ResourceKind::Group || !member_ids(&before).contains(&id));
             tx.delete(&id)?;
+            journal(tx, &actor, Op::Delete, Some(&before), None, &t)?;
             Ok(())
         })
         .await

@@ -29,6 +29,12 @@ impl From<EngineError> for ApiError {
             EngineError::Store(StoreError::Duplicate { kind, value }) => ApiError(
                 ScimError::uniqueness(format!("{kind} '{value}' is already taken")),
             ),
+            EngineError::Store(e) if e.is_unavailable() => {
+                tracing::error!(error = %e, "state store cannot take writes now");
+                ApiError(ScimError::unavailable(
+                    "the state store cannot take writes right now (storage full, read-only or failing); nothing was changed, retry later",
+                ))
+            }
             EngineError::Store(e) => {
                 tracing::error!(error = %e, "state store failed");
                 ApiError(ScimError::internal())
@@ -51,6 +57,9 @@ impl IntoResponse for ApiError {
             header::CONTENT_TYPE,
             HeaderValue::from_static(SCIM_CONTENT_TYPE),
         );
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+        }
         if status == StatusCode::UNAUTHORIZED {
             headers.insert(
                 header::WWW_AUTHENTICATE,

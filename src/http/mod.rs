@@ -123,13 +123,13 @@ async fn request_envelope(mut req: Request, next: Next) -> Response {
 #[derive(Debug, Clone)]
 struct RequestId(String);
 
-fn actor(auth: &Authenticated, headers: &axum::http::Extensions) -> Actor {
+fn actor(auth: &Authenticated, ext: &axum::http::Extensions) -> Actor {
     Actor {
         name: auth.token_name.clone(),
-        request_id: headers
-            .get::<RequestId>()
-            .map(|r| r.0.clone())
-            .unwrap_or_default(),
+        request_id: ext.get::<RequestId>().map(|r| r.0.clone()),
+        client: ext
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+            .map(|c| c.0.ip().to_string()),
     }
 }
 

@@ -11,8 +11,13 @@
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+pub mod journal;
+mod writer;
+
+pub use journal::{JournalEntry, JournalRow, NewRecord};
+
 use rusqlite::functions::FunctionFlags;
-use rusqlite::{Connection, OptionalExtension, Transaction, params, params_from_iter};
+use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
 use serde_json::{Map, Value};
 
 use crate::scim::eval;
@@ -45,6 +50,44 @@ pub enum StoreError {
     TooNew { found: i64, supported: i64 },
     #[error("{kind} '{value}' is already taken")]
     Duplicate { kind: &'static str, value: String },
+    #[error("state store writer: {0}")]
+    Writer(String),
+    #[error("journal: {0}")]
+    Journal(String),
+}
+
+impl StoreError {
+    /// Whether the failure is the storage's (disk full, read-only, IO), not the request's:
+    /// the request may succeed later, so the client gets 503 with Retry-After.
+    pub fn is_unavailable(&self) -> bool {
+        use rusqlite::ErrorCode as C;
+        match self {
+            StoreError::Sqlite(rusqlite::Error::SqliteFailure(e, _)) => matches!(
+                e.code,
+                C::DiskFull
+                    | C::ReadOnly
+                    | C::SystemIoFailure
+                    | C::CannotOpen
+                    | C::DatabaseBusy
+                    | C::DatabaseLocked
+                    | C::FileLockingProtocolFailed
+                    | C::OutOfMemory
+            ),
+            StoreError::Writer(_) | StoreError::CreateDir { .. } => true,
+            _ => false,
+        }
+    }
+
+    /// A copy of the error to hand to each job of a failed batch (rusqlite errors are not
+    /// `Clone`; the copy keeps the code that decides 503 vs 500).
+    fn duplicate(&self) -> StoreError {
+        match self {
+            StoreError::Sqlite(rusqlite::Error::SqliteFailure(e, msg)) => {
+                StoreError::Sqlite(rusqlite::Error::SqliteFailure(*e, msg.clone()))
+            }
+            other => StoreError::Writer(other.to_string()),
+        }
+    }
 }
 
 /// A stored resource: the canonical document plus the bookkeeping columns.
@@ -83,7 +126,7 @@ pub struct ListQuery {
     pub count: usize,
 }
 
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 
 const MIGRATION_1: &str = "
 CREATE TABLE resources (
@@ -108,11 +151,32 @@ CREATE TABLE members (
 CREATE INDEX members_by_member ON members(member_id, group_id);
 ";
 
+/// The change journal (docs/journal-format.md) and the store's own metadata.
+const MIGRATION_2: &str = "
+CREATE TABLE journal (
+    seq             INTEGER PRIMARY KEY,
+    record          TEXT NOT NULL,   -- canonical JSON, exactly the hashed bytes
+    hash            TEXT NOT NULL,
+    time            TEXT NOT NULL,
+    resource_id     TEXT NOT NULL,
+    actor           TEXT NOT NULL,
+    delivery        TEXT NOT NULL,   -- pending | applied | rejected | none
+    delivery_detail TEXT
+);
+CREATE INDEX journal_by_resource ON journal(resource_id, seq);
+CREATE INDEX journal_pending ON journal(seq) WHERE delivery = 'pending';
+CREATE TABLE meta (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+";
+
 /// The SQLite state store.
 pub struct Store {
     path: PathBuf,
-    writer: Mutex<Connection>,
+    writer: writer::Writer,
     readers: Mutex<Vec<Connection>>,
+    origin: String,
 }
 
 fn register_functions(conn: &Connection) -> rusqlite::Result<()> {
@@ -207,35 +271,50 @@ impl Store {
             source,
         })?;
         let path = dir.join("state.db");
-        let mut writer = open_conn(&path)?;
-        migrate(&mut writer)?;
+        let mut conn = open_conn(&path)?;
+        migrate(&mut conn)?;
+        let origin = meta_get(&conn, "origin")?.unwrap_or_default();
         Ok(Store {
             path,
-            writer: Mutex::new(writer),
+            writer: writer::Writer::start(conn)?,
             readers: Mutex::new(Vec::new()),
+            origin,
         })
+    }
+
+    /// The random id of this state directory (`origin` in journal exports).
+    pub fn origin(&self) -> &str {
+        &self.origin
     }
 
     pub fn path(&self) -> &Path {
         &self.path
     }
 
-    /// Runs `f` in one write transaction; commits (durably) when it returns `Ok`.
-    pub fn write<T, E>(&self, f: impl FnOnce(&WriteTx<'_>) -> Result<T, E>) -> Result<T, E>
+    /// Runs `f` in the writer's next group-commit batch, inside a savepoint of its own: an
+    /// `Err` rolls back only this job. Resolves once the batch's commit is durable (or
+    /// failed, which fails every job of the batch).
+    pub async fn write<T, E>(
+        &self,
+        f: impl FnOnce(&WriteTx<'_>) -> Result<T, E> + Send + 'static,
+    ) -> Result<T, E>
     where
-        E: From<StoreError>,
+        T: Send + 'static,
+        E: From<StoreError> + Send + 'static,
     {
-        let mut conn = self
-            .writer
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let tx = conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-            .map_err(StoreError::from)?;
-        let wtx = WriteTx { tx };
-        let out = f(&wtx)?;
-        wtx.tx.commit().map_err(StoreError::from)?;
-        Ok(out)
+        self.writer.submit(f).await
+    }
+
+    /// `write` for synchronous callers (the CLI, tests); must not run on an async runtime thread.
+    pub fn write_blocking<T, E>(
+        &self,
+        f: impl FnOnce(&WriteTx<'_>) -> Result<T, E> + Send + 'static,
+    ) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+    {
+        self.writer.submit_blocking(f)
     }
 
     /// Runs `f` on a read connection, inside one read transaction (a consistent snapshot).
@@ -305,6 +384,16 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
         let tx = conn.transaction()?;
         tx.execute_batch(MIGRATION_1)?;
         tx.pragma_update(None, "user_version", 1)?;
+        tx.commit()?;
+    }
+    if version < 2 {
+        let tx = conn.transaction()?;
+        tx.execute_batch(MIGRATION_2)?;
+        tx.execute(
+            "INSERT INTO meta (key, value) VALUES ('origin', ?1)",
+            [uuid::Uuid::new_v4().to_string()],
+        )?;
+        tx.pragma_update(None, "user_version", 2)?;
         tx.commit()?;
     }
     Ok(())
@@ -517,14 +606,15 @@ fn indexed_predicate(kind: Option<ResourceKind>, f: &Filter) -> Option<(&'static
     }
 }
 
-/// The write transaction handed to the engine: reads see the transaction's own writes.
+/// The write transaction handed to the engine (a savepoint inside the batch's
+/// transaction): reads see the transaction's own writes.
 pub struct WriteTx<'c> {
-    tx: Transaction<'c>,
+    tx: &'c Connection,
 }
 
 impl WriteTx<'_> {
     pub fn reader(&self) -> Reader<'_> {
-        Reader { conn: &self.tx }
+        Reader { conn: self.tx }
     }
 
     /// Inserts a new resource. A concurrent duplicate of the unique attribute is refused by
@@ -650,6 +740,13 @@ pub fn member_ids(res: &Stored) -> Vec<String> {
                 .collect()
         })
         .unwrap_or_default()
+}
+
+fn meta_get(conn: &Connection, key: &str) -> Result<Option<String>, StoreError> {
+    Ok(conn
+        .prepare_cached("SELECT value FROM meta WHERE key = ?1")?
+        .query_row([key], |r| r.get(0))
+        .optional()?)
 }
 
 #[cfg(test)]

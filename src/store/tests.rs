@@ -36,7 +36,7 @@ fn username_equality_with_100000_users_is_an_index_lookup() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = Store::open(dir.path()).expect("opens");
     store
-        .write(|tx| -> Result<(), StoreError> {
+        .write_blocking(move |tx| -> Result<(), StoreError> {
             for i in 0..100_000 {
                 tx.insert(
                     &user(&format!("id-{i}"), &format!("User{i}@Example.com"), i),
@@ -74,7 +74,7 @@ fn non_indexed_filters_are_evaluated_by_scim_match() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = Store::open(dir.path()).expect("opens");
     store
-        .write(|tx| -> Result<(), StoreError> {
+        .write_blocking(move |tx| -> Result<(), StoreError> {
             for i in 0..10 {
                 tx.insert(&user(&format!("id-{i}"), &format!("u{i}"), i), "test")?;
             }
@@ -100,10 +100,10 @@ fn unique_index_refuses_a_duplicate_username_in_any_case() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = Store::open(dir.path()).expect("opens");
     store
-        .write(|tx| tx.insert(&user("a", "Alice", 1), "t"))
+        .write_blocking(move |tx| tx.insert(&user("a", "Alice", 1), "t"))
         .expect("first");
     let err = store
-        .write(|tx| tx.insert(&user("b", "ALICE", 2), "t"))
+        .write_blocking(move |tx| tx.insert(&user("b", "ALICE", 2), "t"))
         .expect_err("duplicate");
     assert!(matches!(err, StoreError::Duplicate { .. }), "{err}");
 }
@@ -114,7 +114,12 @@ fn resources_survive_reopening_unchanged() {
     let original = user("a", "Alice", 1);
     {
         let store = Store::open(dir.path()).expect("opens");
-        store.write(|tx| tx.insert(&original, "t")).expect("insert");
+        store
+            .write_blocking({
+                let o = original.clone();
+                move |tx| tx.insert(&o, "t")
+            })
+            .expect("insert");
     }
     let store = Store::open(dir.path()).expect("reopens");
     assert_eq!(
@@ -127,7 +132,7 @@ fn resources_survive_reopening_unchanged() {
 fn a_failed_write_transaction_leaves_nothing_behind() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = Store::open(dir.path()).expect("opens");
-    let result: Result<(), StoreError> = store.write(|tx| {
+    let result: Result<(), StoreError> = store.write_blocking(move |tx| {
         tx.insert(&user("a", "Alice", 1), "t")?;
         Err(StoreError::Corrupt {
             id: "x".into(),

@@ -47,6 +47,8 @@ auth:
     - name: entra
       secret:
         env: SCIM_BRIDGE_TOKEN
+log:
+  level: warn
 ";
 
 /// A running daemon on `127.0.0.1:<ephemeral port>`. Dropping it kills the process and
@@ -60,6 +62,9 @@ pub struct Daemon {
     pub config_path: PathBuf,
     client: reqwest::Client,
     child: Option<Child>,
+    /// A command the daemon is started through (e.g. `prlimit --fsize=…`), which must
+    /// exec the daemon so the pid stays the daemon's.
+    wrapper: Vec<String>,
     // Declared last so it is removed after the child is gone.
     dir: tempfile::TempDir,
 }
@@ -98,10 +103,38 @@ impl Daemon {
             config_path,
             client,
             child: None,
+            wrapper: Vec::new(),
             dir,
         };
         daemon.launch();
         daemon
+    }
+
+    /// Starts the daemon through `wrapper` (a command that execs its arguments).
+    pub fn start_wrapped(extra_yaml: &str, wrapper: &[&str]) -> Daemon {
+        let mut d = Daemon::start_with(extra_yaml);
+        d.stop();
+        d.wrapper = wrapper.iter().map(|s| s.to_string()).collect();
+        d.launch();
+        d
+    }
+
+    /// The daemon's process id.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Kills the daemon with SIGKILL: no shutdown code runs (a crash).
+    pub fn kill_hard(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the daemon again after `stop` or `kill_hard`.
+    pub fn start_again(&mut self) {
+        self.launch();
     }
 
     /// The temporary directory holding the config file and the state directory.
@@ -148,7 +181,15 @@ impl Daemon {
 
     fn launch(&mut self) {
         assert!(self.child.is_none(), "launch() with a daemon still running");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_scim-bridge"))
+        let mut command = match self.wrapper.split_first() {
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args).arg(env!("CARGO_BIN_EXE_scim-bridge"));
+                c
+            }
+            None => Command::new(env!("CARGO_BIN_EXE_scim-bridge")),
+        };
+        let mut child = command
             .arg("serve")
             .arg("--config")
             .arg(&self.config_path)

@@ -5,4 +5,5 @@ mod cli;
 mod durability;
 mod entra;
 mod harness;
+mod journal;
 mod protocol;

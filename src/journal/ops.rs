@@ -1,0 +1,316 @@
+//! Operator actions on the journal, shared by the CLI and tests: list, show, verify,
+//! export and replay. Each returns data; printing and exit codes belong to `main`.
+
+use std::io::{BufRead, Write};
+
+use serde_json::{Value, json};
+
+use crate::journal::file::{self, FileReport, Header};
+use crate::journal::record::{ChainCheck, Record, ZERO_HASH};
+use crate::store::journal::{ChainReport, JournalQuery, JournalRow};
+use crate::store::{Store, StoreError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum OpsError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    File(#[from] file::FileError),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+fn now() -> String {
+    time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+/// One line per record: `SEQ TIME ACTOR OP KIND ID vBEFORE->vAFTER DELIVERY`.
+pub fn list_line(row: &JournalRow) -> String {
+    match row.record() {
+        Ok(r) => format!(
+            "{:>8}  {}  {:<12} {:<7} {:<5} {}  v{}->v{}  {}{}",
+            r.seq,
+            r.time,
+            r.actor,
+            format!("{:?}", r.op).to_lowercase(),
+            r.kind,
+            r.id,
+            r.version_before.map_or("-".into(), |v| v.to_string()),
+            r.version_after.map_or("-".into(), |v| v.to_string()),
+            row.delivery,
+            row.delivery_detail
+                .as_deref()
+                .map(|d| format!(" ({d})"))
+                .unwrap_or_default()
+        ),
+        Err(e) => format!("{:>8}  <unreadable record: {e}>", row.seq),
+    }
+}
+
+pub fn list(store: &Store, q: &JournalQuery, mut out: impl FnMut(String)) -> Result<u64, OpsError> {
+    let mut n = 0;
+    store.read(|r| {
+        r.journal_scan(q, |row| {
+            n += 1;
+            out(list_line(&row));
+            Ok(())
+        })
+    })?;
+    Ok(n)
+}
+
+/// The whole record with its hash and delivery state.
+pub fn show(store: &Store, seq: u64) -> Result<Option<Value>, OpsError> {
+    let Some(row) = store.read(|r| r.journal_get(seq))? else {
+        return Ok(None);
+    };
+    let record: Value = serde_json::from_str(&row.text).unwrap_or(Value::String(row.text.clone()));
+    Ok(Some(json!({
+        "seq": row.seq,
+        "hash": row.hash,
+        "delivery": row.delivery,
+        "delivery_detail": row.delivery_detail,
+        "record": record,
+    })))
+}
+
+pub fn verify_db(store: &Store) -> Result<ChainReport, OpsError> {
+    Ok(store.read(|r| r.journal_verify())?)
+}
+
+pub fn verify_file(input: impl BufRead, allow_torn_tail: bool) -> Result<FileReport, OpsError> {
+    Ok(file::verify(input, allow_torn_tail)?)
+}
+
+/// Writes records `from..=to` as JSON Lines (header first). Returns the number written.
+pub fn export(
+    store: &Store,
+    from: Option<u64>,
+    to: Option<u64>,
+    out: impl Write,
+) -> Result<u64, OpsError> {
+    store
+        .read(|r| {
+            let (base_seq, base_hash) = r.journal_base()?;
+            let (head_seq, _) = r.journal_head()?;
+            let first = from.unwrap_or(base_seq + 1).max(base_seq + 1);
+            let last = to.unwrap_or(head_seq).min(head_seq);
+            let prev = if first <= base_seq + 1 {
+                base_hash
+            } else {
+                r.journal_get(first - 1)?
+                    .map(|row| row.hash)
+                    .unwrap_or_else(|| ZERO_HASH.into())
+            };
+            let header = Header {
+                format: file::FORMAT.into(),
+                version: file::VERSION,
+                origin: store.origin().to_string(),
+                first_seq: first,
+                last_seq: last.max(first.saturating_sub(1)),
+                prev,
+                exported_at: now(),
+            };
+            let mut writer =
+                file::Writer::new(out, &header).map_err(|e| StoreError::Journal(e.to_string()))?;
+            let mut n = 0;
+            let q = JournalQuery {
+                from: Some(first),
+                to: Some(last),
+                ..Default::default()
+            };
+            r.journal_scan(&q, |row| {
+                let record = row.record()?;
+                writer
+                    .write(&row.hash, &record)
+                    .map_err(|e| StoreError::Journal(format!("writing the export: {e}")))?;
+                n += 1;
+                Ok(())
+            })?;
+            writer
+                .finish()
+                .map_err(|e| StoreError::Journal(format!("writing the export: {e}")))?;
+            Ok(n)
+        })
+        .map_err(OpsError::from)
+}
+
+/// What a replay did (or, with `dry_run`, would do).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReplaySummary {
+    pub records: u64,
+    /// Records whose image changed the state.
+    pub applied: u64,
+    /// Records the state already reflected (same or newer version).
+    pub skipped: u64,
+    /// Records added to the local journal (replay from a file).
+    pub imported: u64,
+    pub first: Option<u64>,
+    pub last: Option<u64>,
+}
+
+/// Records per write transaction during replay: large enough to amortise the commit.
+const REPLAY_CHUNK: usize = 2000;
+
+fn apply_chunk(
+    store: &Store,
+    chunk: Vec<(String, Record)>,
+    import: bool,
+    dry_run: bool,
+    summary: &mut ReplaySummary,
+) -> Result<(), OpsError> {
+    if chunk.is_empty() {
+        return Ok(());
+    }
+    let n = chunk.len() as u64;
+    let (applied, imported) = if dry_run {
+        let applied = store.read(|r| {
+            let mut applied = 0;
+            for (_, rec) in &chunk {
+                if would_apply(r, rec)? {
+                    applied += 1;
+                }
+            }
+            Ok(applied)
+        })?;
+        (applied, 0)
+    } else {
+        store.write_blocking(move |tx| -> Result<(u64, u64), StoreError> {
+            let (mut applied, mut imported) = (0, 0);
+            for (hash, rec) in &chunk {
+                if import && tx.journal_import(hash, rec)? {
+                    imported += 1;
+                }
+                if tx.apply_image(rec)? {
+                    applied += 1;
+                }
+            }
+            Ok((applied, imported))
+        })?
+    };
+    summary.records += n;
+    summary.applied += applied;
+    summary.skipped += n - applied;
+    summary.imported += imported;
+    Ok(())
+}
+
+fn would_apply(r: &crate::store::Reader<'_>, rec: &Record) -> Result<bool, StoreError> {
+    use crate::journal::record::Op;
+    let Some(kind) = crate::scim::schema::ResourceKind::from_name(&rec.kind) else {
+        return Ok(false);
+    };
+    let current = r.get(kind, &rec.id)?;
+    Ok(match rec.op {
+        Op::Delete | Op::Purge => {
+            current.is_some_and(|c| rec.version_before.is_none_or(|v| c.version <= v))
+        }
+        _ => match current {
+            Some(c) => rec.version_after.is_some_and(|v| c.version < v),
+            None => !r.deleted_later(rec)?,
+        },
+    })
+}
+
+/// Replays the local journal's records `from..=to` into the state tables.
+pub fn replay_db(
+    store: &Store,
+    from: Option<u64>,
+    to: Option<u64>,
+    dry_run: bool,
+    mut progress: impl FnMut(u64),
+) -> Result<ReplaySummary, OpsError> {
+    let mut summary = ReplaySummary::default();
+    let q = JournalQuery {
+        from,
+        to,
+        ..Default::default()
+    };
+    let mut rows = Vec::new();
+    store.read(|r| {
+        r.journal_scan(&q, |row| {
+            rows.push(row);
+            Ok(())
+        })
+    })?;
+    let mut chunk = Vec::with_capacity(REPLAY_CHUNK);
+    for row in rows {
+        let rec = row.record()?;
+        summary.first.get_or_insert(rec.seq);
+        summary.last = Some(rec.seq);
+        chunk.push((row.hash, rec));
+        if chunk.len() == REPLAY_CHUNK {
+            apply_chunk(
+                store,
+                std::mem::take(&mut chunk),
+                false,
+                dry_run,
+                &mut summary,
+            )?;
+            progress(summary.records);
+        }
+    }
+    apply_chunk(store, chunk, false, dry_run, &mut summary)?;
+    progress(summary.records);
+    Ok(summary)
+}
+
+/// Replays an export file into this state directory: verifies the chain as it reads,
+/// adds the records to the local journal, and applies their images. With
+/// `allow_torn_tail`, a torn last line ends the replay instead of failing it.
+pub fn replay_file(
+    store: &Store,
+    input: impl BufRead,
+    from: Option<u64>,
+    to: Option<u64>,
+    dry_run: bool,
+    allow_torn_tail: bool,
+    mut progress: impl FnMut(u64),
+) -> Result<ReplaySummary, OpsError> {
+    let (reader, header) = file::Reader::new(input)?;
+    let mut check = ChainCheck::new(Some(header.first_seq), &header.prev);
+    let mut summary = ReplaySummary::default();
+    let mut chunk = Vec::with_capacity(REPLAY_CHUNK);
+    for entry in reader {
+        let entry = match entry {
+            Ok(e) => e,
+            Err(file::FileError::TornTail { .. }) if allow_torn_tail => break,
+            Err(e) => return Err(e.into()),
+        };
+        let text = entry.record.canonical_json();
+        check.feed(&entry.hash, &text, &entry.record).map_err(|d| {
+            OpsError::Invalid(format!(
+                "line {} (byte {}): {d}; nothing after record {} was replayed",
+                entry.line,
+                entry.offset,
+                check
+                    .last_intact()
+                    .map_or("(none)".into(), |s| s.to_string())
+            ))
+        })?;
+        let seq = entry.record.seq;
+        if from.is_some_and(|f| seq < f) || to.is_some_and(|t| seq > t) {
+            continue;
+        }
+        summary.first.get_or_insert(seq);
+        summary.last = Some(seq);
+        chunk.push((entry.hash, entry.record));
+        if chunk.len() == REPLAY_CHUNK {
+            apply_chunk(
+                store,
+                std::mem::take(&mut chunk),
+                true,
+                dry_run,
+                &mut summary,
+            )?;
+            progress(summary.records);
+        }
+    }
+    apply_chunk(store, chunk, true, dry_run, &mut summary)?;
+    progress(summary.records);
+    Ok(summary)
+}

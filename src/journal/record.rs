@@ -1,0 +1,997 @@
+//! Journal records and the hash chain that links them (`docs/journal-format.md`, "The
+//! record").
+//!
+//! This module owns the record's shape, its canonical JSON (the exact text that is
+//! hashed), the hash, and [`ChainCheck`], which walks records in sequence order and says
+//! where a chain stops being intact. It is pure: it does no I/O and knows nothing of where
+//! records are kept. The state database (which stores the canonical text itself) and the
+//! JSON Lines export (`super::file`, which stores it inside a line) both feed it, so "is
+//! this chain intact" means one thing everywhere.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+
+/// The `prev` of record 1: there is no record 0 to hash.
+pub const ZERO_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+const _: () = assert!(ZERO_HASH.len() == 64);
+
+/// What a record did to its resource.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Op {
+    Create,
+    Replace,
+    Patch,
+    Delete,
+    Purge,
+}
+
+impl Op {
+    /// The name the record carries in `op`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Op::Create => "create",
+            Op::Replace => "replace",
+            Op::Patch => "patch",
+            Op::Delete => "delete",
+            Op::Purge => "purge",
+        }
+    }
+}
+
+impl fmt::Display for Op {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One journal record: exactly the members `docs/journal-format.md` lists.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Record {
+    pub seq: u64,
+    pub prev: String,
+    pub time: String,
+    pub endpoint: String,
+    pub actor: String,
+    pub client: Option<String>,
+    pub request_id: Option<String>,
+    pub op: Op,
+    pub kind: String,
+    pub id: String,
+    pub version_before: Option<i64>,
+    pub version_after: Option<i64>,
+    pub image: Value,
+}
+
+impl Record {
+    /// Canonical JSON: keys sorted at every depth, no insignificant whitespace, null
+    /// members written as `null` (never omitted), as `serde_json` writes a `BTreeMap`.
+    ///
+    /// The keys are sorted here explicitly rather than trusting `serde_json::Map` to be a
+    /// `BTreeMap`: any crate in the build turning on serde_json's `preserve_order` feature
+    /// would otherwise silently change every hash.
+    pub fn canonical_json(&self) -> String {
+        canonical(&self.to_value()).to_string()
+    }
+
+    /// Lowercase hex SHA-256 of [`canonical_json`](Self::canonical_json).
+    pub fn hash(&self) -> String {
+        hash_text(&self.canonical_json())
+    }
+
+    /// The record as a JSON value, built member by member (infallible, unlike
+    /// `serde_json::to_value`); a test keeps it equal to what the derive writes.
+    fn to_value(&self) -> Value {
+        let optional_str = |v: &Option<String>| v.clone().map_or(Value::Null, Value::String);
+        let optional_int = |v: Option<i64>| v.map_or(Value::Null, Value::from);
+        let mut map = Map::new();
+        map.insert("seq".into(), Value::from(self.seq));
+        map.insert("prev".into(), Value::String(self.prev.clone()));
+        map.insert("time".into(), Value::String(self.time.clone()));
+        map.insert("endpoint".into(), Value::String(self.endpoint.clone()));
+        map.insert("actor".into(), Value::String(self.actor.clone()));
+        map.insert("client".into(), optional_str(&self.client));
+        map.insert("request_id".into(), optional_str(&self.request_id));
+        map.insert("op".into(), Value::String(self.op.as_str().into()));
+        map.insert("kind".into(), Value::String(self.kind.clone()));
+        map.insert("id".into(), Value::String(self.id.clone()));
+        map.insert("version_before".into(), optional_int(self.version_before));
+        map.insert("version_after".into(), optional_int(self.version_after));
+        map.insert("image".into(), self.image.clone());
+        Value::Object(map)
+    }
+}
+
+/// Rebuilds `value` with every object's members inserted in byte order of their keys
+/// (the order of `String`'s `Ord`, which is what a `BTreeMap` iterates in).
+fn canonical(value: &Value) -> Value {
+    match value {
+        Value::Object(map) => {
+            let mut members: Vec<(&String, &Value)> = map.iter().collect();
+            members.sort_by(|a, b| a.0.cmp(b.0));
+            Value::Object(
+                members
+                    .into_iter()
+                    .map(|(k, v)| (k.clone(), canonical(v)))
+                    .collect(),
+            )
+        }
+        Value::Array(items) => Value::Array(items.iter().map(canonical).collect()),
+        other => other.clone(),
+    }
+}
+
+/// Lowercase hex SHA-256 of `canonical` (the text exactly as stored).
+pub fn hash_text(canonical: &str) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let digest = Sha256::digest(canonical.as_bytes());
+    let mut out = String::with_capacity(64);
+    for byte in digest {
+        out.push(char::from(HEX[usize::from(byte >> 4)]));
+        out.push(char::from(HEX[usize::from(byte & 0x0f)]));
+    }
+    out
+}
+
+/// Whether `s` has the shape of a hash: 64 lowercase hex digits.
+pub fn is_hash(s: &str) -> bool {
+    s.len() == 64 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+/// What is wrong at one point of a chain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Damage {
+    /// The stored hash is not the hash of the stored text.
+    BadHash {
+        seq: u64,
+        stored: String,
+        computed: String,
+    },
+    /// `record.prev` is not the hash of the record before it.
+    BrokenLink {
+        seq: u64,
+        prev: String,
+        expected: String,
+    },
+    /// `found > expected`: the records in between are missing.
+    Gap { expected: u64, found: u64 },
+    /// The record at the place of `expected` is `found`: usually `found < expected`
+    /// (reordered or duplicated); `found > expected` once [`ChainCheck`] has seen the
+    /// missing record turn up later (a reordering that first looked like a gap).
+    OutOfOrder { expected: u64, found: u64 },
+    /// The stored text is not the canonical form of the record it parses to.
+    NotCanonical { seq: u64 },
+    /// A derived copy (e.g. a database column) disagrees with the record.
+    Mismatch { seq: u64, what: String },
+}
+
+impl Damage {
+    /// The sequence number the damage is reported at: the record's own for a problem
+    /// with one record, the one that was expected for a gap or a reordering.
+    pub fn seq(&self) -> u64 {
+        match self {
+            Damage::BadHash { seq, .. }
+            | Damage::BrokenLink { seq, .. }
+            | Damage::NotCanonical { seq }
+            | Damage::Mismatch { seq, .. } => *seq,
+            Damage::Gap { expected, .. } | Damage::OutOfOrder { expected, .. } => *expected,
+        }
+    }
+}
+
+impl fmt::Display for Damage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Damage::BadHash {
+                seq,
+                stored,
+                computed,
+            } => {
+                let (stored, computed) = abbreviate_pair(stored, computed);
+                write!(
+                    f,
+                    "record {seq}: hash mismatch (stored {stored}, computed {computed})"
+                )
+            }
+            Damage::BrokenLink {
+                seq,
+                prev,
+                expected,
+            } => {
+                let (prev, expected) = abbreviate_pair(prev, expected);
+                match seq.checked_sub(1).filter(|p| *p > 0) {
+                    Some(before) => write!(
+                        f,
+                        "record {seq}: 'prev' does not link to record {before} \
+                         (prev {prev}, expected {expected})"
+                    ),
+                    None => write!(
+                        f,
+                        "record {seq}: 'prev' does not link to the start of the chain \
+                         (prev {prev}, expected {expected})"
+                    ),
+                }
+            }
+            Damage::Gap { expected, found } => {
+                // `found > expected`, so `found - 1` cannot underflow; saturate anyway
+                // so a hand-built value cannot panic in Display.
+                let last_missing = found.saturating_sub(1);
+                if last_missing <= *expected {
+                    write!(
+                        f,
+                        "record {expected} is missing (found {found} where {expected} was expected)"
+                    )
+                } else {
+                    write!(
+                        f,
+                        "records {expected}..{last_missing} are missing \
+                         (found {found} where {expected} was expected)"
+                    )
+                }
+            }
+            Damage::OutOfOrder { expected, found } => {
+                write!(f, "record {found} is out of order (expected {expected})")
+            }
+            Damage::NotCanonical { seq } => write!(
+                f,
+                "record {seq}: stored text is not the canonical form of the record"
+            ),
+            Damage::Mismatch { seq, what } => write!(f, "record {seq}: {what}"),
+        }
+    }
+}
+
+/// Shortens two hashes for a message, keeping enough of each to show where they differ
+/// (a single flipped digit late in the hash must not print as two equal prefixes).
+fn abbreviate_pair(a: &str, b: &str) -> (String, String) {
+    let common = a.chars().zip(b.chars()).take_while(|(x, y)| x == y).count();
+    let keep = (common + 1).max(8);
+    (abbreviate(a, keep), abbreviate(b, keep))
+}
+
+/// The first `keep` characters of `s` (escaped: stored hashes are untrusted input), with
+/// `…` when something was cut.
+fn abbreviate(s: &str, keep: usize) -> String {
+    let mut out: String = s.chars().take(keep).flat_map(char::escape_debug).collect();
+    if s.chars().nth(keep).is_some() {
+        out.push('…');
+    }
+    out
+}
+
+/// The sequence number the next record must carry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Next {
+    /// Nothing seen yet and no first seq given: take whatever comes.
+    Any,
+    Seq(u64),
+    /// The last record had seq `u64::MAX`; nothing can follow it.
+    Exhausted,
+}
+
+/// Feeds records in order and checks the chain: sequence, canonical text, hash, link.
+///
+/// The answer is "where damage starts": the first damage is kept and every later record
+/// is ignored, except that a [`Damage::Gap`] is upgraded to [`Damage::OutOfOrder`] if one
+/// of the records it called missing turns up afterwards (two swapped records look like a
+/// gap until the second one is seen).
+#[derive(Debug, Clone)]
+pub struct ChainCheck {
+    next_seq: Next,
+    prev: String,
+    last_intact: Option<u64>,
+    damage: Option<Damage>,
+}
+
+impl ChainCheck {
+    /// `first_seq`: the seq the first record must have (`None`: take the first seen);
+    /// `prev`: the hash the first record's `prev` must equal ([`ZERO_HASH`] for a chain
+    /// that starts at record 1, the kept base hash for one whose head was archived).
+    pub fn new(first_seq: Option<u64>, prev: &str) -> Self {
+        ChainCheck {
+            next_seq: first_seq.map_or(Next::Any, Next::Seq),
+            prev: prev.to_owned(),
+            last_intact: None,
+            damage: None,
+        }
+    }
+
+    /// Checks one record, given its stored hash and the exact stored text that was hashed
+    /// (for the database: the `record` column; for an export: the record as it stands in
+    /// its line). Checks, in order: seq, that `text` is the canonical form of `record`,
+    /// the hash, the link.
+    ///
+    /// Returns the damage as first seen. After damage the checker stays failed: further
+    /// feeds return `Ok(())` and only watch for a gap turning out to be a reordering
+    /// (see [`damage`](Self::damage)).
+    pub fn feed(&mut self, stored_hash: &str, text: &str, record: &Record) -> Result<(), Damage> {
+        if let Some(damage) = &mut self.damage {
+            if let Damage::Gap { expected, found } = *damage {
+                if (expected..found).contains(&record.seq) {
+                    *damage = Damage::OutOfOrder { expected, found };
+                }
+            }
+            return Ok(());
+        }
+        match self.check(stored_hash, text, record) {
+            Ok(()) => {
+                self.last_intact = Some(record.seq);
+                self.next_seq = record.seq.checked_add(1).map_or(Next::Exhausted, Next::Seq);
+                // The hash checked out, so the stored one is the computed one.
+                self.prev = stored_hash.to_owned();
+                Ok(())
+            }
+            Err(damage) => {
+                self.damage = Some(damage.clone());
+                Err(damage)
+            }
+        }
+    }
+
+    fn check(&self, stored_hash: &str, text: &str, record: &Record) -> Result<(), Damage> {
+        let found = record.seq;
+        match self.next_seq {
+            Next::Any => {}
+            Next::Seq(expected) if found > expected => {
+                return Err(Damage::Gap { expected, found });
+            }
+            Next::Seq(expected) if found < expected => {
+                return Err(Damage::OutOfOrder { expected, found });
+            }
+            Next::Seq(_) => {}
+            // Nothing can follow u64::MAX; the closest true statement is "out of order".
+            Next::Exhausted => {
+                return Err(Damage::OutOfOrder {
+                    expected: u64::MAX,
+                    found,
+                });
+            }
+        }
+        // Canonical before hash: a text that hashes right but is not canonical was not
+        // written by us, and the hash would not survive a re-export.
+        if text != record.canonical_json() {
+            return Err(Damage::NotCanonical { seq: found });
+        }
+        let computed = hash_text(text);
+        if computed != stored_hash {
+            return Err(Damage::BadHash {
+                seq: found,
+                stored: stored_hash.to_owned(),
+                computed,
+            });
+        }
+        if record.prev != self.prev {
+            return Err(Damage::BrokenLink {
+                seq: found,
+                prev: record.prev.clone(),
+                expected: self.prev.clone(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Seq of the last record that checked out.
+    pub fn last_intact(&self) -> Option<u64> {
+        self.last_intact
+    }
+
+    /// The hash the next record must link to.
+    pub fn next_prev(&self) -> &str {
+        &self.prev
+    }
+
+    pub fn damaged(&self) -> bool {
+        self.damage.is_some()
+    }
+
+    /// The first damage, classified with everything fed so far (a gap whose missing
+    /// record showed up later reads as a reordering).
+    pub fn damage(&self) -> Option<&Damage> {
+        self.damage.as_ref()
+    }
+}
+
+/// Realistic chains for the tests of this module and its siblings.
+#[cfg(test)]
+pub(crate) mod fixtures {
+    use serde_json::{Value, json};
+
+    use super::{Op, Record, ZERO_HASH};
+
+    /// (userName, givenName, familyName): unicode, quotes, backslashes, control
+    /// characters and a line separator, so escaping is exercised everywhere.
+    const PEOPLE: &[(&str, &str, &str)] = &[
+        ("zoe.angstrom@example.com", "Zoë", "Ångström"),
+        ("yamada.taro@example.jp", "太郎", "山田"),
+        ("sean.obrien@example.ie", "Seán", "O'Brien \"Junior\""),
+        ("back\\slash@example.com", "Tab\tNew\nLine", "Back\\slash"),
+        (
+            "emoji@example.com",
+            "🙂 Smile",
+            "Ctrl\u{1}Char\u{1b}[0m\u{7f}",
+        ),
+        ("script@example.com", "</script>", "Sep\u{2028}arator"),
+    ];
+
+    fn user_image(seed: u64, i: u64, version: i64, active: bool) -> Value {
+        let person =
+            PEOPLE[usize::try_from(seed.wrapping_add(i) % PEOPLE.len() as u64).unwrap_or(0)];
+        let (user_name, given, family) = person;
+        json!({
+            "schemas": [
+                "urn:ietf:params:scim:schemas:core:2.0:User",
+                "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
+            ],
+            "id": resource_id(i),
+            "externalId": format!("ext-{seed}-{i}"),
+            "userName": user_name,
+            "name": {
+                "givenName": given,
+                "familyName": family,
+                "formatted": format!("{given} {family}")
+            },
+            "emails": [{"value": user_name, "type": "work", "primary": true}],
+            "active": active,
+            "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User": {
+                "employeeNumber": format!("{:06}", seed.wrapping_mul(31).wrapping_add(i) % 1_000_000),
+                "costCenter": 4130.5,
+                "manager": {"value": resource_id(i.wrapping_add(1))}
+            },
+            "meta": {
+                "resourceType": "User",
+                "created": "2025-03-01T08:00:00.000Z",
+                "lastModified": time(i),
+                "version": format!("W/\"{version}\"")
+            }
+        })
+    }
+
+    fn group_image(seed: u64, i: u64, version: i64) -> Value {
+        json!({
+            "schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"],
+            "id": resource_id(i),
+            "displayName": format!("Ingénieurs \"R&D\" #{seed}"),
+            "members": [
+                {"value": resource_id(i.wrapping_add(1)), "display": "Zoë Ångström"},
+                {"value": resource_id(i.wrapping_add(2)), "display": "山田 太郎"}
+            ],
+            "meta": {
+                "resourceType": "Group",
+                "created": "2025-03-01T08:00:00.000Z",
+                "lastModified": time(i),
+                "version": format!("W/\"{version}\"")
+            }
+        })
+    }
+
+    fn resource_id(i: u64) -> String {
+        format!("2819c223-7f76-453a-919d-{:012x}", i % 5)
+    }
+
+    fn time(i: u64) -> String {
+        format!(
+            "2025-03-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+            1 + i / 1000 % 28,
+            i / 60 % 24,
+            i % 60,
+            i.wrapping_mul(7) % 60,
+            i.wrapping_mul(37) % 1000
+        )
+    }
+
+    /// Record `seq` of a varied but deterministic history (`seed` varies the content).
+    pub(crate) fn record(seed: u64, seq: u64, prev: &str) -> Record {
+        let version = i64::try_from(seq % 1000).unwrap_or(0);
+        let (op, kind, before, after, image) = match seq % 7 {
+            0 => (
+                Op::Create,
+                "User",
+                None,
+                Some(1),
+                user_image(seed, seq, 1, true),
+            ),
+            1 => (
+                Op::Replace,
+                "User",
+                Some(version),
+                Some(version + 1),
+                user_image(seed, seq, version + 1, true),
+            ),
+            2 => (
+                Op::Patch,
+                "User",
+                Some(version),
+                Some(version + 1),
+                user_image(seed, seq, version + 1, false),
+            ),
+            3 => (
+                Op::Create,
+                "Group",
+                None,
+                Some(1),
+                group_image(seed, seq, 1),
+            ),
+            4 => (
+                Op::Patch,
+                "Group",
+                Some(version),
+                Some(version + 1),
+                group_image(seed, seq, version + 1),
+            ),
+            5 => (
+                Op::Delete,
+                "User",
+                Some(version),
+                None,
+                user_image(seed, seq, version, false),
+            ),
+            _ => (
+                Op::Purge,
+                "Group",
+                Some(version),
+                None,
+                group_image(seed, seq, version),
+            ),
+        };
+        let from_cli = seq % 5 == 0;
+        Record {
+            seq,
+            prev: prev.to_owned(),
+            time: time(seq),
+            endpoint: if seq % 2 == 0 { "default" } else { "tenant-ø" }.to_owned(),
+            actor: if from_cli { "cli" } else { "entra-prod" }.to_owned(),
+            client: (!from_cli).then(|| format!("10.0.{}.{}", seq % 7, seq % 250)),
+            request_id: (!from_cli).then(|| format!("req-{seed:08x}-{seq:06}")),
+            op,
+            kind: kind.to_owned(),
+            id: resource_id(seq),
+            version_before: before,
+            version_after: after,
+            image,
+        }
+    }
+
+    /// Records `first..first+n`, chained from `prev`, with their hashes.
+    pub(crate) fn chain_from(seed: u64, first: u64, prev: &str, n: u64) -> Vec<(String, Record)> {
+        let mut prev = prev.to_owned();
+        let mut out = Vec::new();
+        for seq in (0..n).map(|k| first.wrapping_add(k)) {
+            let record = record(seed, seq, &prev);
+            let hash = record.hash();
+            prev = hash.clone();
+            out.push((hash, record));
+        }
+        out
+    }
+
+    /// Records `1..=n` from the start of the chain.
+    pub(crate) fn chain(n: u64) -> Vec<(String, Record)> {
+        chain_from(7, 1, ZERO_HASH, n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::fixtures::{chain, chain_from};
+    use super::*;
+
+    /// What the database stores for each record: (hash, canonical text, record).
+    fn stored(chain: &[(String, Record)]) -> Vec<(String, String, Record)> {
+        chain
+            .iter()
+            .map(|(h, r)| (h.clone(), r.canonical_json(), r.clone()))
+            .collect()
+    }
+
+    /// Feeds every row; returns the first damage `feed` reported.
+    fn run(check: &mut ChainCheck, rows: &[(String, String, Record)]) -> Option<Damage> {
+        let mut first = None;
+        for (hash, text, _) in rows {
+            // The database path: parse the stored text, as a reader of the table would.
+            let record: Record = serde_json::from_str(text).expect("fixture text parses");
+            if let Err(d) = check.feed(hash, text, &record) {
+                first.get_or_insert(d);
+            }
+        }
+        first
+    }
+
+    #[test]
+    fn canonical_json_is_stable_across_parse_and_serialize() {
+        for (_, record) in chain(20) {
+            let text = record.canonical_json();
+            let reparsed: Record = serde_json::from_str(&text).expect("canonical text parses");
+            assert_eq!(reparsed, record);
+            assert_eq!(reparsed.canonical_json(), text);
+            // Through an untyped value too, as any other JSON tool would read it.
+            let value: Value = serde_json::from_str(&text).expect("canonical text parses");
+            assert_eq!(value.to_string(), text);
+        }
+    }
+
+    #[test]
+    fn canonical_json_sorts_keys_at_every_depth_and_writes_null_members() {
+        let mut record = chain(5).remove(4).1; // seq 5: from the CLI, so no client
+        record.image = json!({"zeta": {"b": 1, "a": [{"y": null, "x": "é"}]}, "alpha": true});
+        let text = record.canonical_json();
+        assert!(
+            text.starts_with(r#"{"actor":"cli","client":null,"endpoint":"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#""image":{"alpha":true,"zeta":{"a":[{"x":"é","y":null}],"b":1}}"#),
+            "{text}"
+        );
+        assert!(text.contains(r#""request_id":null,"seq":5,"#), "{text}");
+        assert!(!text.contains(' '), "no insignificant whitespace: {text}");
+    }
+
+    #[test]
+    fn canonical_json_is_what_serde_writes_for_the_record_with_sorted_keys() {
+        for (_, record) in chain(14) {
+            let derived = serde_json::to_value(&record).expect("record serialises");
+            assert_eq!(canonical(&derived).to_string(), record.canonical_json());
+        }
+    }
+
+    #[test]
+    fn canonical_json_escapes_strings_exactly_as_serde_json_does() {
+        let mut record = chain(1).remove(0).1;
+        record.actor = "quote\" backslash\\ nl\n tab\t ctl\u{1} del\u{7f} ls\u{2028} 🙂".into();
+        let text = record.canonical_json();
+        assert!(
+            text.contains(r#""actor":"quote\" backslash\\ nl\n tab\t ctl\u0001 del"#),
+            "{text}"
+        );
+        let reparsed: Record = serde_json::from_str(&text).expect("parses");
+        assert_eq!(reparsed.actor, record.actor);
+    }
+
+    #[test]
+    fn hash_is_the_lowercase_hex_sha256_of_the_text() {
+        assert_eq!(
+            hash_text(""),
+            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
+        assert_eq!(
+            hash_text("abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        let record = chain(1).remove(0).1;
+        assert_eq!(record.hash(), hash_text(&record.canonical_json()));
+        assert!(is_hash(&record.hash()));
+        assert!(is_hash(ZERO_HASH));
+        assert!(!is_hash(&record.hash().to_uppercase()));
+    }
+
+    #[test]
+    fn hash_changes_when_any_field_changes() {
+        let base = chain(3).remove(2).1;
+        /// Changes one member of a record.
+        type Edit = fn(&mut Record);
+        let edits: [(&str, Edit); 13] = [
+            ("seq", |r| r.seq += 1),
+            ("prev", |r| r.prev = ZERO_HASH.into()),
+            ("time", |r| r.time.push('0')),
+            ("endpoint", |r| r.endpoint.push('x')),
+            ("actor", |r| r.actor = "okta".into()),
+            ("client", |r| r.client = None),
+            ("request_id", |r| r.request_id = Some(String::new())),
+            ("op", |r| r.op = Op::Replace),
+            ("kind", |r| r.kind = "User".into()),
+            ("id", |r| r.id.push('0')),
+            ("version_before", |r| r.version_before = Some(0)),
+            ("version_after", |r| r.version_after = None),
+            ("image", |r| r.image["displayName"] = json!("Ingenieurs")),
+        ];
+        let mut seen = vec![base.hash()];
+        for (field, edit) in edits {
+            let mut record = base.clone();
+            edit(&mut record);
+            assert_ne!(record, base, "the edit of {field} changes the record");
+            let hash = record.hash();
+            assert!(
+                !seen.contains(&hash),
+                "editing {field} must change the hash"
+            );
+            seen.push(hash);
+        }
+    }
+
+    #[test]
+    fn a_record_with_an_unknown_or_missing_member_is_not_a_record_text() {
+        let text = chain(1).remove(0).1.canonical_json();
+        let extra = text.replacen('{', r#"{"admin":true,"#, 1);
+        assert!(serde_json::from_str::<Record>(&extra).is_err());
+        // A missing nullable member parses (serde fills in None) but the text is not
+        // canonical, so the chain check still refuses it.
+        let mut value: Value = serde_json::from_str(&text).expect("parses");
+        value.as_object_mut().map(|m| m.remove("request_id"));
+        let missing = value.to_string();
+        let record: Record = serde_json::from_str(&missing).expect("parses with None");
+        assert_eq!(record.request_id, None);
+        let mut check = ChainCheck::new(Some(1), ZERO_HASH);
+        assert_eq!(
+            check.feed(&hash_text(&missing), &missing, &record),
+            Err(Damage::NotCanonical { seq: 1 })
+        );
+    }
+
+    #[test]
+    fn chain_check_accepts_an_intact_chain_and_reports_its_last_seq() {
+        let rows = stored(&chain(20));
+        let mut check = ChainCheck::new(Some(1), ZERO_HASH);
+        assert_eq!(check.last_intact(), None);
+        assert_eq!(run(&mut check, &rows), None);
+        assert!(!check.damaged());
+        assert_eq!(check.last_intact(), Some(20));
+        assert_eq!(check.next_prev(), rows[19].0);
+    }
+
+    #[test]
+    fn chain_check_reports_an_edited_record_as_a_hash_mismatch() {
+        let mut rows = stored(&chain(20));
+        rows[11].1 = rows[11].1.replacen("entra-prod", "entra-prox", 1);
+        let mut check = ChainCheck::new(Some(1), ZERO_HASH);
+        let damage = run(&mut check, &rows).expect("damage is found");
+        assert!(
+            matches!(&damage, Damage::BadHash { seq: 12, stored, computed }
+                if *stored == rows[11].0 && *computed == hash_text(&rows[11].1)),
+            "{damage:?}"
+        );
+        assert_eq!(check.last_intact(), Some(11));
+    }
+
+    #[test]
+    fn chain_check_reports_a_text_that_is_not_canonical_even_if_it_means_the_same_record() {
+        let mut rows = stored(&chain(20));
+        // Same record, re-hashed, but with a space: only the canonical check can see it.
+        rows[6].1 = rows[6].1.replacen(r#""seq":7,"#, r#""seq": 7,"#, 1);
+        rows[6].0 = hash_text(&rows[6].1);
+        let mut check = ChainCheck::new(Some(1), ZERO_HASH);
+        assert_eq!(
+            run(&mut check, &rows),
+            Some(Damage::NotCanonical { seq: 7 })
+        );
+        assert_eq!(check.last_intact(), Some(6));
+    }
+
+    #[test]
+    fn chain_check_reports_a_deleted_record_as_a_gap() {
+        let mut rows = stored(&chain(20));
+        rows.remove(8); // seq 9
+        let mut check = ChainCheck::new(Some(1), ZERO_HASH);
+        let expected = Damage::Gap {
+            expected: 9,
+            found: 10,
+        };
+        assert_eq!(run(&mut check, &rows), Some(expected.clone()));
+        assert_eq!(check.damage(), Some(&expected));
+        assert_eq!(check.last_intact(), Some(8));
+    }
+
+    #[test]
+    fn chain_check_reports_two_swapped_records_as_out_of_order_at_the_first_swapped_seq() {
+        let mut rows = stored(&chain(20));
+        rows.swap(7, 8); // seq 8 and 9
+        let mut check = ChainCheck::new(Some(1), ZERO_HASH);
+        // At the time it is seen, 9 in the place of 8 looks like a gap...
+        assert_eq!(
+            run(&mut check, &rows),
+            Some(Damage::Gap {
+                expected: 8,
+                found: 9
+            })
+        );
+        // ...until 8 turns up after it.
+        assert_eq!(
+            check.damage(),
+            Some(&Damage::OutOfOrder {
+                expected: 8,
+                found: 9
+            })
+        );
+        assert_eq!(check.damage().map(Damage::seq), Some(8));
+        assert_eq!(check.last_intact(), Some(7));
+    }
+
+    #[test]
+    fn chain_check_reports_a_repeated_record_as_out_of_order() {
+        let mut rows = stored(&chain(20));
+        rows.insert(5, rows[4].clone()); // seq 5 twice
+        let mut check = ChainCheck::new(Some(1), ZERO_HASH);
+        assert_eq!(
+            run(&mut check, &rows),
+            Some(Damage::OutOfOrder {
+                expected: 6,
+                found: 5
+            })
+        );
+        assert_eq!(check.last_intact(), Some(5));
+    }
+
+    #[test]
+    fn chain_check_reports_an_edit_with_a_recomputed_hash_as_a_broken_link_at_the_next_record() {
+        let mut rows = stored(&chain(20));
+        rows[11].2.actor = "intruder".into();
+        rows[11].1 = rows[11].2.canonical_json();
+        rows[11].0 = rows[11].2.hash();
+        let mut check = ChainCheck::new(Some(1), ZERO_HASH);
+        let damage = run(&mut check, &rows).expect("damage is found");
+        assert_eq!(
+            damage,
+            Damage::BrokenLink {
+                seq: 13,
+                prev: rows[12].2.prev.clone(),
+                expected: rows[11].0.clone(),
+            }
+        );
+        // The edited record itself checks out: the chain is intact up to it.
+        assert_eq!(check.last_intact(), Some(12));
+    }
+
+    #[test]
+    fn chain_check_stays_failed_after_the_first_damage() {
+        let mut rows = stored(&chain(10));
+        rows[2].0 = ZERO_HASH.into();
+        let mut check = ChainCheck::new(Some(1), ZERO_HASH);
+        assert!(matches!(
+            run(&mut check, &rows),
+            Some(Damage::BadHash { seq: 3, .. })
+        ));
+        assert!(check.damaged());
+        assert_eq!(check.last_intact(), Some(2));
+        assert_eq!(check.next_prev(), rows[1].0);
+        // Even an intact record fed later changes nothing.
+        let (hash, text, record) = &rows[3];
+        assert_eq!(check.feed(hash, text, record), Ok(()));
+        assert_eq!(check.last_intact(), Some(2));
+    }
+
+    #[test]
+    fn chain_check_takes_the_first_seq_it_sees_when_none_is_given() {
+        let rows = stored(&chain(20)[10..]);
+        let mut check = ChainCheck::new(None, &rows[0].2.prev);
+        assert_eq!(run(&mut check, &rows), None);
+        assert_eq!(check.last_intact(), Some(20));
+    }
+
+    #[test]
+    fn chain_check_of_a_chain_whose_head_was_archived_links_to_the_kept_base_hash() {
+        let full = chain(20);
+        let rows = stored(&full[10..]);
+        let base = &full[9].0;
+        let mut check = ChainCheck::new(Some(11), base);
+        assert_eq!(run(&mut check, &rows), None);
+
+        let mut check = ChainCheck::new(Some(11), ZERO_HASH);
+        assert!(matches!(
+            run(&mut check, &rows),
+            Some(Damage::BrokenLink { seq: 11, .. })
+        ));
+        assert_eq!(check.last_intact(), None);
+
+        let mut check = ChainCheck::new(Some(10), base);
+        assert_eq!(
+            run(&mut check, &rows),
+            Some(Damage::Gap {
+                expected: 10,
+                found: 11
+            })
+        );
+    }
+
+    #[test]
+    fn chain_check_never_panics_after_the_last_possible_seq() {
+        let rows = stored(&chain_from(3, u64::MAX - 1, ZERO_HASH, 2));
+        let mut check = ChainCheck::new(Some(u64::MAX - 1), ZERO_HASH);
+        assert_eq!(run(&mut check, &rows), None);
+        let (hash, text, record) = &rows[1];
+        assert!(matches!(
+            check.feed(hash, text, record),
+            Err(Damage::OutOfOrder { .. })
+        ));
+    }
+
+    #[test]
+    fn damage_descriptions_name_the_record_and_the_problem() {
+        let stored = format!("3fa4{}", "0".repeat(60));
+        let computed = format!("9bc1{}", "0".repeat(60));
+        let cases = [
+            (
+                Damage::BadHash {
+                    seq: 12,
+                    stored: stored.clone(),
+                    computed: computed.clone(),
+                },
+                "record 12: hash mismatch (stored 3fa40000…, computed 9bc10000…)",
+            ),
+            (
+                Damage::BrokenLink {
+                    seq: 13,
+                    prev: stored.clone(),
+                    expected: computed.clone(),
+                },
+                "record 13: 'prev' does not link to record 12 (prev 3fa40000…, expected 9bc10000…)",
+            ),
+            (
+                Damage::BrokenLink {
+                    seq: 1,
+                    prev: stored,
+                    expected: ZERO_HASH.into(),
+                },
+                "record 1: 'prev' does not link to the start of the chain \
+                 (prev 3fa40000…, expected 00000000…)",
+            ),
+            (
+                Damage::Gap {
+                    expected: 8,
+                    found: 11,
+                },
+                "records 8..10 are missing (found 11 where 8 was expected)",
+            ),
+            (
+                Damage::Gap {
+                    expected: 8,
+                    found: 9,
+                },
+                "record 8 is missing (found 9 where 8 was expected)",
+            ),
+            (
+                Damage::OutOfOrder {
+                    expected: 9,
+                    found: 7,
+                },
+                "record 7 is out of order (expected 9)",
+            ),
+            (
+                Damage::NotCanonical { seq: 4 },
+                "record 4: stored text is not the canonical form of the record",
+            ),
+            (
+                Damage::Mismatch {
+                    seq: 5,
+                    what: "column 'actor' is 'okta' but the record says 'entra-prod'".into(),
+                },
+                "record 5: column 'actor' is 'okta' but the record says 'entra-prod'",
+            ),
+        ];
+        for (damage, text) in cases {
+            assert_eq!(damage.to_string(), text);
+        }
+    }
+
+    #[test]
+    fn damage_descriptions_show_hashes_up_to_where_they_differ() {
+        let a = "a".repeat(64);
+        let mut b = "a".repeat(63);
+        b.push('b');
+        let text = Damage::BadHash {
+            seq: 2,
+            stored: a.clone(),
+            computed: b.clone(),
+        }
+        .to_string();
+        assert_eq!(
+            text,
+            format!("record 2: hash mismatch (stored {a}, computed {b})")
+        );
+        // Hostile stored hashes are escaped and cut short.
+        let hostile = format!("\n\u{1b}[31m{}", "x".repeat(10_000));
+        let text = Damage::BadHash {
+            seq: 3,
+            stored: hostile,
+            computed: b,
+        }
+        .to_string();
+        assert!(text.starts_with(r"record 3: hash mismatch (stored \n\u{1b}[31mxx…,"));
+        assert!(text.len() < 120, "{text}");
+    }
+}

@@ -1,0 +1,432 @@
+//! The journal table (docs/journal-format.md): appending records in the writer's
+//! transaction, reading them back, verifying the chain, and applying a record's image to
+//! the state tables (replay).
+
+use rusqlite::{OptionalExtension, params};
+use serde_json::Value;
+
+use super::{Reader, StoreError, Stored, WriteTx, meta_get};
+use crate::journal::record::{ChainCheck, Damage, Op, Record, ZERO_HASH, hash_text};
+use crate::scim::schema::ResourceKind;
+
+/// What the engine knows about a change; the store adds `seq`, `prev` and the hash.
+#[derive(Debug, Clone)]
+pub struct NewRecord {
+    pub time: String,
+    pub endpoint: String,
+    pub actor: String,
+    pub client: Option<String>,
+    pub request_id: Option<String>,
+    pub op: Op,
+    pub kind: ResourceKind,
+    pub id: String,
+    pub version_before: Option<i64>,
+    pub version_after: Option<i64>,
+    pub image: Value,
+}
+
+/// A record as stored, with its delivery state.
+#[derive(Debug, Clone)]
+pub struct JournalRow {
+    pub seq: u64,
+    pub hash: String,
+    pub text: String,
+    pub delivery: String,
+    pub delivery_detail: Option<String>,
+}
+
+impl JournalRow {
+    pub fn record(&self) -> Result<Record, StoreError> {
+        serde_json::from_str(&self.text)
+            .map_err(|e| StoreError::Journal(format!("record {} does not parse: {e}", self.seq)))
+    }
+}
+
+/// A parsed journal row.
+#[derive(Debug, Clone)]
+pub struct JournalEntry {
+    pub row: JournalRow,
+    pub record: Record,
+}
+
+/// Selection for `journal list` / `export`.
+#[derive(Debug, Clone, Default)]
+pub struct JournalQuery {
+    pub from: Option<u64>,
+    pub to: Option<u64>,
+    pub since: Option<String>,
+    pub resource: Option<String>,
+    pub actor: Option<String>,
+    pub delivery: Option<String>,
+}
+
+/// The result of verifying the journal table.
+#[derive(Debug, Clone)]
+pub struct ChainReport {
+    pub records: u64,
+    pub first: Option<u64>,
+    pub last_intact: Option<u64>,
+    pub damage: Option<Damage>,
+    /// `PRAGMA quick_check` problems, if any.
+    pub integrity: Vec<String>,
+}
+
+impl ChainReport {
+    pub fn is_intact(&self) -> bool {
+        self.damage.is_none() && self.integrity.is_empty()
+    }
+}
+
+fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<JournalRow> {
+    Ok(JournalRow {
+        seq: r.get::<_, i64>(0)? as u64,
+        hash: r.get(1)?,
+        text: r.get(2)?,
+        delivery: r.get(3)?,
+        delivery_detail: r.get(4)?,
+    })
+}
+
+const ROW_COLUMNS: &str = "seq, hash, record, delivery, delivery_detail";
+
+impl Reader<'_> {
+    /// `(seq, hash)` of the last record, or the base the chain continues from.
+    pub fn journal_head(&self) -> Result<(u64, String), StoreError> {
+        let last: Option<(i64, String)> = self
+            .conn
+            .prepare_cached("SELECT seq, hash FROM journal ORDER BY seq DESC LIMIT 1")?
+            .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?;
+        match last {
+            Some((seq, hash)) => Ok((seq as u64, hash)),
+            None => self.journal_base(),
+        }
+    }
+
+    /// The record the table starts after: `(0, zeros)` unless older records were archived.
+    pub fn journal_base(&self) -> Result<(u64, String), StoreError> {
+        let seq = meta_get(self.conn, "journal_base_seq")?
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        let hash = meta_get(self.conn, "journal_base_hash")?.unwrap_or_else(|| ZERO_HASH.into());
+        Ok((seq, hash))
+    }
+
+    pub fn journal_get(&self, seq: u64) -> Result<Option<JournalRow>, StoreError> {
+        Ok(self
+            .conn
+            .prepare_cached(&format!("SELECT {ROW_COLUMNS} FROM journal WHERE seq = ?1"))?
+            .query_row([seq as i64], row)
+            .optional()?)
+    }
+
+    /// Rows matching a query, in sequence order, handed to `each` one by one (exports can
+    /// be larger than memory).
+    pub fn journal_scan(
+        &self,
+        q: &JournalQuery,
+        mut each: impl FnMut(JournalRow) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        let mut clauses = vec!["seq >= ?1".to_string(), "seq <= ?2".to_string()];
+        let mut args: Vec<rusqlite::types::Value> = vec![
+            (q.from.unwrap_or(0) as i64).into(),
+            (q.to
+                .map(|t| t.min(i64::MAX as u64) as i64)
+                .unwrap_or(i64::MAX))
+            .into(),
+        ];
+        for (column, value) in [
+            ("time >= ", &q.since),
+            ("resource_id = ", &q.resource),
+            ("actor = ", &q.actor),
+            ("delivery = ", &q.delivery),
+        ] {
+            if let Some(v) = value {
+                args.push(v.clone().into());
+                clauses.push(format!("{column}?{}", args.len()));
+            }
+        }
+        let sql = format!(
+            "SELECT {ROW_COLUMNS} FROM journal WHERE {} ORDER BY seq",
+            clauses.join(" AND ")
+        );
+        let mut stmt = self.conn.prepare(&sql)?;
+        let rows = stmt.query_map(rusqlite::params_from_iter(args.iter()), row)?;
+        for r in rows {
+            each(r?)?;
+        }
+        Ok(())
+    }
+
+    /// Whether the journal holds a deletion of the record's resource after the record.
+    pub fn deleted_later(&self, record: &Record) -> Result<bool, StoreError> {
+        Ok(self
+            .conn
+            .prepare_cached(
+                "SELECT 1 FROM journal WHERE resource_id = ?1 AND seq > ?2 \
+                 AND json_extract(record, '$.op') IN ('delete', 'purge') LIMIT 1",
+            )?
+            .query_row(params![record.id, record.seq as i64], |_| Ok(()))
+            .optional()?
+            .is_some())
+    }
+
+    /// Checks the database (`PRAGMA quick_check`) and the whole chain: every record's hash,
+    /// its `prev` link, gap-free sequence numbers, and the derived columns.
+    pub fn journal_verify(&self) -> Result<ChainReport, StoreError> {
+        let mut integrity = Vec::new();
+        {
+            let mut stmt = self.conn.prepare("PRAGMA quick_check")?;
+            let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
+            for r in rows {
+                let line = r?;
+                if line != "ok" {
+                    integrity.push(line);
+                }
+            }
+        }
+        let (base_seq, base_hash) = self.journal_base()?;
+        let mut check = ChainCheck::new(Some(base_seq + 1), &base_hash);
+        let mut records = 0;
+        let mut first = None;
+        let mut stmt = self.conn.prepare(
+            "SELECT seq, hash, record, time, resource_id, actor FROM journal ORDER BY seq",
+        )?;
+        let mut rows = stmt.query([])?;
+        while let Some(r) = rows.next()? {
+            let seq: i64 = r.get(0)?;
+            let hash: String = r.get(1)?;
+            let text: String = r.get(2)?;
+            records += 1;
+            first.get_or_insert(seq as u64);
+            let record: Record = match serde_json::from_str(&text) {
+                Ok(rec) => rec,
+                Err(_) => {
+                    return Ok(ChainReport {
+                        records,
+                        first,
+                        last_intact: check.last_intact(),
+                        damage: Some(Damage::NotCanonical { seq: seq as u64 }),
+                        integrity,
+                    });
+                }
+            };
+            if record.seq != seq as u64 {
+                let damage = Damage::Mismatch {
+                    seq: seq as u64,
+                    what: format!(
+                        "the row's seq {seq} differs from the record's seq {}",
+                        record.seq
+                    ),
+                };
+                return Ok(ChainReport {
+                    records,
+                    first,
+                    last_intact: check.last_intact(),
+                    damage: Some(damage),
+                    integrity,
+                });
+            }
+            if let Err(damage) = check.feed(&hash, &text, &record) {
+                return Ok(ChainReport {
+                    records,
+                    first,
+                    last_intact: check.last_intact(),
+                    damage: Some(damage),
+                    integrity,
+                });
+            }
+            let (time, resource_id, actor): (String, String, String) =
+                (r.get(3)?, r.get(4)?, r.get(5)?);
+            if time != record.time || resource_id != record.id || actor != record.actor {
+                let damage = Damage::Mismatch {
+                    seq: seq as u64,
+                    what: "the time/resource/actor columns differ from the record".into(),
+                };
+                return Ok(ChainReport {
+                    records,
+                    first,
+                    last_intact: Some(seq as u64 - 1).filter(|s| *s > base_seq),
+                    damage: Some(damage),
+                    integrity,
+                });
+            }
+        }
+        Ok(ChainReport {
+            records,
+            first,
+            last_intact: check.last_intact(),
+            damage: None,
+            integrity,
+        })
+    }
+}
+
+impl WriteTx<'_> {
+    /// Appends one record after the current head; returns it with its hash.
+    pub fn journal_append(
+        &self,
+        new: NewRecord,
+        delivery: &str,
+    ) -> Result<(Record, String), StoreError> {
+        let (last_seq, last_hash) = self.reader().journal_head()?;
+        let record = Record {
+            seq: last_seq + 1,
+            prev: last_hash,
+            time: new.time,
+            endpoint: new.endpoint,
+            actor: new.actor,
+            client: new.client,
+            request_id: new.request_id,
+            op: new.op,
+            kind: new.kind.name().to_string(),
+            id: new.id,
+            version_before: new.version_before,
+            version_after: new.version_after,
+            image: new.image,
+        };
+        let text = record.canonical_json();
+        let hash = hash_text(&text);
+        self.journal_insert(&record, &text, &hash, delivery)?;
+        Ok((record, hash))
+    }
+
+    fn journal_insert(
+        &self,
+        record: &Record,
+        text: &str,
+        hash: &str,
+        delivery: &str,
+    ) -> Result<(), StoreError> {
+        self.tx
+            .prepare_cached(
+                "INSERT INTO journal (seq, record, hash, time, resource_id, actor, delivery) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )?
+            .execute(params![
+                record.seq as i64,
+                text,
+                hash,
+                record.time,
+                record.id,
+                record.actor,
+                delivery
+            ])?;
+        Ok(())
+    }
+
+    /// Makes the local journal hold `record` (replay of an export): appended verbatim when
+    /// it continues the chain, accepted when the same record is already there, refused
+    /// when a different history holds its place. An empty journal may start anywhere.
+    pub fn journal_import(&self, hash: &str, record: &Record) -> Result<bool, StoreError> {
+        let r = self.reader();
+        if let Some(existing) = r.journal_get(record.seq)? {
+            if existing.hash == hash {
+                return Ok(false);
+            }
+            return Err(StoreError::Journal(format!(
+                "record {} differs from the local journal's record {} (another history); replay into an empty state directory",
+                record.seq, record.seq
+            )));
+        }
+        let (head_seq, head_hash) = r.journal_head()?;
+        let empty = self
+            .tx
+            .prepare_cached("SELECT count(*) FROM journal")?
+            .query_row([], |row| row.get::<_, i64>(0))?
+            == 0;
+        if empty && head_seq == 0 && record.seq > 1 {
+            // A rebuilt store that starts from an export of a later range.
+            self.meta_set("journal_base_seq", &(record.seq - 1).to_string())?;
+            self.meta_set("journal_base_hash", &record.prev)?;
+        } else if record.seq != head_seq + 1 || record.prev != head_hash {
+            return Err(StoreError::Journal(format!(
+                "record {} does not continue the local journal (its head is record {head_seq})",
+                record.seq
+            )));
+        }
+        let text = record.canonical_json();
+        if hash_text(&text) != hash {
+            return Err(StoreError::Journal(format!(
+                "record {}: hash mismatch",
+                record.seq
+            )));
+        }
+        self.journal_insert(record, &text, hash, "none")?;
+        Ok(true)
+    }
+
+    pub fn meta_set(&self, key: &str, value: &str) -> Result<(), StoreError> {
+        self.tx
+            .prepare_cached("INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET value = excluded.value")?
+            .execute(params![key, value])?;
+        Ok(())
+    }
+
+    /// Brings the state tables to a record's image. Returns false when the resource is
+    /// already at that version or later (replay is idempotent).
+    pub fn apply_image(&self, record: &Record) -> Result<bool, StoreError> {
+        let kind = ResourceKind::from_name(&record.kind).ok_or_else(|| {
+            StoreError::Journal(format!(
+                "record {}: unknown kind '{}'",
+                record.seq, record.kind
+            ))
+        })?;
+        let r = self.reader();
+        let current = r.get(kind, &record.id)?;
+        match record.op {
+            Op::Delete | Op::Purge => match current {
+                // A resource re-created later has a newer version than the deleted one.
+                Some(c) if record.version_before.is_none_or(|v| c.version <= v) => {
+                    self.delete(&record.id)?;
+                    Ok(true)
+                }
+                _ => Ok(false),
+            },
+            Op::Create | Op::Replace | Op::Patch => {
+                let version = record.version_after.ok_or_else(|| {
+                    StoreError::Journal(format!("record {}: no version_after", record.seq))
+                })?;
+                if current.as_ref().is_some_and(|c| c.version >= version) {
+                    return Ok(false);
+                }
+                if current.is_none() && r.deleted_later(record)? {
+                    // The journal already holds this resource's deletion: re-creating it
+                    // only to delete it again would be churn, not replay.
+                    return Ok(false);
+                }
+                let Value::Object(doc) = record.image.clone() else {
+                    return Err(StoreError::Journal(format!(
+                        "record {}: image is not an object",
+                        record.seq
+                    )));
+                };
+                let meta = |k: &str| {
+                    doc.get("meta")
+                        .and_then(|m| m.get(k))
+                        .and_then(Value::as_str)
+                        .map(str::to_string)
+                        .ok_or_else(|| {
+                            StoreError::Journal(format!(
+                                "record {}: image has no meta.{k}",
+                                record.seq
+                            ))
+                        })
+                };
+                let stored = Stored {
+                    kind,
+                    id: record.id.clone(),
+                    version,
+                    created: meta("created")?,
+                    last_modified: meta("lastModified")?,
+                    doc: doc.clone(),
+                };
+                match current {
+                    Some(before) => self.update(&stored, &before, &record.actor)?,
+                    None => self.insert(&stored, &record.actor)?,
+                }
+                Ok(true)
+            }
+        }
+    }
+}
