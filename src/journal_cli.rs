@@ -32,11 +32,13 @@ impl Environment for WithoutSecrets {
     }
 }
 
-fn state_dir(config_path: Option<&Path>, state_dir: Option<&Path>) -> anyhow::Result<PathBuf> {
-    if let Some(dir) = state_dir {
-        return Ok(dir.to_path_buf());
-    }
-    let cfg = match config_path {
+/// The configuration (secrets not needed) with `--state-dir` applied. Without
+/// `--config`, the embedded example's settings apply.
+fn load_config(
+    config_path: Option<&Path>,
+    state_dir: Option<&Path>,
+) -> anyhow::Result<config::Config> {
+    let mut cfg = match config_path {
         Some(path) => config::load(path, &WithoutSecrets),
         None => config::parse(
             config::EMBEDDED_EXAMPLE,
@@ -45,7 +47,18 @@ fn state_dir(config_path: Option<&Path>, state_dir: Option<&Path>) -> anyhow::Re
         ),
     }
     .map_err(|e| anyhow::anyhow!("{e}"))?;
-    Ok(cfg.state.dir)
+    if let Some(dir) = state_dir {
+        cfg.state.dir = dir.to_path_buf();
+    }
+    Ok(cfg)
+}
+
+/// Where archives go: `journal.archive_dir`, else `<state dir>/archive`.
+pub fn archive_dir(cfg: &config::Config) -> PathBuf {
+    cfg.journal
+        .archive_dir
+        .clone()
+        .unwrap_or_else(|| cfg.state.dir.join("archive"))
 }
 
 fn open(dir: &Path, create: bool) -> anyhow::Result<Store> {
@@ -89,7 +102,8 @@ pub fn run(
     {
         return verify_file(path, *allow_torn_tail);
     }
-    let dir = state_dir(config, dir)?;
+    let cfg = load_config(config, dir)?;
+    let dir = cfg.state.dir.clone();
     // Replaying a file may start from an empty state directory (a rebuild); a dry run
     // of that works on a throw-away copy so it creates nothing.
     let replays_file = matches!(&command, JournalCommand::Replay { file: Some(_), .. });
@@ -103,6 +117,30 @@ pub fn run(
         return result;
     }
     let store = open(&dir, replays_file && !dry_run)?;
+    if let JournalCommand::Archive = command {
+        if !cfg.journal.retention_enabled() {
+            println!(
+                "retention is off (no journal.max_age, max_records or max_bytes set): nothing to archive"
+            );
+            return Ok(ExitCode::SUCCESS);
+        }
+        let target = archive_dir(&cfg);
+        let summary = ops::archive(
+            &store,
+            &cfg.journal,
+            &target,
+            time::OffsetDateTime::now_utc(),
+        )
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+        for f in &summary.files {
+            println!("archived {}", f.display());
+        }
+        println!(
+            "dropped {} records; the journal now starts after record {}",
+            summary.dropped, summary.base
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
     run_with(&store, &dir, command)
 }
 
@@ -123,6 +161,13 @@ fn run_with(store: &Store, dir: &Path, command: JournalCommand) -> anyhow::Resul
             pending,
             rejected,
         } => {
+            let since = since
+                .map(|text| {
+                    scim_bridge::scim::resource::parse_datetime(&text)
+                        .map(scim_bridge::journal::timestamp)
+                        .ok_or_else(|| anyhow::anyhow!("--since '{text}' is not an RFC 3339 time (e.g. 2026-11-23T08:00:00Z)"))
+                })
+                .transpose()?;
             let q = JournalQuery {
                 from,
                 to,
@@ -187,6 +232,7 @@ fn run_with(store: &Store, dir: &Path, command: JournalCommand) -> anyhow::Resul
             eprintln!("exported {n} records");
             Ok(ExitCode::SUCCESS)
         }
+        JournalCommand::Archive => unreachable!("handled before opening the store"),
         JournalCommand::Replay {
             from,
             to,

@@ -114,6 +114,8 @@ enum JournalCommand {
         #[arg(long)]
         to: Option<u64>,
     },
+    /// Apply retention now: archive records beyond the configured limits, then drop them.
+    Archive,
     /// Apply records to the state (idempotent).
     Replay {
         #[arg(long)]
@@ -273,6 +275,13 @@ async fn serve(cfg: Config, allow_damaged_journal: bool) -> anyhow::Result<()> {
             max_page_size: cfg.server.max_page_size,
         }),
     };
+    if cfg.journal.retention_enabled() {
+        spawn_retention(
+            state.engine.store().clone(),
+            cfg.journal.clone(),
+            journal_cli::archive_dir(&cfg),
+        );
+    }
     let listener = tokio::net::TcpListener::bind(cfg.server.listen)
         .await
         .with_context(|| format!("while binding {}", cfg.server.listen))?;
@@ -292,6 +301,44 @@ async fn serve(cfg: Config, allow_damaged_journal: bool) -> anyhow::Result<()> {
     .context("while serving")?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// How often retention runs while serving.
+const RETENTION_EVERY: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// Runs journal retention at start and then periodically, off the async threads.
+fn spawn_retention(store: Arc<Store>, cfg: scim_bridge::config::JournalConfig, dir: PathBuf) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(RETENTION_EVERY);
+        loop {
+            tick.tick().await;
+            let (store, cfg, dir) = (store.clone(), cfg.clone(), dir.clone());
+            let result = tokio::task::spawn_blocking(move || {
+                scim_bridge::journal::ops::archive(
+                    &store,
+                    &cfg,
+                    &dir,
+                    time::OffsetDateTime::now_utc(),
+                )
+            })
+            .await;
+            match result {
+                Ok(Ok(s)) if s.dropped > 0 => {
+                    tracing::info!(
+                        dropped = s.dropped,
+                        base = s.base,
+                        files = s.files.len(),
+                        "journal retention archived records"
+                    )
+                }
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => {
+                    tracing::error!(error = %e, "journal retention failed; records are kept")
+                }
+                Err(e) => tracing::error!(error = %e, "journal retention task failed"),
+            }
+        }
+    });
 }
 
 /// A write past `RLIMIT_FSIZE` raises SIGXFSZ, whose default action kills the process.

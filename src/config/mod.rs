@@ -34,6 +34,24 @@ pub struct Config {
     pub state: StateConfig,
     pub auth: AuthConfig,
     pub log: LogConfig,
+    pub journal: JournalConfig,
+}
+
+/// Journal retention: records beyond any limit are archived, then dropped (never one that
+/// is still pending delivery). No limit set means the journal keeps everything.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct JournalConfig {
+    /// Where archives go; `None` means `<state.dir>/archive`.
+    pub archive_dir: Option<PathBuf>,
+    pub max_age: Option<std::time::Duration>,
+    pub max_records: Option<u64>,
+    pub max_bytes: Option<u64>,
+}
+
+impl JournalConfig {
+    pub fn retention_enabled(&self) -> bool {
+        self.max_age.is_some() || self.max_records.is_some() || self.max_bytes.is_some()
+    }
 }
 
 #[derive(Debug, Clone)]

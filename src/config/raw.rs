@@ -17,6 +17,16 @@ pub(super) struct RawConfig {
     pub state: Option<RawState>,
     pub auth: Option<RawAuth>,
     pub log: Option<RawLog>,
+    pub journal: Option<RawJournal>,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(super) struct RawJournal {
+    pub archive_dir: Option<String>,
+    pub max_age: Option<String>,
+    pub max_records: Option<String>,
+    pub max_bytes: Option<String>,
 }
 
 #[derive(Default, Deserialize)]

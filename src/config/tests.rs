@@ -699,7 +699,7 @@ fn an_unknown_key_suggests_the_nearest_known_key() {
 fn an_unknown_key_without_a_near_match_lists_the_known_keys() {
     assert_eq!(
         only_problem(&format!("{AUTH}metrics: true\n")),
-        "6:1: unknown field 'metrics' (expected one of: server, state, auth, log)"
+        "6:1: unknown field 'metrics' (expected one of: server, state, auth, log, journal)"
     );
 }
 
@@ -858,4 +858,50 @@ fn load_names_the_file_in_its_problems() {
     );
     std::fs::write(&path, AUTH).expect("write");
     assert!(load(&path, &token_env()).is_ok());
+}
+
+// --- journal retention --------------------------------------------------------------
+
+#[test]
+fn journal_retention_is_off_by_default() {
+    let config = parse_ok(AUTH);
+    assert_eq!(config.journal, crate::config::JournalConfig::default());
+    assert!(!config.journal.retention_enabled());
+}
+
+#[test]
+fn journal_limits_parse_durations_and_sizes() {
+    let config = parse_ok(&format!(
+        "journal:\n  archive_dir: /var/backups/sb\n  max_age: 90d\n  max_records: 1000000\n  max_bytes: 2GiB\n{AUTH}"
+    ));
+    let j = &config.journal;
+    assert_eq!(
+        j.archive_dir.as_deref(),
+        Some(std::path::Path::new("/var/backups/sb"))
+    );
+    assert_eq!(j.max_age, Some(std::time::Duration::from_secs(90 * 86_400)));
+    assert_eq!(j.max_records, Some(1_000_000));
+    assert_eq!(j.max_bytes, Some(2 << 30));
+    assert!(j.retention_enabled());
+}
+
+#[test]
+fn bad_journal_limits_are_each_reported_at_their_line() {
+    let items = problems(&format!(
+        "journal:\n  max_age: soon\n  max_records: -1\n  max_bytes: 2GB\n{AUTH}"
+    ));
+    let text: Vec<String> = items.iter().map(ToString::to_string).collect();
+    assert_eq!(items.len(), 3, "{text:#?}");
+    assert!(
+        text[0].starts_with("2:12: journal.max_age: 'soon' is not a duration"),
+        "{text:#?}"
+    );
+    assert!(
+        text[1].starts_with("3:16: journal.max_records:"),
+        "{text:#?}"
+    );
+    assert!(
+        text[2].starts_with("4:14: journal.max_bytes: '2GB'"),
+        "{text:#?}"
+    );
 }

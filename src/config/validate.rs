@@ -10,10 +10,12 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 
 use super::locate::{NodeIndex, did_you_mean};
-use super::raw::{RawAuth, RawConfig, RawLog, RawSecret, RawServer, RawState, RawToken};
+use super::raw::{
+    RawAuth, RawConfig, RawJournal, RawLog, RawSecret, RawServer, RawState, RawToken,
+};
 use super::{
-    AuthConfig, Config, Environment, LogConfig, LogFormat, Problem, Secret, ServerConfig,
-    StateConfig, TokenConfig,
+    AuthConfig, Config, Environment, JournalConfig, LogConfig, LogFormat, Problem, Secret,
+    ServerConfig, StateConfig, TokenConfig,
 };
 
 const DEFAULT_LISTEN: SocketAddr =
@@ -65,6 +67,7 @@ pub(super) fn validate(
         state: state(&mut checker, raw.state.unwrap_or_default()),
         auth: auth(&mut checker, raw.auth.unwrap_or_default(), env),
         log: log(&mut checker, raw.log.unwrap_or_default()),
+        journal: journal(&mut checker, raw.journal.unwrap_or_default()),
     };
     let mut problems = checker.problems;
     if problems.is_empty() {
@@ -298,6 +301,96 @@ fn public_url_problem(text: &str) -> Option<String> {
         return Some(format!("'{text}' has an empty path segment ({EXAMPLE})"));
     }
     None
+}
+
+fn journal(checker: &mut Checker<'_>, raw: RawJournal) -> JournalConfig {
+    let archive_dir = match raw.archive_dir {
+        Some(text) if text.is_empty() => {
+            checker.report(
+                "journal.archive_dir",
+                "'' is empty; give a directory (e.g. /var/backups/scim-bridge) or leave it out"
+                    .to_owned(),
+            );
+            None
+        }
+        other => other.map(PathBuf::from),
+    };
+    let max_age = raw.max_age.and_then(|text| match parse_duration(&text) {
+        Some(d) if !d.is_zero() => Some(d),
+        _ => {
+            checker.report(
+                "journal.max_age",
+                format!(
+                    "'{text}' is not a duration; use a number with s, m, h or d (e.g. 90d, 12h)"
+                ),
+            );
+            None
+        }
+    });
+    let positive = |checker: &mut Checker<'_>, path: &str, text: Option<String>, example: &str| {
+        text.and_then(|t| match parse_size(&t) {
+            Some(n) if n > 0 => Some(n),
+            _ => {
+                checker.report(
+                    path,
+                    format!("'{t}' is not a positive whole number ({example})"),
+                );
+                None
+            }
+        })
+    };
+    let max_records = positive(
+        checker,
+        "journal.max_records",
+        raw.max_records,
+        "e.g. 1000000",
+    );
+    let max_bytes = positive(
+        checker,
+        "journal.max_bytes",
+        raw.max_bytes,
+        "bytes, or with KiB, MiB, GiB: e.g. 2GiB",
+    );
+    JournalConfig {
+        archive_dir,
+        max_age,
+        max_records,
+        max_bytes,
+    }
+}
+
+/// `90d`, `12h`, `30m`, `45s`.
+fn parse_duration(text: &str) -> Option<std::time::Duration> {
+    let text = text.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit())?;
+    let (n, unit) = text.split_at(split);
+    let n: u64 = n.parse().ok()?;
+    let seconds = match unit.trim() {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return None,
+    };
+    Some(std::time::Duration::from_secs(n.checked_mul(seconds)?))
+}
+
+/// `1000`, `64KiB`, `512MiB`, `2GiB`.
+fn parse_size(text: &str) -> Option<u64> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (n, unit) = text.split_at(split);
+    let n: u64 = n.parse().ok()?;
+    let factor: u64 = match unit.trim() {
+        "" => 1,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        _ => return None,
+    };
+    n.checked_mul(factor)
 }
 
 fn state(checker: &mut Checker<'_>, raw: RawState) -> StateConfig {

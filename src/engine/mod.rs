@@ -104,12 +104,7 @@ pub struct Engine {
 }
 
 fn now() -> String {
-    let format = time::macros::format_description!(
-        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
-    );
-    time::OffsetDateTime::now_utc()
-        .format(format)
-        .unwrap_or_else(|_| "1970-01-01T00:00:00.000Z".into())
+    crate::journal::timestamp(time::OffsetDateTime::now_utc())
 }
 
 /// Strips the server-owned parts of a stored document, leaving what clients write.

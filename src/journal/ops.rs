@@ -139,6 +139,73 @@ pub fn export(
         .map_err(OpsError::from)
 }
 
+/// What retention did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ArchiveSummary {
+    /// Records archived and dropped from the table.
+    pub dropped: u64,
+    pub files: Vec<std::path::PathBuf>,
+    /// The new base: the table now starts after this record.
+    pub base: u64,
+}
+
+/// At most this many records per archive file (bounds memory and file size).
+const ARCHIVE_CHUNK: u64 = 100_000;
+
+/// Applies retention: archives the records beyond the limits to `archive_dir` (each file
+/// durable before anything is dropped), then drops them. Records pending delivery, and
+/// everything after the first of them, are kept.
+pub fn archive(
+    store: &Store,
+    cfg: &crate::config::JournalConfig,
+    archive_dir: &std::path::Path,
+    now: time::OffsetDateTime,
+) -> Result<ArchiveSummary, OpsError> {
+    let older_than = cfg.max_age.map(|age| crate::journal::timestamp(now - age));
+    let cutoff = store
+        .read(|r| r.retention_cutoff(older_than.as_deref(), cfg.max_records, cfg.max_bytes))?;
+    let mut summary = ArchiveSummary::default();
+    std::fs::create_dir_all(archive_dir)?;
+    loop {
+        let (base, base_hash) = store.read(|r| r.journal_base())?;
+        summary.base = base;
+        if base >= cutoff {
+            return Ok(summary);
+        }
+        let last = cutoff.min(base + ARCHIVE_CHUNK);
+        let mut records = Vec::new();
+        store.read(|r| {
+            let q = JournalQuery {
+                from: Some(base + 1),
+                to: Some(last),
+                ..Default::default()
+            };
+            r.journal_scan(&q, |row| {
+                records.push((row.hash.clone(), row.record()?));
+                Ok(())
+            })
+        })?;
+        let header = Header {
+            format: file::FORMAT.into(),
+            version: file::VERSION,
+            origin: store.origin().to_string(),
+            first_seq: base + 1,
+            last_seq: last,
+            prev: base_hash,
+            exported_at: now
+                .format(&time::format_description::well_known::Rfc3339)
+                .unwrap_or_default(),
+        };
+        let path = crate::journal::archive::write_archive(archive_dir, &header, &records).map_err(
+            |e| OpsError::Invalid(format!("archiving records {}..{last}: {e}", base + 1)),
+        )?;
+        let dropped = store.write_blocking(move |tx| tx.journal_drop_through(last))?;
+        summary.dropped += dropped;
+        summary.files.push(path);
+        summary.base = last;
+    }
+}
+
 /// What a replay did (or, with `dry_run`, would do).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ReplaySummary {
@@ -312,5 +379,14 @@ pub fn replay_file(
     }
     apply_chunk(store, chunk, true, dry_run, &mut summary)?;
     progress(summary.records);
+    let read_through = check
+        .last_intact()
+        .unwrap_or(header.first_seq.saturating_sub(1));
+    if read_through < header.last_seq && !allow_torn_tail {
+        return Err(OpsError::Invalid(format!(
+            "the file ends after record {read_through} but its header lists records up to {}; the {} records read were replayed",
+            header.last_seq, summary.records
+        )));
+    }
     Ok(summary)
 }

@@ -262,7 +262,128 @@ impl Reader<'_> {
     }
 }
 
+impl Reader<'_> {
+    /// The oldest records still pending delivery, in order (a restart resumes here).
+    pub fn journal_pending(&self, limit: usize) -> Result<Vec<JournalRow>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "SELECT {ROW_COLUMNS} FROM journal WHERE delivery = 'pending' ORDER BY seq LIMIT ?1"
+        ))?;
+        let rows = stmt.query_map([limit as i64], row)?;
+        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    }
+
+    /// The last record that retention may drop: the largest prefix beyond any limit,
+    /// stopped before the first record still pending delivery.
+    pub fn retention_cutoff(
+        &self,
+        older_than: Option<&str>,
+        max_records: Option<u64>,
+        max_bytes: Option<u64>,
+    ) -> Result<u64, StoreError> {
+        let (base, _) = self.journal_base()?;
+        let mut cutoff = base;
+        if let Some(time) = older_than {
+            let by_age: Option<i64> = self.conn.query_row(
+                "SELECT max(seq) FROM journal WHERE time < ?1",
+                [time],
+                |r| r.get(0),
+            )?;
+            cutoff = cutoff.max(by_age.unwrap_or(0) as u64);
+        }
+        let (count, bytes): (i64, i64) = self.conn.query_row(
+            "SELECT count(*), coalesce(sum(length(record)), 0) FROM journal",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        if let Some(max) = max_records
+            && count as u64 > max
+        {
+            let drop = count as u64 - max;
+            let by_count: i64 = self.conn.query_row(
+                "SELECT seq FROM journal ORDER BY seq LIMIT 1 OFFSET ?1",
+                [drop as i64 - 1],
+                |r| r.get(0),
+            )?;
+            cutoff = cutoff.max(by_count as u64);
+        }
+        if let Some(max) = max_bytes
+            && bytes as u64 > max
+        {
+            let mut excess = bytes as u64 - max;
+            let mut stmt = self
+                .conn
+                .prepare("SELECT seq, length(record) FROM journal ORDER BY seq")?;
+            let mut rows = stmt.query([])?;
+            while let Some(r) = rows.next()? {
+                let (seq, len): (i64, i64) = (r.get(0)?, r.get(1)?);
+                cutoff = cutoff.max(seq as u64);
+                excess = excess.saturating_sub(len as u64);
+                if excess == 0 {
+                    break;
+                }
+            }
+        }
+        let first_pending: Option<i64> = self.conn.query_row(
+            "SELECT min(seq) FROM journal WHERE delivery = 'pending'",
+            [],
+            |r| r.get(0),
+        )?;
+        if let Some(p) = first_pending {
+            cutoff = cutoff.min((p as u64).saturating_sub(1));
+        }
+        Ok(cutoff.max(base))
+    }
+}
+
 impl WriteTx<'_> {
+    /// Records a target's verdict on a record (the durable delivery cursor).
+    pub fn journal_mark(
+        &self,
+        seq: u64,
+        delivery: &str,
+        detail: Option<&str>,
+    ) -> Result<(), StoreError> {
+        let n = self
+            .tx
+            .prepare_cached(
+                "UPDATE journal SET delivery = ?2, delivery_detail = ?3 WHERE seq = ?1",
+            )?
+            .execute(params![seq as i64, delivery, detail])?;
+        if n == 0 {
+            return Err(StoreError::Journal(format!(
+                "no record {seq} to mark {delivery}"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Drops records up to `last` (already archived), keeping the chain verifiable from
+    /// the new base. Refuses when any of them is pending delivery.
+    pub fn journal_drop_through(&self, last: u64) -> Result<u64, StoreError> {
+        let r = self.reader();
+        let pending: i64 = self.tx.query_row(
+            "SELECT count(*) FROM journal WHERE seq <= ?1 AND delivery = 'pending'",
+            [last as i64],
+            |row| row.get(0),
+        )?;
+        if pending > 0 {
+            return Err(StoreError::Journal(format!(
+                "records up to {last} include {pending} pending delivery; they are kept"
+            )));
+        }
+        let Some(boundary) = r.journal_get(last)? else {
+            return Err(StoreError::Journal(format!(
+                "no record {last} to drop through"
+            )));
+        };
+        let n = self
+            .tx
+            .execute("DELETE FROM journal WHERE seq <= ?1", [last as i64])?;
+        self.meta_set("journal_base_seq", &last.to_string())?;
+        self.meta_set("journal_base_hash", &boundary.hash)?;
+        Ok(n as u64)
+    }
+
     /// Appends one record after the current head; returns it with its hash.
     pub fn journal_append(
         &self,

@@ -2,7 +2,7 @@
 
 use super::*;
 use crate::scim::filter::parse_filter;
-use serde_json::json;
+use serde_json::{Value, json};
 
 fn user(id: &str, user_name: &str, seq: i64) -> Stored {
     let doc = json!({
@@ -141,4 +141,126 @@ fn a_failed_write_transaction_leaves_nothing_behind() {
     });
     assert!(result.is_err());
     assert_eq!(store.get(ResourceKind::User, "a").expect("reads"), None);
+}
+
+fn record(i: u64) -> NewRecord {
+    let u = user(&format!("id-{i}"), &format!("u{i}"), i as i64);
+    NewRecord {
+        time: format!("2026-01-01T00:00:{:02}.000Z", i % 60),
+        endpoint: "default".into(),
+        actor: "test".into(),
+        client: None,
+        request_id: None,
+        op: crate::journal::record::Op::Create,
+        kind: ResourceKind::User,
+        id: u.id.clone(),
+        version_before: None,
+        version_after: Some(1),
+        image: Value::Object(u.doc),
+    }
+}
+
+fn append(store: &Store, n: u64, delivery: &'static str) {
+    store
+        .write_blocking(move |tx| -> Result<(), StoreError> {
+            for i in 0..n {
+                tx.journal_append(record(i), delivery)?;
+            }
+            Ok(())
+        })
+        .expect("append");
+}
+
+#[test]
+fn pending_deliveries_survive_a_restart_and_resume_in_order() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    {
+        let store = Store::open(dir.path()).expect("opens");
+        append(&store, 5, "pending");
+        store
+            .write_blocking(|tx| {
+                tx.journal_mark(1, "applied", None)?;
+                tx.journal_mark(2, "rejected", Some("objectClass violation"))
+            })
+            .expect("mark");
+    }
+    let store = Store::open(dir.path()).expect("reopens");
+    let pending: Vec<u64> = store
+        .read(|r| r.journal_pending(10))
+        .expect("pending")
+        .iter()
+        .map(|r| r.seq)
+        .collect();
+    assert_eq!(pending, [3, 4, 5]);
+    let rejected = store
+        .read(|r| r.journal_get(2))
+        .expect("get")
+        .expect("record 2");
+    assert_eq!(rejected.delivery, "rejected");
+    assert_eq!(
+        rejected.delivery_detail.as_deref(),
+        Some("objectClass violation")
+    );
+}
+
+#[test]
+fn retention_archives_then_drops_but_never_a_pending_record_and_the_chain_still_verifies() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(dir.path()).expect("opens");
+    append(&store, 10, "none");
+    store
+        .write_blocking(|tx| tx.journal_mark(4, "pending", None))
+        .expect("mark");
+    let cfg = crate::config::JournalConfig {
+        max_records: Some(2),
+        ..Default::default()
+    };
+    let archive_dir = dir.path().join("archive");
+    let summary =
+        crate::journal::ops::archive(&store, &cfg, &archive_dir, time::OffsetDateTime::now_utc())
+            .expect("archives");
+    assert_eq!(
+        summary.dropped, 3,
+        "records 1..3 go; 4 is pending and everything after it stays"
+    );
+    assert_eq!(summary.base, 3);
+    assert_eq!(summary.files, [archive_dir.join("journal-1-3.jsonl.gz")]);
+    let report = store.read(|r| r.journal_verify()).expect("verify");
+    assert!(report.is_intact(), "{report:?}");
+    assert_eq!((report.first, report.records), (Some(4), 7));
+
+    // Once 4 is delivered, the count limit applies in full.
+    store
+        .write_blocking(|tx| tx.journal_mark(4, "applied", None))
+        .expect("mark");
+    let summary =
+        crate::journal::ops::archive(&store, &cfg, &archive_dir, time::OffsetDateTime::now_utc())
+            .expect("archives");
+    assert_eq!(summary.dropped, 5);
+    let report = store.read(|r| r.journal_verify()).expect("verify");
+    assert!(report.is_intact(), "{report:?}");
+    assert_eq!((report.first, report.records), (Some(9), 2));
+
+    // The archives verify on their own and chain onto each other.
+    for name in ["journal-1-3.jsonl.gz", "journal-4-8.jsonl.gz"] {
+        let input = crate::journal::archive::open(&archive_dir.join(name)).expect("opens");
+        let report = crate::journal::file::verify(input, false).expect("reads");
+        assert!(report.damage.is_none(), "{name}: {:?}", report.damage);
+    }
+}
+
+#[test]
+fn retention_by_age_drops_only_older_records() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(dir.path()).expect("opens");
+    append(&store, 6, "none");
+    let cfg = crate::config::JournalConfig {
+        max_age: Some(std::time::Duration::from_secs(60)),
+        ..Default::default()
+    };
+    // "now" is 00:01:03, so records stamped before 00:00:03 (seq 1..3) are older than 60 s.
+    let now = time::macros::datetime!(2026-01-01 00:01:03 UTC);
+    let summary =
+        crate::journal::ops::archive(&store, &cfg, &dir.path().join("a"), now).expect("archives");
+    assert_eq!(summary.dropped, 3);
 }

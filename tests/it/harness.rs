@@ -527,6 +527,7 @@ fn merge_yaml_overrides_and_extends_sections() {
         "server:\n  listen: 127.0.0.1:9\n  base_path: /scim/v2\n  max_body_bytes: 4096\n\
          state:\n  dir: ./state\n\
          auth:\n  tokens:\n    - name: entra\n      secret:\n        env: SCIM_BRIDGE_TOKEN\n\
+         log:\n  level: warn\n\
          logging:\n  level: debug\n"
     );
     assert_eq!(merge_yaml(BASE_CONFIG, ""), BASE_CONFIG);

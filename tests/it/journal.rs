@@ -480,3 +480,130 @@ async fn full_storage_gives_503_keeps_reads_and_loses_nothing_and_writes_resume(
     let (code, out, err) = cli(&["journal", "verify", "--state-dir", path_str(&d.state_dir)]);
     assert_eq!(code, 0, "{out}{err}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn list_and_show_answer_who_changed_a_user_and_when() {
+    let mut d = Daemon::start();
+    let (uid, _) = make_history(&d).await;
+    d.stop();
+    let state = path_str(&d.state_dir).to_string();
+    let (code, out, err) = cli(&["journal", "list", "--resource", &uid, "--state-dir", &state]);
+    assert_eq!(code, 0, "{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 3, "{out}");
+    assert!(
+        lines[0].contains("entra") && lines[0].contains("create") && lines[0].contains("v-->v1"),
+        "{out}"
+    );
+    assert!(
+        lines[2].contains("patch") && lines[2].contains("v2->v3"),
+        "{out}"
+    );
+    let (_, out, _) = cli(&[
+        "journal",
+        "list",
+        "--actor",
+        "nobody",
+        "--state-dir",
+        &state,
+    ]);
+    assert!(out.is_empty(), "{out}");
+    let (_, out, _) = cli(&[
+        "journal",
+        "list",
+        "--since",
+        "2999-01-01T00:00:00+01:00",
+        "--state-dir",
+        &state,
+    ]);
+    assert!(out.is_empty(), "{out}");
+    let (code, _, err) = cli(&[
+        "journal",
+        "list",
+        "--since",
+        "yesterday",
+        "--state-dir",
+        &state,
+    ]);
+    assert_eq!(code, 2, "{err}");
+    let (_, out, _) = cli(&[
+        "journal",
+        "list",
+        "--from",
+        "2",
+        "--to",
+        "3",
+        "--state-dir",
+        &state,
+    ]);
+    assert_eq!(out.lines().count(), 2, "{out}");
+
+    let (code, out, _) = cli(&["journal", "show", "3", "--state-dir", &state]);
+    assert_eq!(code, 0);
+    let shown: Value = serde_json::from_str(&out).expect("pretty JSON");
+    assert_eq!(shown["record"]["op"], "patch");
+    assert_eq!(shown["record"]["actor"], "entra");
+    assert_eq!(shown["record"]["client"], "127.0.0.1");
+    assert_eq!(shown["record"]["image"]["title"], "two");
+    assert!(
+        shown["record"]["request_id"]
+            .as_str()
+            .is_some_and(|s| !s.is_empty())
+    );
+    let (code, _, _) = cli(&["journal", "show", "99", "--state-dir", &state]);
+    assert_eq!(code, 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn archive_then_rebuild_from_the_archives_and_the_remaining_export() {
+    let archive_dir = tempfile::tempdir().expect("archive dir");
+    let mut d = Daemon::start_with(&format!(
+        "journal:\n  max_records: 2\n  archive_dir: {}\n",
+        archive_dir.path().display()
+    ));
+    make_history(&d).await;
+    d.stop();
+    let state = path_str(&d.state_dir).to_string();
+    let config = path_str(&d.config_path).to_string();
+    let before = state_of(&d.state_dir);
+    let (code, out, err) = cli(&[
+        "journal",
+        "archive",
+        "--config",
+        &config,
+        "--state-dir",
+        &state,
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("dropped 4 records"), "{out}");
+    let archive = archive_dir.path().join("journal-1-4.jsonl.gz");
+    let (code, out, _) = cli(&["journal", "verify", "--file", path_str(&archive)]);
+    assert_eq!(code, 0, "{out}");
+    let (code, out, _) = cli(&["journal", "verify", "--state-dir", &state]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("records 5..6"), "{out}");
+
+    // Rebuild a lost state directory: the archives, then an export of what remains.
+    let (code, rest, _) = cli(&["journal", "export", "--state-dir", &state]);
+    assert_eq!(code, 0);
+    let rest_path = d.dir().join("rest.jsonl");
+    std::fs::write(&rest_path, rest).expect("write");
+    let rebuilt = d.dir().join("rebuilt");
+    for file in [archive.as_path(), rest_path.as_path()] {
+        let (code, out, err) = cli(&[
+            "journal",
+            "replay",
+            "--file",
+            path_str(file),
+            "--into",
+            "store",
+            "--state-dir",
+            path_str(&rebuilt),
+        ]);
+        assert_eq!(code, 0, "{out}{err}");
+    }
+    assert_eq!(state_of(&rebuilt), before);
+    let (code, out, _) = cli(&["journal", "verify", "--state-dir", path_str(&rebuilt)]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("records 1..6"), "{out}");
+}
