@@ -12,5 +12,6 @@ pub mod config;
 pub mod engine;
 pub mod http;
 pub mod journal;
+pub mod mapping;
 pub mod scim;
 pub mod store;

@@ -15,9 +15,7 @@ use crate::scim::error::ScimError;
 use crate::scim::patch;
 use crate::scim::resource::{fold, normalize_resource, validate};
 use crate::scim::schema::{ENTERPRISE_URN, ResourceKind};
-use crate::store::{
-    ListQuery, NewRecord, Reader, Store, StoreError, Stored, WriteTx, etag, member_ids,
-};
+use crate::store::{ListQuery, NewRecord, Reader, Store, StoreError, Stored, WriteTx, etag};
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
@@ -155,13 +153,7 @@ fn check_if_match(if_match: Option<&str>, current: &Stored) -> Result<(), ScimEr
     let Some(header) = if_match else {
         return Ok(());
     };
-    let strip = |t: &str| t.trim().trim_start_matches("W/").to_string();
-    let current_tag = strip(&current.etag());
-    let ok = header
-        .split(',')
-        .map(str::trim)
-        .any(|t| t == "*" || strip(t) == current_tag);
-    if ok {
+    if etag_matches(header, &current.etag()) {
         Ok(())
     } else {
         Err(ScimError::precondition_failed(format!(
@@ -171,7 +163,7 @@ fn check_if_match(if_match: Option<&str>, current: &Stored) -> Result<(), ScimEr
     }
 }
 
-/// Weak comparison for `If-None-Match` on reads.
+/// Weak comparison of an `If-Match` / `If-None-Match` list (or `*`) with an entity tag.
 pub fn etag_matches(header: &str, current: &str) -> bool {
     let strip = |t: &str| t.trim().trim_start_matches("W/").to_string();
     header
@@ -203,11 +195,28 @@ fn check_unique(
 }
 
 /// Checks a group's member references and records each member's type; drops duplicates.
+/// Members the group already had (`before`) were checked when they were added, so only
+/// new ids cost a lookup: adding k members to a large group is O(k) queries.
 fn resolve_members(
     r: &Reader<'_>,
     group_id: &str,
     doc: &mut Map<String, Value>,
+    before: Option<&Stored>,
 ) -> Result<(), EngineError> {
+    let known: std::collections::HashMap<String, String> = before
+        .and_then(|b| b.doc.get("members"))
+        .and_then(Value::as_array)
+        .map(|m| {
+            m.iter()
+                .filter_map(|x| {
+                    Some((
+                        x.get("value")?.as_str()?.to_string(),
+                        x.get("type")?.as_str()?.to_string(),
+                    ))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
     let Some(Value::Array(members)) = doc.remove("members") else {
         return Ok(());
     };
@@ -232,13 +241,24 @@ fn resolve_members(
             ))
             .into());
         }
+        obj.remove("$ref");
+        if let Some(kind) = known.get(&id) {
+            obj.insert("type".into(), Value::String(kind.clone()));
+            out.push(member);
+            continue;
+        }
         let Some(kind) = r.kind_of(&id)? else {
             return Err(ScimError::invalid_value(format!(
                 "members: '{id}' is not the id of an existing User or Group"
             ))
             .into());
         };
-        obj.remove("$ref");
+        if kind == ResourceKind::Group && r.group_reaches(&id, group_id)? {
+            return Err(ScimError::invalid_value(format!(
+                "members: group '{id}' already contains this group; nesting it here would make a cycle"
+            ))
+            .into());
+        }
         obj.insert("type".into(), Value::String(kind.name().into()));
         out.push(member);
     }
@@ -329,7 +349,7 @@ impl Engine {
             check_unique(&r, kind, &doc, None)?;
             let id = uuid::Uuid::new_v4().to_string();
             if kind == ResourceKind::Group {
-                resolve_members(&r, &id, &mut doc)?;
+                resolve_members(&r, &id, &mut doc, None)?;
             }
             let t = now();
             let stored = finalize(kind, &id, 1, &t, &t, doc);
@@ -397,7 +417,7 @@ impl Engine {
             let mut doc = change(&current)?;
             check_unique(&r, kind, &doc, Some(&id))?;
             if kind == ResourceKind::Group {
-                resolve_members(&r, &id, &mut doc)?;
+                resolve_members(&r, &id, &mut doc, Some(&before))?;
             }
             if doc == current {
                 return Ok(Written {
@@ -454,7 +474,32 @@ impl Engine {
                 tx.update(&after, &group, &actor.name)?;
                 journal(tx, &actor, Op::Patch, Some(&group), Some(&after), &t)?;
             }
-            debug_assert!(kind != ResourceKind::Group || !member_ids(&before).contains(&id));
+            if kind == ResourceKind::User {
+                // Referential integrity for `manager`, as for group members: the users
+                // this one managed lose the reference (journaled like any change).
+                for managed_id in r.users_managed_by(&id)? {
+                    let Some(managed) = r.get(ResourceKind::User, &managed_id)? else {
+                        continue;
+                    };
+                    let mut doc = client_part(&managed.doc);
+                    if let Some(Value::Object(ext)) = doc.get_mut(ENTERPRISE_URN) {
+                        ext.remove("manager");
+                        if ext.is_empty() {
+                            doc.remove(ENTERPRISE_URN);
+                        }
+                    }
+                    let after = finalize(
+                        ResourceKind::User,
+                        &managed_id,
+                        managed.version + 1,
+                        &managed.created,
+                        &t,
+                        doc,
+                    );
+                    tx.update(&after, &managed, &actor.name)?;
+                    journal(tx, &actor, Op::Patch, Some(&managed), Some(&after), &t)?;
+                }
+            }
             tx.delete(&id)?;
             journal(tx, &actor, Op::Delete, Some(&before), None, &t)?;
             Ok(())

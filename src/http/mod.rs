@@ -133,6 +133,31 @@ fn actor(auth: &Authenticated, ext: &axum::http::Extensions) -> Actor {
     }
 }
 
+/// Path parameters whose rejection (e.g. invalid UTF-8 in an id) is a SCIM error.
+pub struct ScimPath<T>(pub T);
+
+impl<T> axum::extract::FromRequestParts<AppState> for ScimPath<T>
+where
+    T: serde::de::DeserializeOwned + Send,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        match Path::<T>::from_request_parts(parts, state).await {
+            Ok(Path(v)) => Ok(ScimPath(v)),
+            Err(rejection) => Err(ScimError::not_found(format!(
+                "{}: {}",
+                parts.uri.path(),
+                rejection.body_text()
+            ))
+            .into()),
+        }
+    }
+}
+
 /// A SCIM request body: JSON, with a SCIM or plain JSON content type.
 pub struct ScimBody(pub Value);
 
@@ -265,13 +290,9 @@ fn list_response(total: usize, start_index: usize, resources: Vec<Value>) -> Res
             "totalResults": total,
             "Resources": resources,
             "startIndex": start_index,
-            "itemsPerPage": resources_len(&resources),
+            "itemsPerPage": resources.len(),
         }),
     )
-}
-
-fn resources_len(r: &[Value]) -> usize {
-    r.len()
 }
 
 async fn run_list(
@@ -294,7 +315,7 @@ async fn run_list(
 async fn list(
     State(state): State<AppState>,
     _auth: Authenticated,
-    Path(endpoint): Path<String>,
+    ScimPath(endpoint): ScimPath<String>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
@@ -315,12 +336,11 @@ async fn search_root(
 
 async fn search_endpoint(
     State(state): State<AppState>,
-    auth: Authenticated,
-    Path((endpoint, id)): Path<(String, String)>,
+    _auth: Authenticated,
+    ScimPath((endpoint, id)): ScimPath<(String, String)>,
     headers: HeaderMap,
     ScimBody(body): ScimBody,
 ) -> Result<Response, ApiError> {
-    let _ = auth;
     let kind = kind_of(&endpoint)?;
     if id != ".search" {
         return Err(ScimError::method_not_allowed(format!(
@@ -335,7 +355,7 @@ async fn search_endpoint(
 async fn create(
     State(state): State<AppState>,
     auth: Authenticated,
-    Path(endpoint): Path<String>,
+    ScimPath(endpoint): ScimPath<String>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
     req_ext: axum::http::Extensions,
@@ -360,7 +380,7 @@ async fn create(
 async fn get_one(
     State(state): State<AppState>,
     _auth: Authenticated,
-    Path((endpoint, id)): Path<(String, String)>,
+    ScimPath((endpoint, id)): ScimPath<(String, String)>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
@@ -387,7 +407,7 @@ async fn get_one(
 async fn replace(
     State(state): State<AppState>,
     auth: Authenticated,
-    Path((endpoint, id)): Path<(String, String)>,
+    ScimPath((endpoint, id)): ScimPath<(String, String)>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
     req_ext: axum::http::Extensions,
@@ -411,7 +431,7 @@ async fn replace(
 async fn patch(
     State(state): State<AppState>,
     auth: Authenticated,
-    Path((endpoint, id)): Path<(String, String)>,
+    ScimPath((endpoint, id)): ScimPath<(String, String)>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
     req_ext: axum::http::Extensions,
@@ -442,7 +462,7 @@ async fn patch(
 async fn delete(
     State(state): State<AppState>,
     auth: Authenticated,
-    Path((endpoint, id)): Path<(String, String)>,
+    ScimPath((endpoint, id)): ScimPath<(String, String)>,
     headers: HeaderMap,
     req_ext: axum::http::Extensions,
 ) -> Result<Response, ApiError> {
@@ -474,7 +494,7 @@ async fn schemas(State(state): State<AppState>, headers: HeaderMap) -> Response 
 
 async fn schema_by_id(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    ScimPath(id): ScimPath<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     schema::schema_documents(&base_url(&state, &headers))
@@ -495,7 +515,7 @@ async fn resource_types(State(state): State<AppState>, headers: HeaderMap) -> Re
 
 async fn resource_type_by_id(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    ScimPath(id): ScimPath<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     schema::resource_type_documents(&base_url(&state, &headers))

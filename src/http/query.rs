@@ -35,6 +35,22 @@ struct Raw {
     excluded: Option<String>,
 }
 
+impl Raw {
+    /// The field a parameter name fills (names match case-insensitively; unknown → None).
+    fn slot(&mut self, key: &str) -> Option<&mut Option<String>> {
+        Some(match key.to_ascii_lowercase().as_str() {
+            "filter" => &mut self.filter,
+            "sortby" => &mut self.sort_by,
+            "sortorder" => &mut self.sort_order,
+            "startindex" => &mut self.start_index,
+            "count" => &mut self.count,
+            "attributes" => &mut self.attributes,
+            "excludedattributes" => &mut self.excluded,
+            _ => return None,
+        })
+    }
+}
+
 impl ListParams {
     pub fn from_query(
         query: Option<&str>,
@@ -43,17 +59,9 @@ impl ListParams {
     ) -> Result<ListParams, ApiError> {
         let mut raw = Raw::default();
         for (key, value) in form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
-            let slot = match key.to_ascii_lowercase().as_str() {
-                "filter" => &mut raw.filter,
-                "sortby" => &mut raw.sort_by,
-                "sortorder" => &mut raw.sort_order,
-                "startindex" => &mut raw.start_index,
-                "count" => &mut raw.count,
-                "attributes" => &mut raw.attributes,
-                "excludedattributes" => &mut raw.excluded,
-                _ => continue,
-            };
-            *slot = Some(value.into_owned());
+            if let Some(slot) = raw.slot(&key) {
+                *slot = Some(value.into_owned());
+            }
         }
         Self::build(raw, kind, settings)
     }
@@ -84,17 +92,9 @@ impl ListParams {
                     .into());
                 }
             };
-            let slot = match key.to_ascii_lowercase().as_str() {
-                "filter" => &mut raw.filter,
-                "sortby" => &mut raw.sort_by,
-                "sortorder" => &mut raw.sort_order,
-                "startindex" => &mut raw.start_index,
-                "count" => &mut raw.count,
-                "attributes" => &mut raw.attributes,
-                "excludedattributes" => &mut raw.excluded,
-                _ => continue,
-            };
-            *slot = Some(text);
+            if let Some(slot) = raw.slot(key) {
+                *slot = Some(text);
+            }
         }
         Self::build(raw, kind, settings)
     }

@@ -79,10 +79,6 @@ impl ScimError {
     pub fn too_many(detail: impl Into<String>) -> Self {
         Self::new(400, Some(ScimType::TooMany), detail)
     }
-    /// A plain 400 where RFC 7644 defines no `scimType`.
-    pub fn bad_request(detail: impl Into<String>) -> Self {
-        Self::new(400, None, detail)
-    }
     pub fn unauthorized(detail: impl Into<String>) -> Self {
         Self::new(401, None, detail)
     }

@@ -46,8 +46,27 @@ pub fn check(kind: ResourceKind, filter: &Filter) -> ScimResult<()> {
 fn check_scope(scope: Scope, filter: &Filter) -> ScimResult<()> {
     match filter {
         Filter::Attr { path, test } => {
-            if let (Some(def), Test::Compare(op, _)) = (leaf_def(scope, path), test) {
-                check_op(def, *op, &path.to_string())?;
+            if let Scope::Resource(ResourceKind::User) = scope
+                && resolve_scope(scope, path).is_some_and(|d| d.name == "groups")
+            {
+                // A user's groups are derived from group membership, not stored with
+                // the user: say so rather than silently match nothing.
+                return Err(ScimError::invalid_filter(format!(
+                    "{path}: Users cannot be filtered by groups; filter Groups by members.value instead"
+                )));
+            }
+            if let Test::Compare(op, _) = test {
+                match leaf_def(scope, path) {
+                    Some(def) => check_op(def, *op, &path.to_string())?,
+                    None if resolve_scope(scope, path).is_some_and(|d| d.is_complex())
+                        && path.sub_attr.is_none() =>
+                    {
+                        return Err(ScimError::invalid_filter(format!(
+                            "{path}: a complex attribute without a 'value' can only be tested with 'pr'; compare one of its sub-attributes"
+                        )));
+                    }
+                    None => {}
+                }
             }
             Ok(())
         }
@@ -145,7 +164,9 @@ fn values<'a>(scope: Scope, path: &AttrPath, doc: &'a Map<String, Value>) -> Vec
             Some(d) => Some(d.name),
             None => return Vec::new(),
         },
-        None if def.is_complex() => Some("value"),
+        // A complex attribute compares by its `value`; one without (`name`, `addresses`)
+        // stands for itself, so `name pr` tests the attribute.
+        None if def.is_complex() && def.sub_attr("value").is_some() => Some("value"),
         None => None,
     };
     let items: Vec<&Value> = match value {
@@ -381,6 +402,22 @@ mod tests {
             err.scim_type,
             Some(crate::scim::error::ScimType::InvalidFilter)
         );
+    }
+
+    #[test]
+    fn presence_of_a_complex_attribute_without_value_tests_the_attribute_itself() {
+        assert!(hit("name pr"));
+        assert!(!hit("addresses pr"));
+        assert!(!hit("not (name pr)"));
+        let f = parse_filter(r#"name eq "x""#).expect("parses");
+        assert!(check(ResourceKind::User, &f).is_err());
+    }
+
+    #[test]
+    fn filtering_users_by_groups_is_refused_not_silently_empty() {
+        let f = parse_filter(r#"groups.value eq "g1""#).expect("parses");
+        let err = check(ResourceKind::User, &f).expect_err("refused");
+        assert!(err.detail.contains("members.value"), "{}", err.detail);
     }
 
     #[test]

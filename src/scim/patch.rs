@@ -15,13 +15,10 @@ use crate::scim::eval::matches_element;
 use crate::scim::filter::{CompValue, CompareOp, Filter, Test};
 use crate::scim::path::{AttrPath, PatchPath, parse_attr_path, parse_patch_path};
 use crate::scim::resource::{
-    normalize_input, normalize_single, normalize_value, prune_extensions, resolve, short,
+    exclusive_primary, merge_multi, normalize_input, normalize_single, normalize_value,
+    prune_extensions, push_with_primary, resolve, same_element, short,
 };
 use crate::scim::schema::{AttrDef, Mutability, PATCH_URN, ResourceKind};
-
-/// Multi-valued attributes that keep at most one element per `type` (Entra addresses
-/// `emails[type eq "work"]` as if it were a single slot).
-const ONE_PER_TYPE: &[&str] = &["emails", "phoneNumbers", "addresses", "ims", "photos"];
 
 /// At most this many operations in one request; Entra sends a handful.
 pub const MAX_OPERATIONS: usize = 10_000;
@@ -451,12 +448,7 @@ fn apply_filtered(
     let result = (|| -> ScimResult<()> {
         match (op, sub_def) {
             (OpKind::Remove, None) => {
-                let mut i = 0;
-                items.retain(|_| {
-                    let keep = !matched.contains(&i);
-                    i += 1;
-                    keep
-                });
+                retain_unmatched(&mut items, &matched);
             }
             (OpKind::Remove, Some(sd)) => {
                 for &i in &matched {
@@ -486,12 +478,7 @@ fn apply_filtered(
                 let new = normalize_single(def, value, &at)?;
                 let Some(Value::Object(new)) = new else {
                     // `Replace emails[type eq "work"]` with null: the element goes.
-                    let mut i = 0;
-                    items.retain(|_| {
-                        let keep = !matched.contains(&i);
-                        i += 1;
-                        keep
-                    });
+                    retain_unmatched(&mut items, &matched);
                     return Ok(());
                 };
                 if matched.is_empty() {
@@ -567,6 +554,20 @@ fn collect_equalities(
     }
 }
 
+/// Drops the elements at the (ascending) indexes in `matched`, in one pass.
+fn retain_unmatched(items: &mut Vec<Value>, matched: &[usize]) {
+    let mut drop = vec![false; items.len()];
+    for &i in matched {
+        drop[i] = true;
+    }
+    let mut i = 0;
+    items.retain(|_| {
+        let keep = !drop[i];
+        i += 1;
+        keep
+    });
+}
+
 fn set_or_remove(obj: &mut Map<String, Value>, key: &str, value: Option<Value>) {
     match value {
         Some(v) => {
@@ -592,81 +593,6 @@ fn is_hollow(def: &AttrDef, item: &Value) -> bool {
     }
     obj.keys()
         .all(|k| matches!(k.as_str(), "type" | "primary" | "display"))
-}
-
-fn is_primary(item: &Value) -> bool {
-    item.get("primary") == Some(&Value::Bool(true))
-}
-
-fn push_with_primary(items: &mut Vec<Value>, item: Value) {
-    items.push(item);
-    let last = items.len() - 1;
-    exclusive_primary(items, &[last]);
-}
-
-/// RFC 7643 §2.4: `primary: true` appears at most once; the newest one wins.
-fn exclusive_primary(items: &mut [Value], changed: &[usize]) {
-    let Some(&winner) = changed.iter().rev().find(|&&i| is_primary(&items[i])) else {
-        return;
-    };
-    for (i, item) in items.iter_mut().enumerate() {
-        if i != winner
-            && is_primary(item)
-            && let Some(obj) = item.as_object_mut()
-        {
-            obj.insert("primary".into(), Value::Bool(false));
-        }
-    }
-}
-
-/// Whether a listed element (from a `Remove` value, or an `Add`) denotes an existing one:
-/// the same `value` when it has one, else the same content.
-fn same_element(def: &AttrDef, existing: &Value, listed: &Value) -> bool {
-    match (existing.get("value"), listed.get("value")) {
-        (Some(a), Some(b)) => {
-            a == b
-                && (def.name == "members"
-                    || listed.get("type").is_none()
-                    || existing
-                        .get("type")
-                        .map(|t| t.as_str().map(str::to_lowercase))
-                        == listed
-                            .get("type")
-                            .map(|t| t.as_str().map(str::to_lowercase)))
-        }
-        _ => existing == listed,
-    }
-}
-
-/// Adds elements to a multi-valued attribute: members are a set (by id); typed contact
-/// attributes keep one element per type; other attributes skip exact duplicates.
-fn merge_multi(def: &AttrDef, existing: &mut Vec<Value>, new: Vec<Value>) {
-    for item in new {
-        let typed = ONE_PER_TYPE.contains(&def.name);
-        let slot = existing.iter().position(|e| {
-            if typed && let (Some(a), Some(b)) = (type_of(e), type_of(&item)) {
-                return a.eq_ignore_ascii_case(b);
-            }
-            same_element(def, e, &item)
-        });
-        match slot {
-            Some(i) if def.name == "members" => {
-                // Idempotent: an id already present stays; a newer `display` is kept.
-                if let (Some(e), Some(d)) = (existing[i].as_object_mut(), item.get("display")) {
-                    e.insert("display".into(), d.clone());
-                }
-            }
-            Some(i) => {
-                existing[i] = item;
-                exclusive_primary(existing, &[i]);
-            }
-            None => push_with_primary(existing, item),
-        }
-    }
-}
-
-fn type_of(v: &Value) -> Option<&str> {
-    v.get("type").and_then(Value::as_str)
 }
 
 #[cfg(test)]

@@ -75,7 +75,7 @@ pub fn prune_extensions(kind: ResourceKind, doc: &mut Map<String, Value>) {
 }
 
 fn is_urn(s: &str) -> bool {
-    s.len() > 4 && s[..4].eq_ignore_ascii_case("urn:")
+    s.len() > 4 && s.get(..4).is_some_and(|p| p.eq_ignore_ascii_case("urn:"))
 }
 
 /// Resolves the top-level attribute a path names. Unqualified names are looked up among
@@ -199,6 +199,13 @@ pub fn normalize_value(def: &AttrDef, value: &Value, at: &str) -> ScimResult<Opt
             if let Some(v) = normalize_single(def, item, at)? {
                 out.push(v);
             }
+        }
+        if def.is_complex() {
+            // The same rules as PATCH add: one element per type for contact attributes,
+            // members as a set, `primary: true` at most once (the last one wins).
+            let mut merged = Vec::with_capacity(out.len());
+            merge_multi(def, &mut merged, out);
+            out = merged;
         }
         return Ok((!out.is_empty()).then_some(Value::Array(out)));
     }
@@ -345,6 +352,113 @@ fn normalize_manager(def: &AttrDef, value: &Value, at: &str) -> ScimResult<Optio
     }
 }
 
+/// Multi-valued attributes that keep at most one element per `type` (Entra addresses
+/// `emails[type eq "work"]` as if it were a single slot).
+pub(crate) const ONE_PER_TYPE: &[&str] = &["emails", "phoneNumbers", "addresses", "ims", "photos"];
+
+pub(crate) fn is_primary(item: &Value) -> bool {
+    item.get("primary") == Some(&Value::Bool(true))
+}
+
+pub(crate) fn push_with_primary(items: &mut Vec<Value>, item: Value) {
+    items.push(item);
+    let last = items.len() - 1;
+    exclusive_primary(items, &[last]);
+}
+
+/// RFC 7643 §2.4: `primary: true` appears at most once; the newest one wins.
+pub(crate) fn exclusive_primary(items: &mut [Value], changed: &[usize]) {
+    let Some(&winner) = changed.iter().rev().find(|&&i| is_primary(&items[i])) else {
+        return;
+    };
+    for (i, item) in items.iter_mut().enumerate() {
+        if i != winner
+            && is_primary(item)
+            && let Some(obj) = item.as_object_mut()
+        {
+            obj.insert("primary".into(), Value::Bool(false));
+        }
+    }
+}
+
+/// Whether a listed element (from a `Remove` value, or an `Add`) denotes an existing one:
+/// the same `value` when it has one, else the same content.
+pub(crate) fn same_element(def: &AttrDef, existing: &Value, listed: &Value) -> bool {
+    match (existing.get("value"), listed.get("value")) {
+        (Some(a), Some(b)) => {
+            a == b
+                && (def.name == "members"
+                    || listed.get("type").is_none()
+                    || existing
+                        .get("type")
+                        .map(|t| t.as_str().map(str::to_lowercase))
+                        == listed
+                            .get("type")
+                            .map(|t| t.as_str().map(str::to_lowercase)))
+        }
+        _ => existing == listed,
+    }
+}
+
+/// Adds elements to a multi-valued attribute: members are a set (by id); typed contact
+/// attributes keep one element per type; an element that denotes an existing one is
+/// merged into it (its other sub-attributes stay); anything else is appended.
+pub(crate) fn merge_multi(def: &AttrDef, existing: &mut Vec<Value>, new: Vec<Value>) {
+    if def.name == "members" {
+        // Groups can be large: index the ids so adding k members costs O(k).
+        let mut index: std::collections::HashMap<String, usize> = existing
+            .iter()
+            .enumerate()
+            .filter_map(|(i, m)| Some((m.get("value")?.as_str()?.to_string(), i)))
+            .collect();
+        for item in new {
+            let Some(id) = item
+                .get("value")
+                .and_then(Value::as_str)
+                .map(str::to_string)
+            else {
+                continue;
+            };
+            match index.get(&id) {
+                // Idempotent: an id already present stays; a newer `display` is kept.
+                Some(&i) => {
+                    if let (Some(e), Some(d)) = (existing[i].as_object_mut(), item.get("display")) {
+                        e.insert("display".into(), d.clone());
+                    }
+                }
+                None => {
+                    index.insert(id, existing.len());
+                    existing.push(item);
+                }
+            }
+        }
+        return;
+    }
+    let typed = ONE_PER_TYPE.contains(&def.name);
+    for item in new {
+        let slot = existing.iter().position(|e| {
+            if typed && let (Some(a), Some(b)) = (type_of(e), type_of(&item)) {
+                return a.eq_ignore_ascii_case(b);
+            }
+            same_element(def, e, &item)
+        });
+        match slot {
+            Some(i) => {
+                match (existing[i].as_object_mut(), item) {
+                    (Some(e), Value::Object(n)) => e.extend(n),
+                    (_, item) => existing[i] = item,
+                }
+                exclusive_primary(existing, &[i]);
+            }
+            None => push_with_primary(existing, item),
+        }
+    }
+}
+
+fn type_of(v: &Value) -> Option<&str> {
+    v.get("type").and_then(Value::as_str)
+}
+
 /// Checks the invariants of a complete resource: required attributes present and non-empty.
 pub fn validate(kind: ResourceKind, doc: &Map<String, Value>) -> ScimResult<()> {
     for def in kind.attrs().iter().filter(|d| d.required) {
@@ -407,19 +521,6 @@ impl Projection {
         })
     }
 
-    /// Whether the projection drops group members (so the store need not load them).
-    pub fn excludes(&self, kind: ResourceKind, attr: &str) -> bool {
-        let named = |p: &AttrPath| {
-            p.sub_attr.is_none()
-                && resolve(kind, p).is_some_and(|t| t.def.name.eq_ignore_ascii_case(attr))
-        };
-        self.excluded.iter().any(named)
-            || (!self.attributes.is_empty()
-                && !self.attributes.iter().any(|p| {
-                    resolve(kind, p).is_some_and(|t| t.def.name.eq_ignore_ascii_case(attr))
-                }))
-    }
-
     /// Applies the projection to a rendered resource.
     pub fn apply(&self, kind: ResourceKind, doc: &mut Map<String, Value>) {
         if !self.attributes.is_empty() {
@@ -430,6 +531,24 @@ impl Projection {
                 }
             }
             for path in &self.attributes {
+                // A bare schema URN names the whole schema (RFC 7644 §3.10).
+                if let Some(container) = bare_schema(kind, path) {
+                    match container {
+                        Container::Extension(ext) => {
+                            if let Some(v) = doc.get(ext.urn) {
+                                kept.insert(ext.urn.into(), v.clone());
+                            }
+                        }
+                        Container::Core => {
+                            for (k, v) in doc.iter() {
+                                if !is_urn(k) {
+                                    kept.insert(k.clone(), v.clone());
+                                }
+                            }
+                        }
+                    }
+                    continue;
+                }
                 let Some(target) = resolve(kind, path) else {
                     continue;
                 };
@@ -456,6 +575,10 @@ impl Projection {
             *doc = kept;
         }
         for path in &self.excluded {
+            if let Some(Container::Extension(ext)) = bare_schema(kind, path) {
+                doc.remove(ext.urn);
+                continue;
+            }
             let Some(target) = resolve(kind, path) else {
                 continue;
             };
@@ -475,22 +598,40 @@ impl Projection {
                     let Some(sub_def) = target.def.sub_attr(sub) else {
                         continue;
                     };
-                    match holder.get_mut(target.def.name) {
+                    let now_empty = match holder.get_mut(target.def.name) {
                         Some(Value::Object(m)) => {
                             m.remove(sub_def.name);
+                            m.is_empty()
                         }
                         Some(Value::Array(items)) => {
                             for item in items.iter_mut().filter_map(Value::as_object_mut) {
                                 item.remove(sub_def.name);
                             }
+                            items.retain(|i| i.as_object().is_none_or(|m| !m.is_empty()));
+                            items.is_empty()
                         }
-                        _ => {}
+                        _ => false,
+                    };
+                    // No `"name": {}` left behind.
+                    if now_empty {
+                        holder.remove(target.def.name);
                     }
                 }
             }
         }
         prune_extensions(kind, doc);
     }
+}
+
+/// The schema a bare URN path names, if it is one of the resource's schemas.
+fn bare_schema(kind: ResourceKind, path: &AttrPath) -> Option<Container> {
+    if path.urn.is_some() || path.sub_attr.is_some() || !is_urn(&path.attr) {
+        return None;
+    }
+    if path.attr.eq_ignore_ascii_case(kind.schema_urn()) {
+        return Some(Container::Core);
+    }
+    kind.extension(&path.attr).map(Container::Extension)
 }
 
 fn pick_sub(def: &AttrDef, obj: &Map<String, Value>, sub: &str) -> Option<Value> {

@@ -126,7 +126,10 @@ pub struct ListQuery {
     pub count: usize,
 }
 
-const SCHEMA_VERSION: i64 = 2;
+const SCHEMA_VERSION: i64 = 3;
+
+/// The manager reference inside a stored user, as SQL (indexed by migration 3).
+const MANAGER_EXPR: &str = "json_extract(body, '$.\"urn:ietf:params:scim:schemas:extension:enterprise:2.0:User\".manager.value')";
 
 const MIGRATION_1: &str = "
 CREATE TABLE resources (
@@ -396,6 +399,14 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
         tx.pragma_update(None, "user_version", 2)?;
         tx.commit()?;
     }
+    if version < 3 {
+        let tx = conn.transaction()?;
+        tx.execute_batch(&format!(
+            "CREATE INDEX resources_manager ON resources({MANAGER_EXPR}) WHERE kind = 'User';"
+        ))?;
+        tx.pragma_update(None, "user_version", 3)?;
+        tx.commit()?;
+    }
     Ok(())
 }
 
@@ -483,6 +494,30 @@ impl Reader<'_> {
             .prepare_cached("SELECT id FROM resources WHERE kind = ?1 AND unique_key = ?2")?
             .query_row(params![kind.name(), key], |r| r.get(0))
             .optional()?)
+    }
+
+    /// Whether `to` is reachable from group `from` through nested group membership.
+    pub fn group_reaches(&self, from: &str, to: &str) -> Result<bool, StoreError> {
+        Ok(self
+            .conn
+            .prepare_cached(
+                "WITH RECURSIVE reach(id) AS ( \
+                   SELECT member_id FROM members WHERE group_id = ?1 \
+                   UNION SELECT m.member_id FROM members m JOIN reach r ON m.group_id = r.id) \
+                 SELECT 1 FROM reach WHERE id = ?2 LIMIT 1",
+            )?
+            .query_row(params![from, to], |_| Ok(()))
+            .optional()?
+            .is_some())
+    }
+
+    /// Ids of the users whose enterprise `manager` is `manager_id`.
+    pub fn users_managed_by(&self, manager_id: &str) -> Result<Vec<String>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "SELECT id FROM resources WHERE kind = 'User' AND {MANAGER_EXPR} = ?1"
+        ))?;
+        let rows = stmt.query_map([manager_id], |r| r.get(0))?;
+        Ok(rows.collect::<Result<Vec<_>, _>>()?)
     }
 
     pub fn groups_of(&self, member_id: &str) -> Result<Vec<(String, Option<String>)>, StoreError> {

@@ -7,3 +7,4 @@ mod entra;
 mod harness;
 mod journal;
 mod protocol;
+mod regressions;
