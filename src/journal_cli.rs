@@ -34,7 +34,7 @@ impl Environment for WithoutSecrets {
 
 /// The configuration (secrets not needed) with `--state-dir` applied. Without
 /// `--config`, the embedded example's settings apply.
-fn load_config(
+pub fn load_config(
     config_path: Option<&Path>,
     state_dir: Option<&Path>,
 ) -> anyhow::Result<config::Config> {
@@ -111,7 +111,7 @@ pub fn run(
     if replays_file && dry_run && !dir.join("state.db").exists() {
         let tmp = tempfile_dir()?;
         let store = open(&tmp, true)?;
-        let result = run_with(&store, &tmp, command);
+        let result = run_with(&cfg, &store, &tmp, command);
         drop(store);
         let _ = std::fs::remove_dir_all(&tmp);
         return result;
@@ -141,7 +141,7 @@ pub fn run(
         );
         return Ok(ExitCode::SUCCESS);
     }
-    run_with(&store, &dir, command)
+    run_with(&cfg, &store, &dir, command)
 }
 
 fn tempfile_dir() -> anyhow::Result<PathBuf> {
@@ -150,7 +150,12 @@ fn tempfile_dir() -> anyhow::Result<PathBuf> {
     Ok(dir)
 }
 
-fn run_with(store: &Store, dir: &Path, command: JournalCommand) -> anyhow::Result<ExitCode> {
+fn run_with(
+    cfg: &config::Config,
+    store: &Store,
+    dir: &Path,
+    command: JournalCommand,
+) -> anyhow::Result<ExitCode> {
     match command {
         JournalCommand::List {
             from,
@@ -242,8 +247,14 @@ fn run_with(store: &Store, dir: &Path, command: JournalCommand) -> anyhow::Resul
             into,
         } => {
             if let ReplayInto::Target = into {
-                anyhow::bail!(
-                    "--into target: this configuration has no target; targets are declared with the attribute mapping"
+                return replay_into_target(
+                    cfg,
+                    store,
+                    from,
+                    to,
+                    file.as_deref(),
+                    dry_run,
+                    allow_torn_tail,
                 );
             }
             let bar = progress_bar();
@@ -277,6 +288,76 @@ fn run_with(store: &Store, dir: &Path, command: JournalCommand) -> anyhow::Resul
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+fn replay_into_target(
+    cfg: &config::Config,
+    store: &Store,
+    from: Option<u64>,
+    to: Option<u64>,
+    file: Option<&Path>,
+    dry_run: bool,
+    allow_torn_tail: bool,
+) -> anyhow::Result<ExitCode> {
+    let Some(target_cfg) = &cfg.target else {
+        anyhow::bail!(
+            "--into target: the configuration has no 'target:'; pass the daemon's --config"
+        );
+    };
+    let records = match file {
+        Some(path) => {
+            let input =
+                archive::open(path).with_context(|| format!("while opening {}", path.display()))?;
+            ops::file_records(input, from, to, allow_torn_tail)
+        }
+        None => ops::db_records(store, from, to),
+    }
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let target = scim_bridge::target::sqlite::SqliteTarget::open(
+        &target_cfg.sqlite_path,
+        target_cfg.mapping.schema.clone(),
+    )
+    .with_context(|| {
+        format!(
+            "while opening the target {}",
+            target_cfg.sqlite_path.display()
+        )
+    })?;
+    let bar = progress_bar();
+    let summary = ops::replay_target(
+        records.into_iter().map(Ok),
+        &target_cfg.mapping,
+        &target,
+        dry_run,
+        |n| {
+            if let Some(b) = &bar {
+                b.set_position(n);
+            }
+        },
+    );
+    if let Some(b) = &bar {
+        b.finish_and_clear();
+    }
+    let summary = summary.map_err(|e| anyhow::anyhow!("{e}"))?;
+    for (seq, detail) in &summary.rejected {
+        println!("record {seq}: rejected by the target: {detail}");
+    }
+    println!(
+        "{}replayed {} records ({}..{}) into the target {}: {} applied, {} rejected, {} skipped (rejected at delivery)",
+        if dry_run { "dry run: would have " } else { "" },
+        summary.records,
+        summary.first.map_or("-".into(), |s| s.to_string()),
+        summary.last.map_or("-".into(), |s| s.to_string()),
+        target_cfg.sqlite_path.display(),
+        summary.applied,
+        summary.rejected.len(),
+        summary.skipped_rejected
+    );
+    Ok(if summary.rejected.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 fn progress_bar() -> Option<indicatif::ProgressBar> {

@@ -15,3 +15,4 @@ pub mod journal;
 pub mod mapping;
 pub mod scim;
 pub mod store;
+pub mod target;

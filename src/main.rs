@@ -17,6 +17,7 @@ use scim_bridge::http::{self, AppState, Settings, auth::TokenSet};
 use scim_bridge::store::Store;
 
 mod journal_cli;
+mod mapping_cli;
 
 #[derive(Parser)]
 #[command(
@@ -51,6 +52,11 @@ enum Command {
     CheckConfig {
         #[arg(long, short = 'c')]
         config: PathBuf,
+    },
+    /// Inspect the attribute mapping.
+    Mapping {
+        #[command(subcommand)]
+        command: MappingCommand,
     },
     /// Audit, verify, export and replay the change journal.
     Journal {
@@ -137,6 +143,27 @@ enum JournalCommand {
     },
 }
 
+#[derive(Subcommand)]
+enum MappingCommand {
+    /// Print the target row a SCIM resource (a JSON file) produces and what would change
+    /// against the stored row. Writes nothing.
+    Preview {
+        #[arg(long, short = 'c', env = "SCIM_BRIDGE_CONFIG")]
+        config: PathBuf,
+        #[arg(long)]
+        endpoint: Option<String>,
+        #[arg(long, value_enum, default_value = "user")]
+        resource: PreviewKind,
+        file: PathBuf,
+    },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum PreviewKind {
+    User,
+    Group,
+}
+
 #[derive(Clone, Copy, clap::ValueEnum)]
 enum ReplayInto {
     Store,
@@ -147,6 +174,29 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::CheckConfig { config } => check_config(&config),
+        Command::Mapping {
+            command:
+                MappingCommand::Preview {
+                    config,
+                    endpoint,
+                    resource,
+                    file,
+                },
+        } => {
+            let kind = match resource {
+                PreviewKind::User => scim_bridge::scim::schema::ResourceKind::User,
+                PreviewKind::Group => scim_bridge::scim::schema::ResourceKind::Group,
+            };
+            let result = journal_cli::load_config(Some(&config), None)
+                .and_then(|cfg| mapping_cli::preview(&cfg, endpoint.as_deref(), kind, &file));
+            match result {
+                Ok(code) => code,
+                Err(e) => {
+                    eprintln!("scim-bridge: {e:#}");
+                    ExitCode::from(2)
+                }
+            }
+        }
         Command::Journal { place, command } => {
             match journal_cli::run(place.config.as_deref(), place.state_dir.as_deref(), command) {
                 Ok(code) => code,
@@ -259,8 +309,32 @@ async fn serve(cfg: Config, allow_damaged_journal: bool) -> anyhow::Result<()> {
         }
     }
     tracing::info!(path = %store.path().display(), records = report.records, "state store open, journal verified");
+    let store = Arc::new(store);
+    let mut engine = Engine::new(store.clone());
+    if let Some(target_cfg) = &cfg.target {
+        let target = scim_bridge::target::sqlite::SqliteTarget::open(
+            &target_cfg.sqlite_path,
+            target_cfg.mapping.schema.clone(),
+        )
+        .with_context(|| {
+            format!(
+                "while opening the target database {}",
+                target_cfg.sqlite_path.display()
+            )
+        })?;
+        let target: Arc<dyn scim_bridge::target::Target> = Arc::new(target);
+        let delivery = scim_bridge::engine::delivery::Delivery::start(
+            store.clone(),
+            target_cfg.mapping.clone(),
+            target,
+        )
+        .context("while starting delivery")?;
+        tracing::info!(target = %target_cfg.sqlite_path.display(), "delivering to the SQLite target");
+        spawn_purge(store.clone(), delivery.clone());
+        engine = engine.with_delivery(delivery);
+    }
     let state = AppState {
-        engine: Engine::new(Arc::new(store)),
+        engine,
         tokens: TokenSet::new(
             cfg.auth
                 .tokens
@@ -301,6 +375,30 @@ async fn serve(cfg: Config, allow_damaged_journal: bool) -> anyhow::Result<()> {
     .context("while serving")?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Journals a purge for every target row archived longer than its retention period;
+/// delivery then removes the rows (so purges are in the journal like any change).
+fn spawn_purge(store: Arc<Store>, delivery: Arc<scim_bridge::engine::delivery::Delivery>) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(3600));
+        loop {
+            tick.tick().await;
+            let (store, delivery) = (store.clone(), delivery.clone());
+            let result = tokio::task::spawn_blocking(move || {
+                delivery.journal_purges(&store, time::OffsetDateTime::now_utc())
+            })
+            .await;
+            match result {
+                Ok(Ok(n)) if n > 0 => {
+                    tracing::info!(purged = n, "journaled purges of archived rows")
+                }
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => tracing::error!(error = %e, "purging archived rows failed"),
+                Err(e) => tracing::error!(error = %e, "purge task failed"),
+            }
+        }
+    });
 }
 
 /// How often retention runs while serving.

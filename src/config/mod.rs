@@ -10,6 +10,7 @@
 
 mod error;
 mod locate;
+mod mapping;
 mod raw;
 mod secret;
 mod validate;
@@ -35,6 +36,16 @@ pub struct Config {
     pub auth: AuthConfig,
     pub log: LogConfig,
     pub journal: JournalConfig,
+    /// The target and its mapping; `None`: the state store only.
+    pub target: Option<TargetConfig>,
+}
+
+/// Where identities are written, and how.
+#[derive(Debug, Clone)]
+pub struct TargetConfig {
+    /// The SQLite database other applications read.
+    pub sqlite_path: PathBuf,
+    pub mapping: std::sync::Arc<crate::mapping::model::Mapping>,
 }
 
 /// Journal retention: records beyond any limit are archived, then dropped (never one that

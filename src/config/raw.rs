@@ -18,6 +18,67 @@ pub(super) struct RawConfig {
     pub auth: Option<RawAuth>,
     pub log: Option<RawLog>,
     pub journal: Option<RawJournal>,
+    pub target: Option<RawTarget>,
+    pub mapping: Option<RawMapping>,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(super) struct RawTarget {
+    pub sqlite: Option<RawSqliteTarget>,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(super) struct RawSqliteTarget {
+    pub path: Option<String>,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(super) struct RawMapping {
+    pub users: Option<RawResourceMap>,
+    pub groups: Option<RawResourceMap>,
+    pub memberships: Option<RawMemberships>,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(super) struct RawResourceMap {
+    pub table: Option<String>,
+    pub key: Option<String>,
+    pub scope: Option<String>,
+    pub columns: Option<std::collections::BTreeMap<String, RawColumn>>,
+    pub default_groups: Option<Vec<String>>,
+    pub on_disable: Option<std::collections::BTreeMap<String, String>>,
+    pub on_delete: Option<String>,
+    pub purge_after: Option<String>,
+    pub archive_column: Option<String>,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(super) struct RawColumn {
+    pub source: Option<String>,
+    pub expr: Option<String>,
+    pub value: Option<String>,
+    #[serde(rename = "type")]
+    pub ty: Option<String>,
+    pub required: Option<String>,
+    pub create_only: Option<String>,
+    pub multi: Option<String>,
+    pub unique: Option<String>,
+    pub default: Option<String>,
+    pub when_empty: Option<String>,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(super) struct RawMemberships {
+    pub table: Option<String>,
+    pub group_column: Option<String>,
+    pub member_column: Option<String>,
+    pub origin_column: Option<String>,
 }
 
 #[derive(Default, Deserialize)]

@@ -35,13 +35,17 @@ const MAKE_SECRET: &str = "generate one with: openssl rand -hex 32";
 const LEVELS: [&str; 6] = ["trace", "debug", "info", "warn", "error", "off"];
 
 /// Collects problems, each pointed at its node through the index.
-struct Checker<'a> {
+pub(super) struct Checker<'a> {
     index: &'a NodeIndex,
     problems: Vec<Problem>,
 }
 
 impl Checker<'_> {
-    fn report(&mut self, path: &str, message: String) {
+    pub(super) fn problem_count(&self) -> usize {
+        self.problems.len()
+    }
+
+    pub(super) fn report(&mut self, path: &str, message: String) {
         let pos = self.index.position(path);
         self.problems.push(Problem {
             path: path.to_owned(),
@@ -68,7 +72,11 @@ pub(super) fn validate(
         auth: auth(&mut checker, raw.auth.unwrap_or_default(), env),
         log: log(&mut checker, raw.log.unwrap_or_default()),
         journal: journal(&mut checker, raw.journal.unwrap_or_default()),
+        target: None,
     };
+    let mut config = config;
+    config.target =
+        super::mapping::target(&mut checker, raw.target, raw.mapping, &config.state.dir);
     let mut problems = checker.problems;
     if problems.is_empty() {
         Ok(config)
@@ -360,7 +368,7 @@ fn journal(checker: &mut Checker<'_>, raw: RawJournal) -> JournalConfig {
 }
 
 /// `90d`, `12h`, `30m`, `45s`.
-fn parse_duration(text: &str) -> Option<std::time::Duration> {
+pub(super) fn parse_duration(text: &str) -> Option<std::time::Duration> {
     let text = text.trim();
     let split = text.find(|c: char| !c.is_ascii_digit())?;
     let (n, unit) = text.split_at(split);

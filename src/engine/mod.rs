@@ -10,6 +10,8 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value, json};
 
+pub mod delivery;
+
 use crate::journal::record::Op;
 use crate::scim::error::ScimError;
 use crate::scim::patch;
@@ -58,11 +60,12 @@ fn journal(
     before: Option<&Stored>,
     after: Option<&Stored>,
     time: &str,
-) -> Result<(), EngineError> {
+    delivery: &str,
+) -> Result<Option<u64>, EngineError> {
     let Some(subject) = after.or(before) else {
-        return Ok(());
+        return Ok(None);
     };
-    tx.journal_append(
+    let (record, _) = tx.journal_append(
         NewRecord {
             time: time.to_string(),
             endpoint: DEFAULT_ENDPOINT.into(),
@@ -76,9 +79,9 @@ fn journal(
             version_after: after.map(|a| a.version),
             image: Value::Object(subject.doc.clone()),
         },
-        "none",
+        delivery,
     )?;
-    Ok(())
+    Ok(Some(record.seq))
 }
 
 /// A resource as read, with the groups a user belongs to (the read-only `groups`).
@@ -94,11 +97,20 @@ pub struct Written {
     pub resource: Resource,
     /// False when the request changed nothing (no new version was written).
     pub changed: bool,
+    /// The journal record of the change itself (not of changes it caused elsewhere).
+    pub seq: Option<u64>,
+    /// The resource before the change, to revert to if the target rejects it.
+    pub before: Option<Stored>,
 }
+
+/// How long a write waits for the target's verdict before answering with the record
+/// still pending (the target is slow or down; delivery continues in the background).
+pub const DELIVERY_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 #[derive(Clone)]
 pub struct Engine {
     store: Arc<Store>,
+    delivery: Option<Arc<delivery::Delivery>>,
 }
 
 fn now() -> String {
@@ -270,7 +282,130 @@ fn resolve_members(
 
 impl Engine {
     pub fn new(store: Arc<Store>) -> Engine {
-        Engine { store }
+        Engine {
+            store,
+            delivery: None,
+        }
+    }
+
+    /// Delivers every accepted change to a target, through the journal.
+    pub fn with_delivery(mut self, delivery: Arc<delivery::Delivery>) -> Engine {
+        self.delivery = Some(delivery);
+        self
+    }
+
+    pub fn delivery(&self) -> Option<&Arc<delivery::Delivery>> {
+        self.delivery.as_ref()
+    }
+
+    /// The delivery state new journal records start in.
+    fn delivery_state(&self) -> &'static str {
+        if self.delivery.is_some() {
+            "pending"
+        } else {
+            "none"
+        }
+    }
+
+    /// Waits for the target's verdict on a write; on rejection, reverts it and answers
+    /// 400 with the target's diagnostic (DESIGN invariant 6).
+    async fn settle(
+        &self,
+        kind: ResourceKind,
+        id: &str,
+        written: Written,
+        actor: &Actor,
+    ) -> Result<Written, EngineError> {
+        let (Some(d), Some(seq)) = (&self.delivery, written.seq) else {
+            return Ok(written);
+        };
+        d.notify();
+        match d.wait(seq, DELIVERY_WAIT).await {
+            Some(crate::target::Outcome::Rejected(detail)) => {
+                self.revert(
+                    kind,
+                    id,
+                    written.before.clone(),
+                    written.changed.then_some(written.resource.stored.version),
+                    actor,
+                )
+                .await?;
+                Err(ScimError::invalid_value(format!(
+                    "the target rejected the change: {detail}; the resource was left as it was"
+                ))
+                .into())
+            }
+            _ => Ok(written),
+        }
+    }
+
+    /// Puts a resource back as it was before a rejected change, as a new journaled change
+    /// (so the state still equals a replay of the journal).
+    async fn revert(
+        &self,
+        kind: ResourceKind,
+        id: &str,
+        before: Option<Stored>,
+        after_version: Option<i64>,
+        actor: &Actor,
+    ) -> Result<(), EngineError> {
+        let id = id.to_string();
+        let actor = actor.clone();
+        let delivery = self.delivery_state();
+        let seq = self
+            .write(move |tx| {
+                let r = tx.reader();
+                let current = r.get(kind, &id)?;
+                let t = now();
+                match (before, current) {
+                    // A rejected create: the resource goes again.
+                    (None, Some(cur)) if Some(cur.version) == after_version => {
+                        tx.delete(&id)?;
+                        journal(tx, &actor, Op::Delete, Some(&cur), None, &t, delivery)
+                    }
+                    // A rejected update: the old content comes back, as a new version.
+                    (Some(b), Some(cur)) if Some(cur.version) == after_version => {
+                        let restored = finalize(
+                            kind,
+                            &id,
+                            cur.version + 1,
+                            &cur.created,
+                            &t,
+                            client_part(&b.doc),
+                        );
+                        tx.update(&restored, &cur, &actor.name)?;
+                        journal(
+                            tx,
+                            &actor,
+                            Op::Replace,
+                            Some(&cur),
+                            Some(&restored),
+                            &t,
+                            delivery,
+                        )
+                    }
+                    // A rejected delete: the resource is restored.
+                    (Some(b), None) if after_version.is_none() => {
+                        let restored = finalize(
+                            kind,
+                            &id,
+                            b.version + 1,
+                            &b.created,
+                            &t,
+                            client_part(&b.doc),
+                        );
+                        tx.insert(&restored, &actor.name)?;
+                        journal(tx, &actor, Op::Create, None, Some(&restored), &t, delivery)
+                    }
+                    // Changed again meanwhile: the newer change stands.
+                    _ => Ok(None),
+                }
+            })
+            .await?;
+        if let (Some(d), Some(_)) = (&self.delivery, seq) {
+            d.notify();
+        }
+        Ok(())
     }
 
     pub fn store(&self) -> &Arc<Store> {
@@ -343,24 +478,31 @@ impl Engine {
     ) -> Result<Written, EngineError> {
         let mut doc = normalize_resource(kind, &body)?;
         validate(kind, &doc)?;
-        let actor = actor.clone();
-        self.write(move |tx| {
-            let r = tx.reader();
-            check_unique(&r, kind, &doc, None)?;
-            let id = uuid::Uuid::new_v4().to_string();
-            if kind == ResourceKind::Group {
-                resolve_members(&r, &id, &mut doc, None)?;
-            }
-            let t = now();
-            let stored = finalize(kind, &id, 1, &t, &t, doc);
-            tx.insert(&stored, &actor.name)?;
-            journal(tx, &actor, Op::Create, None, Some(&stored), &t)?;
-            Ok(Written {
-                resource: Self::reread(tx, stored)?,
-                changed: true,
+        let actor_c = actor.clone();
+        let delivery = self.delivery_state();
+        let written = self
+            .write(move |tx| {
+                let actor = actor_c;
+                let r = tx.reader();
+                check_unique(&r, kind, &doc, None)?;
+                let id = uuid::Uuid::new_v4().to_string();
+                if kind == ResourceKind::Group {
+                    resolve_members(&r, &id, &mut doc, None)?;
+                }
+                let t = now();
+                let stored = finalize(kind, &id, 1, &t, &t, doc);
+                tx.insert(&stored, &actor.name)?;
+                let seq = journal(tx, &actor, Op::Create, None, Some(&stored), &t, delivery)?;
+                Ok(Written {
+                    resource: Self::reread(tx, stored)?,
+                    changed: true,
+                    seq,
+                    before: None,
+                })
             })
-        })
-        .await
+            .await?;
+        let id = written.resource.stored.id.clone();
+        self.settle(kind, &id, written, actor).await
     }
 
     /// PUT: replaces every client-writable attribute.
@@ -407,34 +549,42 @@ impl Engine {
         + Send
         + 'static,
     ) -> Result<Written, EngineError> {
-        let id = id.to_string();
-        let actor = actor.clone();
-        self.write(move |tx| {
-            let r = tx.reader();
-            let before = r.get(kind, &id)?.ok_or_else(|| not_found(kind, &id))?;
-            check_if_match(if_match.as_deref(), &before)?;
-            let current = client_part(&before.doc);
-            let mut doc = change(&current)?;
-            check_unique(&r, kind, &doc, Some(&id))?;
-            if kind == ResourceKind::Group {
-                resolve_members(&r, &id, &mut doc, Some(&before))?;
-            }
-            if doc == current {
-                return Ok(Written {
-                    resource: Self::reread(tx, before)?,
-                    changed: false,
-                });
-            }
-            let t = now();
-            let after = finalize(kind, &id, before.version + 1, &before.created, &t, doc);
-            tx.update(&after, &before, &actor.name)?;
-            journal(tx, &actor, op, Some(&before), Some(&after), &t)?;
-            Ok(Written {
-                resource: Self::reread(tx, after)?,
-                changed: true,
+        let id_c = id.to_string();
+        let actor_c = actor.clone();
+        let delivery = self.delivery_state();
+        let written = self
+            .write(move |tx| {
+                let (id, actor) = (id_c, actor_c);
+                let r = tx.reader();
+                let before = r.get(kind, &id)?.ok_or_else(|| not_found(kind, &id))?;
+                check_if_match(if_match.as_deref(), &before)?;
+                let current = client_part(&before.doc);
+                let mut doc = change(&current)?;
+                check_unique(&r, kind, &doc, Some(&id))?;
+                if kind == ResourceKind::Group {
+                    resolve_members(&r, &id, &mut doc, Some(&before))?;
+                }
+                if doc == current {
+                    return Ok(Written {
+                        resource: Self::reread(tx, before)?,
+                        changed: false,
+                        seq: None,
+                        before: None,
+                    });
+                }
+                let t = now();
+                let after = finalize(kind, &id, before.version + 1, &before.created, &t, doc);
+                tx.update(&after, &before, &actor.name)?;
+                let seq = journal(tx, &actor, op, Some(&before), Some(&after), &t, delivery)?;
+                Ok(Written {
+                    resource: Self::reread(tx, after)?,
+                    changed: true,
+                    seq,
+                    before: Some(before),
+                })
             })
-        })
-        .await
+            .await?;
+        self.settle(kind, id, written, actor).await
     }
 
     /// DELETE: removes the resource and its memberships in every group.
@@ -445,65 +595,97 @@ impl Engine {
         if_match: Option<String>,
         actor: &Actor,
     ) -> Result<(), EngineError> {
-        let id = id.to_string();
-        let actor = actor.clone();
-        self.write(move |tx| {
-            let r = tx.reader();
-            let before = r.get(kind, &id)?.ok_or_else(|| not_found(kind, &id))?;
-            check_if_match(if_match.as_deref(), &before)?;
-            let t = now();
-            for (group_id, _) in r.groups_of(&id)? {
-                let Some(group) = r.get(ResourceKind::Group, &group_id)? else {
-                    continue;
-                };
-                let mut doc = client_part(&group.doc);
-                if let Some(Value::Array(members)) = doc.get_mut("members") {
-                    members.retain(|m| m.get("value").and_then(Value::as_str) != Some(id.as_str()));
-                    if members.is_empty() {
-                        doc.remove("members");
-                    }
-                }
-                let after = finalize(
-                    ResourceKind::Group,
-                    &group_id,
-                    group.version + 1,
-                    &group.created,
-                    &t,
-                    doc,
-                );
-                tx.update(&after, &group, &actor.name)?;
-                journal(tx, &actor, Op::Patch, Some(&group), Some(&after), &t)?;
-            }
-            if kind == ResourceKind::User {
-                // Referential integrity for `manager`, as for group members: the users
-                // this one managed lose the reference (journaled like any change).
-                for managed_id in r.users_managed_by(&id)? {
-                    let Some(managed) = r.get(ResourceKind::User, &managed_id)? else {
+        let id_c = id.to_string();
+        let actor_c = actor.clone();
+        let delivery = self.delivery_state();
+        let (seq, before) = self
+            .write(move |tx| {
+                let (id, actor) = (id_c, actor_c);
+                let r = tx.reader();
+                let before = r.get(kind, &id)?.ok_or_else(|| not_found(kind, &id))?;
+                check_if_match(if_match.as_deref(), &before)?;
+                let t = now();
+                for (group_id, _) in r.groups_of(&id)? {
+                    let Some(group) = r.get(ResourceKind::Group, &group_id)? else {
                         continue;
                     };
-                    let mut doc = client_part(&managed.doc);
-                    if let Some(Value::Object(ext)) = doc.get_mut(ENTERPRISE_URN) {
-                        ext.remove("manager");
-                        if ext.is_empty() {
-                            doc.remove(ENTERPRISE_URN);
+                    let mut doc = client_part(&group.doc);
+                    if let Some(Value::Array(members)) = doc.get_mut("members") {
+                        members.retain(|m| {
+                            m.get("value").and_then(Value::as_str) != Some(id.as_str())
+                        });
+                        if members.is_empty() {
+                            doc.remove("members");
                         }
                     }
                     let after = finalize(
-                        ResourceKind::User,
-                        &managed_id,
-                        managed.version + 1,
-                        &managed.created,
+                        ResourceKind::Group,
+                        &group_id,
+                        group.version + 1,
+                        &group.created,
                         &t,
                         doc,
                     );
-                    tx.update(&after, &managed, &actor.name)?;
-                    journal(tx, &actor, Op::Patch, Some(&managed), Some(&after), &t)?;
+                    tx.update(&after, &group, &actor.name)?;
+                    journal(
+                        tx,
+                        &actor,
+                        Op::Patch,
+                        Some(&group),
+                        Some(&after),
+                        &t,
+                        delivery,
+                    )?;
                 }
-            }
-            tx.delete(&id)?;
-            journal(tx, &actor, Op::Delete, Some(&before), None, &t)?;
-            Ok(())
-        })
-        .await
+                if kind == ResourceKind::User {
+                    // Referential integrity for `manager`, as for group members: the users
+                    // this one managed lose the reference (journaled like any change).
+                    for managed_id in r.users_managed_by(&id)? {
+                        let Some(managed) = r.get(ResourceKind::User, &managed_id)? else {
+                            continue;
+                        };
+                        let mut doc = client_part(&managed.doc);
+                        if let Some(Value::Object(ext)) = doc.get_mut(ENTERPRISE_URN) {
+                            ext.remove("manager");
+                            if ext.is_empty() {
+                                doc.remove(ENTERPRISE_URN);
+                            }
+                        }
+                        let after = finalize(
+                            ResourceKind::User,
+                            &managed_id,
+                            managed.version + 1,
+                            &managed.created,
+                            &t,
+                            doc,
+                        );
+                        tx.update(&after, &managed, &actor.name)?;
+                        journal(
+                            tx,
+                            &actor,
+                            Op::Patch,
+                            Some(&managed),
+                            Some(&after),
+                            &t,
+                            delivery,
+                        )?;
+                    }
+                }
+                tx.delete(&id)?;
+                let seq = journal(tx, &actor, Op::Delete, Some(&before), None, &t, delivery)?;
+                Ok((seq, before))
+            })
+            .await?;
+        let resource = Resource {
+            stored: before.clone(),
+            groups: Vec::new(),
+        };
+        let written = Written {
+            resource,
+            changed: false,
+            seq,
+            before: Some(before),
+        };
+        self.settle(kind, id, written, actor).await.map(|_| ())
     }
 }

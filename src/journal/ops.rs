@@ -390,3 +390,117 @@ pub fn replay_file(
     }
     Ok(summary)
 }
+
+/// What a replay into the target did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TargetReplaySummary {
+    pub records: u64,
+    pub applied: u64,
+    /// Records the target refused, with its diagnostic.
+    pub rejected: Vec<(u64, String)>,
+    /// Records skipped because delivery had already rejected them (DB replays).
+    pub skipped_rejected: u64,
+    pub first: Option<u64>,
+    pub last: Option<u64>,
+}
+
+/// Converges records into a target, in order (idempotent: converging twice is a no-op).
+/// Stops at the first unavailability, naming the record to resume from.
+pub fn replay_target(
+    records: impl Iterator<Item = Result<(Record, bool), OpsError>>,
+    mapping: &crate::mapping::model::Mapping,
+    target: &dyn crate::target::Target,
+    dry_run: bool,
+    mut progress: impl FnMut(u64),
+) -> Result<TargetReplaySummary, OpsError> {
+    use crate::target::Outcome;
+    let mut summary = TargetReplaySummary::default();
+    for item in records {
+        let (record, was_rejected) = item?;
+        summary.records += 1;
+        summary.first.get_or_insert(record.seq);
+        summary.last = Some(record.seq);
+        if was_rejected {
+            summary.skipped_rejected += 1;
+            continue;
+        }
+        let change = match mapping.change(&record) {
+            Ok(c) => c,
+            Err(detail) => {
+                summary.rejected.push((record.seq, detail));
+                continue;
+            }
+        };
+        if dry_run {
+            summary.applied += 1;
+            continue;
+        }
+        match target.apply(&change) {
+            Outcome::Applied => summary.applied += 1,
+            Outcome::Rejected(detail) => summary.rejected.push((record.seq, detail)),
+            Outcome::Unavailable(e) => {
+                return Err(OpsError::Invalid(format!(
+                    "the target is unavailable at record {}: {e}; records before it were applied, resume with --from {}",
+                    record.seq, record.seq
+                )));
+            }
+        }
+        if summary.records % 1000 == 0 {
+            progress(summary.records);
+        }
+    }
+    progress(summary.records);
+    Ok(summary)
+}
+
+/// The records of the local journal `from..=to` with their "rejected" flag.
+pub fn db_records(
+    store: &Store,
+    from: Option<u64>,
+    to: Option<u64>,
+) -> Result<Vec<(Record, bool)>, OpsError> {
+    let mut out = Vec::new();
+    store.read(|r| {
+        r.journal_scan(
+            &JournalQuery {
+                from,
+                to,
+                ..Default::default()
+            },
+            |row| {
+                out.push((row.record()?, row.delivery == "rejected"));
+                Ok(())
+            },
+        )
+    })?;
+    Ok(out)
+}
+
+/// The records of an export file, chain-checked as they are read.
+pub fn file_records(
+    input: impl BufRead,
+    from: Option<u64>,
+    to: Option<u64>,
+    allow_torn_tail: bool,
+) -> Result<Vec<(Record, bool)>, OpsError> {
+    let (reader, header) = file::Reader::new(input)?;
+    let mut check = ChainCheck::new(Some(header.first_seq), &header.prev);
+    let mut out = Vec::new();
+    for entry in reader {
+        let entry = match entry {
+            Ok(e) => e,
+            Err(file::FileError::TornTail { .. }) if allow_torn_tail => break,
+            Err(e) => return Err(e.into()),
+        };
+        let text = entry.record.canonical_json();
+        check.feed(&entry.hash, &text, &entry.record).map_err(|d| {
+            OpsError::Invalid(format!("line {} (byte {}): {d}", entry.line, entry.offset))
+        })?;
+        let seq = entry.record.seq;
+        if from.is_some_and(|f| seq < f) || to.is_some_and(|t| seq > t) {
+            continue;
+        }
+        out.push((entry.record, false));
+    }
+    Ok(out)
+}

@@ -2,3 +2,8 @@
 //! is unit-tested and fuzzed alone.
 
 pub mod expr;
+pub mod model;
+pub mod source;
+
+#[cfg(test)]
+mod tests;

@@ -8,3 +8,4 @@ mod harness;
 mod journal;
 mod protocol;
 mod regressions;
+mod sqlite_target;

@@ -1,0 +1,476 @@
+//! Stage two for `target:` and `mapping:`: compiles the attribute mapping (paths,
+//! expressions, constants, policies) and the target's table layout, reporting every
+//! problem at its YAML node: unknown attributes with a did-you-mean, unknown functions,
+//! wrong arity, type mismatches, unknown columns, bad identifiers.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use super::TargetConfig;
+use super::raw::{RawColumn, RawMapping, RawMemberships, RawResourceMap, RawTarget};
+use super::validate::{Checker, parse_duration};
+use crate::mapping::expr::{Expr, Type, Value};
+use crate::mapping::model::{
+    ColumnMap, DeletePolicy, KindResolver, Mapping, ResourceMap, Src, to_cell,
+};
+use crate::mapping::source::SourcePath;
+use crate::scim::schema::ResourceKind;
+use crate::target::{ColumnSpec, ColumnType, MembershipSpec, TableSpec, TargetSchema};
+
+/// Table and column names: plain SQL identifiers, so every application can name them
+/// without quoting.
+fn identifier_problem(text: &str) -> Option<String> {
+    let mut chars = text.chars();
+    let ok = chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && text.len() <= 64;
+    (!ok).then(|| {
+        format!("'{text}' is not a plain identifier (letters, digits and _, starting with a letter or _; at most 64)")
+    })
+}
+
+fn identifier(
+    checker: &mut Checker<'_>,
+    path: &str,
+    text: Option<String>,
+    default: &str,
+) -> String {
+    let text = text.unwrap_or_else(|| default.to_string());
+    if let Some(p) = identifier_problem(&text) {
+        checker.report(path, p);
+    }
+    text
+}
+
+fn flag(checker: &mut Checker<'_>, path: &str, text: Option<&str>) -> bool {
+    match text.map(str::trim) {
+        None => false,
+        Some(t) if t.eq_ignore_ascii_case("true") => true,
+        Some(t) if t.eq_ignore_ascii_case("false") => false,
+        Some(t) => {
+            checker.report(path, format!("'{t}' is not true or false"));
+            false
+        }
+    }
+}
+
+/// Compiles `target:` + `mapping:`; `None` when neither is present or either is invalid.
+pub(super) fn target(
+    checker: &mut Checker<'_>,
+    raw_target: Option<RawTarget>,
+    raw_mapping: Option<RawMapping>,
+    state_dir: &Path,
+) -> Option<TargetConfig> {
+    let (raw_target, raw_mapping) = match (raw_target, raw_mapping) {
+        (None, None) => return None,
+        (Some(_), None) => {
+            checker.report(
+                "target",
+                "a target needs a 'mapping:' section saying what to write into it".into(),
+            );
+            return None;
+        }
+        (None, Some(_)) => {
+            checker.report("mapping", "a mapping needs a 'target:' section saying where to write (e.g. target: {sqlite: {path: ./state/directory.db}})".into());
+            return None;
+        }
+        (Some(t), Some(m)) => (t, m),
+    };
+    let before = checker.problem_count();
+    let sqlite_path = match raw_target.sqlite {
+        Some(s) => match s.path {
+            Some(p) if p.is_empty() => {
+                checker.report(
+                    "target.sqlite.path",
+                    "'' is empty; give a file (e.g. ./state/directory.db)".into(),
+                );
+                state_dir.join("directory.db")
+            }
+            Some(p) => p.into(),
+            None => state_dir.join("directory.db"),
+        },
+        None => {
+            checker.report(
+                "target",
+                "no target kind given; use 'sqlite:' (with 'path:')".into(),
+            );
+            return None;
+        }
+    };
+    let users = raw_mapping
+        .users
+        .map(|raw| resource_map(checker, "mapping.users", ResourceKind::User, raw));
+    let groups = raw_mapping
+        .groups
+        .map(|raw| resource_map(checker, "mapping.groups", ResourceKind::Group, raw));
+    if users.is_none() && groups.is_none() {
+        checker.report(
+            "mapping",
+            "the mapping maps nothing; add 'users:' and/or 'groups:'".into(),
+        );
+    }
+    let memberships = raw_mapping.memberships.map(|m| memberships(checker, m));
+    if memberships.is_some() && groups.is_none() {
+        checker.report(
+            "mapping.memberships",
+            "memberships need 'mapping.groups' (they are written when groups are)".into(),
+        );
+    }
+    if let Some(users) = &users
+        && !users.default_groups.is_empty()
+        && memberships.is_none()
+    {
+        checker.report(
+            "mapping.users.default_groups",
+            "default groups need a 'mapping.memberships' table to be written to".into(),
+        );
+    }
+    if checker.problem_count() > before {
+        return None;
+    }
+    let schema = TargetSchema {
+        users: users.as_ref().map(|u| u.table.clone()),
+        groups: groups.as_ref().map(|g| g.table.clone()),
+        memberships,
+    };
+    Some(TargetConfig {
+        sqlite_path,
+        mapping: Arc::new(Mapping {
+            users,
+            groups,
+            schema,
+        }),
+    })
+}
+
+fn memberships(checker: &mut Checker<'_>, raw: RawMemberships) -> MembershipSpec {
+    let name = match raw.table {
+        Some(t) => identifier(checker, "mapping.memberships.table", Some(t), ""),
+        None => {
+            checker.report("mapping.memberships", "memberships need a 'table:'".into());
+            String::new()
+        }
+    };
+    MembershipSpec {
+        name,
+        group_column: identifier(
+            checker,
+            "mapping.memberships.group_column",
+            raw.group_column,
+            "group_id",
+        ),
+        member_column: identifier(
+            checker,
+            "mapping.memberships.member_column",
+            raw.member_column,
+            "member_id",
+        ),
+        origin_column: identifier(
+            checker,
+            "mapping.memberships.origin_column",
+            raw.origin_column,
+            "origin",
+        ),
+    }
+}
+
+fn column_type(checker: &mut Checker<'_>, path: &str, text: Option<&str>) -> ColumnType {
+    match text.map(str::trim) {
+        None => ColumnType::Text,
+        Some("text") => ColumnType::Text,
+        Some("integer") => ColumnType::Integer,
+        Some("boolean") => ColumnType::Boolean,
+        Some("timestamp") => ColumnType::Timestamp,
+        Some(other) => {
+            checker.report(
+                path,
+                format!("'{other}' is not a column type; use text, integer, boolean or timestamp"),
+            );
+            ColumnType::Text
+        }
+    }
+}
+
+/// A constant from the file, typed for its column.
+fn constant(ty: ColumnType, text: &str) -> Value {
+    match ty {
+        ColumnType::Boolean if text.eq_ignore_ascii_case("true") => Value::Bool(true),
+        ColumnType::Boolean if text.eq_ignore_ascii_case("false") => Value::Bool(false),
+        ColumnType::Integer | ColumnType::Boolean => text
+            .trim()
+            .parse()
+            .map_or_else(|_| Value::Str(text.into()), Value::Int),
+        _ => Value::Str(text.into()),
+    }
+}
+
+fn compile_expr(
+    checker: &mut Checker<'_>,
+    path: &str,
+    kind: ResourceKind,
+    text: &str,
+) -> Option<Expr> {
+    match Expr::compile(text, &KindResolver(kind)) {
+        Ok(e) => Some(e),
+        Err(e) => {
+            checker.report(
+                path,
+                format!(
+                    "{} (at character {} of the expression)",
+                    e.message,
+                    e.offset + 1
+                ),
+            );
+            None
+        }
+    }
+}
+
+fn column(
+    checker: &mut Checker<'_>,
+    at: &str,
+    kind: ResourceKind,
+    name: &str,
+    raw: RawColumn,
+) -> Option<ColumnMap> {
+    if let Some(p) = identifier_problem(name) {
+        checker.report(at, p);
+    }
+    let ty = column_type(checker, &format!("{at}.type"), raw.ty.as_deref());
+    let required = flag(checker, &format!("{at}.required"), raw.required.as_deref());
+    let create_only = flag(
+        checker,
+        &format!("{at}.create_only"),
+        raw.create_only.as_deref(),
+    );
+    let multi = flag(checker, &format!("{at}.multi"), raw.multi.as_deref());
+    let unique = flag(checker, &format!("{at}.unique"), raw.unique.as_deref());
+    let keep_when_empty = match raw.when_empty.as_deref().map(str::trim) {
+        None | Some("clear") => false,
+        Some("keep") => true,
+        Some(other) => {
+            checker.report(
+                &format!("{at}.when_empty"),
+                format!("'{other}' is not clear or keep"),
+            );
+            false
+        }
+    };
+    let spec = ColumnSpec {
+        name: name.to_string(),
+        ty,
+        unique,
+        create_only,
+        keep_when_empty,
+    };
+    let source = match (raw.source, raw.expr, raw.value) {
+        (Some(path), None, None) => match SourcePath::compile(kind, path.trim()) {
+            Ok(p) => {
+                if multi && !p.is_multi() {
+                    checker.report(
+                        &format!("{at}.multi"),
+                        format!("'{}' is single-valued; drop 'multi'", p.text()),
+                    );
+                }
+                if multi && ty != ColumnType::Text {
+                    checker.report(
+                        &format!("{at}.type"),
+                        "a multi-valued column is stored as a JSON array: use type text".into(),
+                    );
+                }
+                if ty == ColumnType::Boolean && p.value_type() != Type::Bool {
+                    checker.report(&format!("{at}.type"), format!("'{}' is a string; a boolean column needs a boolean source (e.g. active)", p.text()));
+                }
+                Src::Path(p)
+            }
+            Err(e) => {
+                checker.report(&format!("{at}.source"), e);
+                return None;
+            }
+        },
+        (None, Some(text), None) => {
+            let e = compile_expr(checker, &format!("{at}.expr"), kind, &text)?;
+            match (e.result_type(), ty) {
+                (Type::List, ColumnType::Text) | (Type::Any, _) | (Type::Str, _) => {}
+                (Type::Bool, ColumnType::Boolean | ColumnType::Text | ColumnType::Integer) => {}
+                (Type::Int, ColumnType::Integer | ColumnType::Text | ColumnType::Boolean) => {}
+                (found, _) => checker.report(
+                    &format!("{at}.expr"),
+                    format!(
+                        "the expression gives a {found:?} value, which a {ty:?} column cannot hold"
+                    ),
+                ),
+            }
+            Src::Expr(e)
+        }
+        (None, None, Some(text)) => Src::Const(constant(ty, &text)),
+        (None, None, None) => {
+            checker.report(at, "a column needs one of 'source:' (an attribute path), 'expr:' (an expression) or 'value:' (a constant)".into());
+            return None;
+        }
+        _ => {
+            checker.report(
+                at,
+                "give only one of 'source:', 'expr:' and 'value:'".into(),
+            );
+            return None;
+        }
+    };
+    if let Src::Const(v) = &source
+        && let Err(e) = to_cell(&spec, v)
+    {
+        checker.report(&format!("{at}.value"), e);
+    }
+    let default = raw.default.map(|d| constant(ty, &d));
+    if let Some(d) = &default
+        && let Err(e) = to_cell(&spec, d)
+    {
+        checker.report(&format!("{at}.default"), e);
+    }
+    Some(ColumnMap {
+        spec,
+        source,
+        required,
+        default,
+        multi,
+    })
+}
+
+fn resource_map(
+    checker: &mut Checker<'_>,
+    at: &str,
+    kind: ResourceKind,
+    raw: RawResourceMap,
+) -> ResourceMap {
+    let table = match raw.table {
+        Some(t) => identifier(checker, &format!("{at}.table"), Some(t), ""),
+        None => {
+            checker.report(at, "a mapping needs a 'table:'".into());
+            String::new()
+        }
+    };
+    let key_column = identifier(checker, &format!("{at}.key"), raw.key, "scim_id");
+    let scope = raw.scope.and_then(|text| {
+        let e = compile_expr(checker, &format!("{at}.scope"), kind, &text)?;
+        if !matches!(e.result_type(), Type::Bool | Type::Any) {
+            checker.report(&format!("{at}.scope"), "a scope must be a condition (true or false), e.g. IsPresent([emails[type eq \"work\"].value])".into());
+        }
+        Some(e)
+    });
+    let mut columns = Vec::new();
+    let raw_columns: BTreeMap<String, RawColumn> = raw.columns.unwrap_or_default();
+    if raw_columns.is_empty() {
+        checker.report(at, "a mapping needs 'columns:'".into());
+    }
+    for (name, raw_col) in raw_columns {
+        if name == key_column {
+            checker.report(
+                &format!("{at}.columns.{name}"),
+                format!("'{name}' is the key column (the SCIM id); name the column differently"),
+            );
+            continue;
+        }
+        if let Some(c) = column(
+            checker,
+            &format!("{at}.columns.{name}"),
+            kind,
+            &name,
+            raw_col,
+        ) {
+            columns.push(c);
+        }
+    }
+    let on_delete = match raw.on_delete.as_deref().map(str::trim) {
+        None | Some("delete") => DeletePolicy::Delete,
+        Some("disable") => DeletePolicy::Disable,
+        Some("archive") => DeletePolicy::Archive,
+        Some(other) => {
+            checker.report(
+                &format!("{at}.on_delete"),
+                format!("'{other}' is not delete, disable or archive"),
+            );
+            DeletePolicy::Delete
+        }
+    };
+    let purge_after = raw
+        .purge_after
+        .and_then(|text| match parse_duration(&text) {
+            Some(d) => Some(d),
+            None => {
+                checker.report(
+                    &format!("{at}.purge_after"),
+                    format!("'{text}' is not a duration (e.g. 30d)"),
+                );
+                None
+            }
+        });
+    if purge_after.is_some() && on_delete != DeletePolicy::Archive {
+        checker.report(
+            &format!("{at}.purge_after"),
+            "purge_after applies to on_delete: archive only".into(),
+        );
+    }
+    let archive_column = (on_delete == DeletePolicy::Archive).then(|| {
+        identifier(
+            checker,
+            &format!("{at}.archive_column"),
+            raw.archive_column.clone(),
+            "archived_at",
+        )
+    });
+    let mut on_disable = Vec::new();
+    for (column, value) in raw.on_disable.unwrap_or_default() {
+        let Some(spec) = columns
+            .iter()
+            .find(|c| c.spec.name == column)
+            .map(|c| c.spec.clone())
+        else {
+            let known: Vec<&str> = columns.iter().map(|c| c.spec.name.as_str()).collect();
+            let hint = super::locate::did_you_mean(&column, known.iter().copied())
+                .map(|s| format!(" (did you mean '{s}'?)"))
+                .unwrap_or_default();
+            checker.report(
+                &format!("{at}.on_disable.{column}"),
+                format!("unknown column '{column}'{hint}; on_disable sets mapped columns"),
+            );
+            continue;
+        };
+        let v = constant(spec.ty, &value);
+        if let Err(e) = to_cell(&spec, &v) {
+            checker.report(&format!("{at}.on_disable.{column}"), e);
+        }
+        on_disable.push((column, v));
+    }
+    if kind == ResourceKind::Group && !on_disable.is_empty() && on_delete == DeletePolicy::Delete {
+        checker.report(
+            &format!("{at}.on_disable"),
+            "groups are never disabled; on_disable applies with on_delete: disable or archive"
+                .into(),
+        );
+    }
+    let default_groups = raw.default_groups.unwrap_or_default();
+    if kind == ResourceKind::Group && !default_groups.is_empty() {
+        checker.report(
+            &format!("{at}.default_groups"),
+            "default_groups belong to users".into(),
+        );
+    }
+    ResourceMap {
+        kind,
+        table: TableSpec {
+            name: table,
+            key_column,
+            columns: columns.iter().map(|c| c.spec.clone()).collect(),
+            archive_column,
+        },
+        scope,
+        columns,
+        default_groups,
+        on_disable,
+        on_delete,
+        purge_after,
+    }
+}

@@ -1,0 +1,258 @@
+//! Delivery: the journal's pending records converged into the target, strictly in
+//! journal order, by one worker thread.
+//!
+//! A write request, once its transaction is durable, waits (bounded) for its own record:
+//! applied → 2xx; rejected (the target refuses the data) → the engine reverts the change
+//! and answers 400 with the target's diagnostic; not delivered in time (the target is
+//! down) → the record stays pending, the request gets its 2xx, and the worker delivers it
+//! when the target returns. Every verdict is written to the record's `delivery` column,
+//! the durable cursor: after a restart the worker resumes at the first pending record.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
+
+use tokio::sync::oneshot;
+
+use crate::mapping::model::Mapping;
+use crate::store::{Store, StoreError};
+use crate::target::{Outcome, Target};
+
+/// Records fetched per round.
+const BATCH: usize = 256;
+/// Back-off bounds while the target is unavailable.
+const BACKOFF_MIN: Duration = Duration::from_millis(200);
+const BACKOFF_MAX: Duration = Duration::from_secs(30);
+
+pub struct Delivery {
+    store: Arc<Store>,
+    mapping: Arc<Mapping>,
+    target: Arc<dyn Target>,
+    waiters: Mutex<HashMap<u64, oneshot::Sender<Outcome>>>,
+    wake: (Mutex<bool>, Condvar),
+    /// The last unavailability, for logs and readiness (None when delivering fine).
+    pub last_error: Mutex<Option<String>>,
+}
+
+impl Delivery {
+    /// Starts the worker thread.
+    pub fn start(
+        store: Arc<Store>,
+        mapping: Arc<Mapping>,
+        target: Arc<dyn Target>,
+    ) -> std::io::Result<Arc<Delivery>> {
+        let d = Arc::new(Delivery {
+            store,
+            mapping,
+            target,
+            waiters: Mutex::new(HashMap::new()),
+            wake: (Mutex::new(true), Condvar::new()),
+            last_error: Mutex::new(None),
+        });
+        let worker = d.clone();
+        std::thread::Builder::new()
+            .name("scim-bridge-delivery".into())
+            .spawn(move || worker.run())?;
+        Ok(d)
+    }
+
+    pub fn mapping(&self) -> &Arc<Mapping> {
+        &self.mapping
+    }
+
+    /// Tells the worker that new records are pending.
+    pub fn notify(&self) {
+        let (flag, cv) = &self.wake;
+        *flag
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = true;
+        cv.notify_one();
+    }
+
+    /// Waits up to `timeout` for the verdict on record `seq`; `None`: still pending.
+    pub async fn wait(&self, seq: u64, timeout: Duration) -> Option<Outcome> {
+        let (tx, rx) = oneshot::channel();
+        self.waiters
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(seq, tx);
+        // The worker may have delivered it before we registered: ask the journal.
+        if let Ok(Some(row)) = self.store.read(|r| r.journal_get(seq)) {
+            let done = match row.delivery.as_str() {
+                "applied" => Some(Outcome::Applied),
+                "rejected" => Some(Outcome::Rejected(row.delivery_detail.unwrap_or_default())),
+                _ => None,
+            };
+            if done.is_some() {
+                self.forget(seq);
+                return done;
+            }
+        }
+        self.notify();
+        let outcome = tokio::time::timeout(timeout, rx)
+            .await
+            .ok()
+            .and_then(Result::ok);
+        self.forget(seq);
+        outcome
+    }
+
+    fn forget(&self, seq: u64) {
+        self.waiters
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(&seq);
+    }
+
+    fn tell(&self, seq: u64, outcome: &Outcome) {
+        let waiter = self
+            .waiters
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(&seq);
+        if let Some(tx) = waiter {
+            let _ = tx.send(outcome.clone());
+        }
+    }
+
+    fn sleep_until_woken(&self, timeout: Duration) {
+        let (flag, cv) = &self.wake;
+        let mut woken = flag
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if !*woken {
+            woken = cv
+                .wait_timeout(woken, timeout)
+                .map(|(g, _)| g)
+                .unwrap_or_else(|e| e.into_inner().0);
+        }
+        *woken = false;
+    }
+
+    fn run(self: Arc<Self>) {
+        let mut backoff = BACKOFF_MIN;
+        loop {
+            match self.round() {
+                Ok(Progress::Idle) => {
+                    backoff = BACKOFF_MIN;
+                    self.sleep_until_woken(Duration::from_secs(5));
+                }
+                Ok(Progress::More) => backoff = BACKOFF_MIN,
+                Ok(Progress::TargetDown(e)) => {
+                    tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "target unavailable; records stay pending");
+                    *self
+                        .last_error
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(e);
+                    std::thread::sleep(backoff);
+                    backoff = (backoff * 2).min(BACKOFF_MAX);
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "delivery cannot read or mark the journal; retrying");
+                    std::thread::sleep(backoff);
+                    backoff = (backoff * 2).min(BACKOFF_MAX);
+                }
+            }
+        }
+    }
+
+    /// Delivers up to one batch, in order, stopping at the first unavailability.
+    fn round(&self) -> Result<Progress, StoreError> {
+        let rows = self.store.read(|r| r.journal_pending(BATCH))?;
+        if rows.is_empty() {
+            return Ok(Progress::Idle);
+        }
+        for row in rows {
+            let outcome = match row.record() {
+                Ok(record) => match self.mapping.change(&record) {
+                    Ok(change) => self.target.apply(&change),
+                    Err(detail) => Outcome::Rejected(detail),
+                },
+                Err(e) => Outcome::Rejected(e.to_string()),
+            };
+            let seq = row.seq;
+            match &outcome {
+                Outcome::Applied => {
+                    self.store
+                        .write_blocking(move |tx| tx.journal_mark(seq, "applied", None))?;
+                }
+                Outcome::Rejected(detail) => {
+                    tracing::warn!(seq, detail = %detail, "target rejected a record");
+                    let detail = detail.clone();
+                    self.store.write_blocking(move |tx| {
+                        tx.journal_mark(seq, "rejected", Some(&detail))
+                    })?;
+                }
+                Outcome::Unavailable(e) => return Ok(Progress::TargetDown(e.clone())),
+            }
+            *self
+                .last_error
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = None;
+            self.tell(seq, &outcome);
+        }
+        Ok(Progress::More)
+    }
+}
+
+impl Delivery {
+    /// Appends a `purge` record (pending) for every target row archived before its
+    /// mapping's `purge_after`; the worker then removes the rows. Returns how many.
+    pub fn journal_purges(
+        &self,
+        store: &Store,
+        now: time::OffsetDateTime,
+    ) -> Result<usize, StoreError> {
+        let mut due = Vec::new();
+        for map in [self.mapping.users.as_ref(), self.mapping.groups.as_ref()]
+            .into_iter()
+            .flatten()
+        {
+            let Some(after) = map.purge_after else {
+                continue;
+            };
+            let before = crate::journal::timestamp(now - after);
+            for key in self
+                .target
+                .archived_before(map.kind, &before)
+                .map_err(|e| StoreError::Journal(e.to_string()))?
+            {
+                due.push((map.kind, key));
+            }
+        }
+        let n = due.len();
+        if n == 0 {
+            return Ok(0);
+        }
+        let time = crate::journal::timestamp(now);
+        store.write_blocking(move |tx| -> Result<(), StoreError> {
+            for (kind, key) in due {
+                tx.journal_append(
+                    crate::store::NewRecord {
+                        time: time.clone(),
+                        endpoint: crate::engine::DEFAULT_ENDPOINT.into(),
+                        actor: "retention".into(),
+                        client: None,
+                        request_id: None,
+                        op: crate::journal::record::Op::Purge,
+                        kind,
+                        id: key.clone(),
+                        version_before: None,
+                        version_after: None,
+                        image: serde_json::json!({"id": key}),
+                    },
+                    "pending",
+                )?;
+            }
+            Ok(())
+        })?;
+        self.notify();
+        Ok(n)
+    }
+}
+
+enum Progress {
+    Idle,
+    More,
+    TargetDown(String),
+}

@@ -1,0 +1,297 @@
+//! Mapping specification, driven by the example configuration and Entra's request bodies.
+
+use serde_json::{Value, json};
+
+use crate::config::{self, ConfigError, Environment};
+use crate::journal::record::{Op, Record, ZERO_HASH};
+use crate::mapping::model::Mapping;
+use crate::scim::resource::normalize_resource;
+use crate::scim::schema::ResourceKind;
+use crate::target::{Cell, Change};
+
+struct Env;
+impl Environment for Env {
+    fn var(&self, _: &str) -> Option<String> {
+        Some("0123456789abcdef0123456789abcdef".into())
+    }
+    fn read_file(&self, _: &std::path::Path) -> std::io::Result<String> {
+        Ok("0123456789abcdef0123456789abcdef".into())
+    }
+}
+
+fn example() -> std::sync::Arc<Mapping> {
+    match config::parse(config::EMBEDDED_EXAMPLE, "config.example.yaml", &Env) {
+        Ok(c) => c.target.expect("the example has a target").mapping,
+        Err(e) => panic!("{e}"),
+    }
+}
+
+fn record(op: Op, kind: ResourceKind, body: Value) -> Record {
+    let mut doc = normalize_resource(kind, &body).expect("normalizes");
+    doc.insert("id".into(), json!("u-1"));
+    Record {
+        seq: 1,
+        prev: ZERO_HASH.into(),
+        time: "2026-11-23T10:00:00.000Z".into(),
+        endpoint: "default".into(),
+        actor: "entra".into(),
+        client: None,
+        request_id: None,
+        op,
+        kind: kind.name().into(),
+        id: "u-1".into(),
+        version_before: None,
+        version_after: Some(1),
+        image: Value::Object(doc),
+    }
+}
+
+fn fixture(name: &str) -> Value {
+    let path = format!("{}/tests/fixtures/entra/{name}", env!("CARGO_MANIFEST_DIR"));
+    serde_json::from_str(&std::fs::read_to_string(path).expect("fixture")).expect("json")
+}
+
+fn cells(change: Change) -> Vec<(String, Cell)> {
+    match change {
+        Change::Upsert { cells, .. } => cells,
+        other => panic!("expected an upsert, got {other:?}"),
+    }
+}
+
+fn cell<'a>(cells: &'a [(String, Cell)], name: &str) -> &'a Cell {
+    &cells
+        .iter()
+        .find(|(n, _)| n == name)
+        .unwrap_or_else(|| panic!("no column {name}"))
+        .1
+}
+
+fn text(s: &str) -> Cell {
+    Cell::Text(s.into())
+}
+
+#[test]
+fn entra_create_user_maps_to_the_example_columns() {
+    let m = example();
+    let change = m
+        .change(&record(
+            Op::Create,
+            ResourceKind::User,
+            fixture("1.1-create-user.json"),
+        ))
+        .expect("maps");
+    let Change::Upsert { default_groups, .. } = &change else {
+        panic!("upsert")
+    };
+    assert_eq!(default_groups, &["all-users".to_string()]);
+    let c = cells(change);
+    assert_eq!(
+        cell(&c, "username"),
+        &text("Test_User_00aa00aa-bb11-cc22-dd33-44ee44ee44ee")
+    );
+    assert_eq!(cell(&c, "enabled"), &Cell::Integer(1));
+    assert_eq!(
+        cell(&c, "email"),
+        &text("Test_User_11bb11bb-cc22-dd33-ee44-55ff55ff55ff@testuser.com")
+    );
+    assert_eq!(cell(&c, "description"), &text("givenName familyName"));
+    assert_eq!(cell(&c, "profession"), &Cell::Null);
+    assert_eq!(
+        cell(&c, "external_id"),
+        &text("0a21f0f2-8d2a-4f8e-bf98-7363c4aed4ef")
+    );
+}
+
+#[test]
+fn display_name_wins_over_the_joined_names() {
+    let c = cells(
+        example()
+            .change(&record(
+                Op::Create,
+                ResourceKind::User,
+                fixture("1.1-create-user-example2.json"),
+            ))
+            .expect("maps"),
+    );
+    assert_eq!(cell(&c, "description"), &text("Joy Young"));
+    assert_eq!(cell(&c, "email"), &text("jyoung@Contoso.com"));
+}
+
+#[test]
+fn phones_take_the_value_of_their_type_one_per_type() {
+    // Two work phones cannot coexist (one element per type, the later wins).
+    let body = json!({"userName": "p", "emails": [{"type": "work", "value": "p@x"}], "phoneNumbers": [
+        {"type": "work", "value": "w1"}, {"type": "work", "value": "w2"},
+        {"type": "mobile", "value": "m1", "primary": true}
+    ]});
+    let c = cells(
+        example()
+            .change(&record(Op::Create, ResourceKind::User, body))
+            .expect("maps"),
+    );
+    assert_eq!(cell(&c, "phone_work"), &text("w2"));
+    assert_eq!(cell(&c, "phone_mobile"), &text("m1"));
+}
+
+#[test]
+fn a_multi_valued_source_gives_the_primary_else_the_only_value_else_none() {
+    use crate::mapping::source::SourcePath;
+    let path = SourcePath::compile(ResourceKind::User, "phoneNumbers.value").expect("compiles");
+    let doc = |phones: Value| {
+        normalize_resource(
+            ResourceKind::User,
+            &json!({"userName": "x", "phoneNumbers": phones}),
+        )
+        .expect("doc")
+    };
+    let single = |phones: Value| path.single(ResourceKind::User, &doc(phones));
+    use crate::mapping::expr::Value as V;
+    assert_eq!(
+        single(
+            json!([{"type": "work", "value": "w"}, {"type": "mobile", "value": "m", "primary": true}])
+        ),
+        V::Str("m".into())
+    );
+    assert_eq!(
+        single(json!([{"type": "work", "value": "w"}])),
+        V::Str("w".into())
+    );
+    assert_eq!(
+        single(json!([{"type": "work", "value": "w"}, {"type": "mobile", "value": "m"}])),
+        V::Null
+    );
+}
+
+#[test]
+fn only_the_primary_work_email_is_the_email_column() {
+    let body = json!({"userName": "e", "emails": [{"type": "work", "value": "w@x"}, {"type": "home", "value": "h@x", "primary": true}]});
+    let c = cells(
+        example()
+            .change(&record(Op::Create, ResourceKind::User, body))
+            .expect("maps"),
+    );
+    assert_eq!(cell(&c, "email"), &Cell::Null);
+}
+
+#[test]
+fn users_without_a_work_email_are_out_of_scope_and_removed() {
+    let change = example()
+        .change(&record(
+            Op::Patch,
+            ResourceKind::User,
+            json!({"userName": "x"}),
+        ))
+        .expect("maps");
+    assert_eq!(
+        change,
+        Change::Remove {
+            kind: ResourceKind::User,
+            key: "u-1".into()
+        }
+    );
+}
+
+#[test]
+fn a_disabled_user_gets_the_on_disable_values() {
+    let mut body = fixture("1.1-create-user.json");
+    body["active"] = json!("False");
+    let c = cells(
+        example()
+            .change(&record(Op::Patch, ResourceKind::User, body))
+            .expect("maps"),
+    );
+    assert_eq!(cell(&c, "enabled"), &Cell::Integer(0));
+}
+
+#[test]
+fn a_deleted_user_is_archived_disabled_with_the_record_time() {
+    let mut r = record(
+        Op::Delete,
+        ResourceKind::User,
+        fixture("1.1-create-user.json"),
+    );
+    r.version_after = None;
+    match example().change(&r).expect("maps") {
+        Change::Archive { cells, at, .. } => {
+            assert_eq!(at, "2026-11-23T10:00:00.000Z");
+            assert_eq!(cells, vec![("enabled".to_string(), Cell::Integer(0))]);
+        }
+        other => panic!("expected archive, got {other:?}"),
+    }
+}
+
+#[test]
+fn groups_map_their_members_for_the_membership_table() {
+    let body = json!({"displayName": "Sales", "members": [{"value": "a"}, {"value": "b"}]});
+    match example()
+        .change(&record(Op::Create, ResourceKind::Group, body))
+        .expect("maps")
+    {
+        Change::Upsert { cells, members, .. } => {
+            assert_eq!(cell(&cells, "name"), &text("Sales"));
+            assert_eq!(members, Some(vec!["a".to_string(), "b".to_string()]));
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_missing_required_value_is_a_rejection_naming_the_column() {
+    let m = example();
+    let mut r = record(Op::Create, ResourceKind::Group, json!({"displayName": "x"}));
+    if let Value::Object(doc) = &mut r.image {
+        doc.remove("displayName");
+    }
+    let err = m.change(&r).expect_err("rejected");
+    assert!(
+        err.contains("'name' is required") && err.contains("displayName"),
+        "{err}"
+    );
+}
+
+fn problems(mapping: &str) -> Vec<String> {
+    let text = format!(
+        "auth:\n  tokens:\n    - name: t\n      secret:\n        value: 0123456789abcdef0123\ntarget:\n  sqlite:\n    path: /tmp/x.db\nmapping:\n{mapping}"
+    );
+    match config::parse(&text, "c.yaml", &Env) {
+        Err(ConfigError::Invalid(p)) => p.items.iter().map(|i| i.to_string()).collect(),
+        Ok(_) => panic!("expected problems for:\n{text}"),
+        Err(e) => panic!("{e}"),
+    }
+}
+
+#[test]
+fn bad_mappings_are_reported_precisely_with_line_and_column() {
+    let users =
+        |col: &str| format!("  users:\n    table: t\n    columns:\n      c:\n        {col}\n");
+    let p = problems(&users("expr: 'Jion(\" \", [name.givenName])'"));
+    assert!(
+        p[0].starts_with("14:15: mapping.users.columns.c.expr:")
+            && p[0].contains("did you mean 'Join'"),
+        "{p:?}"
+    );
+    let p = problems(&users("expr: 'Left([userName])'"));
+    assert!(p[0].contains("Left"), "{p:?}");
+    let p = problems(&users("expr: 'Not([userName])'"));
+    assert!(p[0].contains("mapping.users.columns.c.expr"), "{p:?}");
+    let p = problems(&users("source: nmae.givenName"));
+    assert!(p[0].contains("did you mean 'name.givenName'"), "{p:?}");
+    let p = problems(&users("source: userName\n        type: boolean"));
+    assert!(p[0].contains("mapping.users.columns.c.type"), "{p:?}");
+    let p = problems(
+        "  users:\n    table: t\n    columns:\n      c:\n        source: userName\n    on_disable:\n      enabeld: \"false\"\n",
+    );
+    assert!(p[0].contains("unknown column 'enabeld'"), "{p:?}");
+    let p = problems(
+        "  users:\n    table: 'app users'\n    columns:\n      c:\n        source: userName\n",
+    );
+    assert!(p[0].contains("not a plain identifier"), "{p:?}");
+    let p = problems(
+        "  users:\n    table: t\n    scope: '[userName]'\n    columns:\n      c:\n        source: userName\n",
+    );
+    assert!(p[0].contains("scope must be a condition"), "{p:?}");
+    let p = problems(
+        "  users:\n    table: t\n    columns:\n      c:\n        source: userName\n        expr: '[userName]'\n",
+    );
+    assert!(p[0].contains("only one of"), "{p:?}");
+}

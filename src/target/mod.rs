@@ -1,0 +1,164 @@
+//! Targets: where identities land. A target *converges*: given the desired row for a
+//! resource (computed by the mapping from the resource's full after-image), it makes its
+//! storage match, touching only what differs, so applying the same change twice is a
+//! no-op and a row removed by hand comes back on the next change.
+//!
+//! The mapping (pure) turns a journal record into a [`Change`]; a target applies it and
+//! answers with an [`Outcome`]: applied, rejected (the target refuses the data: a
+//! constraint, a missing required value — the provider gets a 400) or unavailable (the
+//! target cannot be reached or written now — the record stays pending and is delivered
+//! later).
+
+pub mod sqlite;
+
+use crate::scim::schema::ResourceKind;
+
+/// A value as the target stores it. Booleans are `Integer` 0/1; multi-valued columns are
+/// `Text` holding a JSON array; timestamps are `Text` in RFC 3339 (UTC, milliseconds).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Cell {
+    Null,
+    Text(String),
+    Integer(i64),
+}
+
+/// The declared type of a target column (SQLite: TEXT or INTEGER affinity).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ColumnType {
+    Text,
+    Integer,
+    Boolean,
+    Timestamp,
+}
+
+impl ColumnType {
+    /// The SQL type name used in CREATE TABLE.
+    pub fn sql(self) -> &'static str {
+        match self {
+            ColumnType::Text | ColumnType::Timestamp => "TEXT",
+            ColumnType::Integer | ColumnType::Boolean => "INTEGER",
+        }
+    }
+}
+
+/// One mapped column.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ColumnSpec {
+    pub name: String,
+    pub ty: ColumnType,
+    /// A UNIQUE index on the column (NULLs do not collide).
+    pub unique: bool,
+    /// Written when the row is inserted, never changed afterwards.
+    pub create_only: bool,
+    /// An absent value (Null) leaves the stored value as it is instead of clearing it.
+    pub keep_when_empty: bool,
+}
+
+/// One table of users or groups.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableSpec {
+    pub name: String,
+    /// The TEXT PRIMARY KEY column holding the SCIM id.
+    pub key_column: String,
+    pub columns: Vec<ColumnSpec>,
+    /// When the delete policy archives: the TEXT column holding the archive time (NULL =
+    /// not archived). Created by the target; purge deletes rows archived long enough ago.
+    pub archive_column: Option<String>,
+}
+
+/// The membership table: one row per (group, member).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MembershipSpec {
+    pub name: String,
+    pub group_column: String,
+    pub member_column: String,
+    /// TEXT column: `scim` for memberships from the provider, `default` for default
+    /// groups the mapping adds to new users. Converging a group touches only `scim` rows.
+    pub origin_column: String,
+}
+
+/// Everything a target stores.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct TargetSchema {
+    pub users: Option<TableSpec>,
+    pub groups: Option<TableSpec>,
+    pub memberships: Option<MembershipSpec>,
+}
+
+impl TargetSchema {
+    pub fn table(&self, kind: ResourceKind) -> Option<&TableSpec> {
+        match kind {
+            ResourceKind::User => self.users.as_ref(),
+            ResourceKind::Group => self.groups.as_ref(),
+        }
+    }
+}
+
+/// What the mapping asks a target to do for one resource.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// Make the row match `cells` (insert when missing). For groups, `members` is the
+    /// desired set of member ids (`scim` memberships); for users, `default_groups` are
+    /// group keys to add (`default` memberships) when the row is inserted.
+    Upsert {
+        kind: ResourceKind,
+        key: String,
+        cells: Vec<(String, Cell)>,
+        members: Option<Vec<String>>,
+        default_groups: Vec<String>,
+    },
+    /// Remove the row and every membership it takes part in (deleted, or out of scope).
+    Remove { kind: ResourceKind, key: String },
+    /// Keep the row, set `cells` (e.g. disabled) and the archive time `at`, drop its
+    /// memberships; purged once archived longer than the retention period.
+    Archive {
+        kind: ResourceKind,
+        key: String,
+        cells: Vec<(String, Cell)>,
+        at: String,
+    },
+    /// Nothing to do (e.g. a resource outside the scope that the target never had).
+    Nothing,
+}
+
+/// How a target answered a change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Applied,
+    /// The target refuses the data; the detail is the target's own diagnostic.
+    Rejected(String),
+    /// The target cannot be reached or written now; retry later.
+    Unavailable(String),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TargetError {
+    #[error("target database {path}: {detail}")]
+    Open { path: String, detail: String },
+    /// A mapping change that would lose data (a column removed or retyped).
+    #[error("{0}")]
+    Destructive(String),
+    #[error("target: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+}
+
+/// A target the delivery worker can converge changes into.
+pub trait Target: Send + Sync {
+    fn apply(&self, change: &Change) -> Outcome;
+    /// Keys of rows archived before `before` (RFC 3339, fixed width), due for purging.
+    fn archived_before(&self, kind: ResourceKind, before: &str)
+    -> Result<Vec<String>, TargetError>;
+}
+
+impl Target for sqlite::SqliteTarget {
+    fn apply(&self, change: &Change) -> Outcome {
+        sqlite::SqliteTarget::apply(self, change)
+    }
+    fn archived_before(
+        &self,
+        kind: ResourceKind,
+        before: &str,
+    ) -> Result<Vec<String>, TargetError> {
+        sqlite::SqliteTarget::archived_before(self, kind, before)
+    }
+}
