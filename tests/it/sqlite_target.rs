@@ -396,3 +396,73 @@ async fn journal_replay_into_the_target_rebuilds_a_lost_application_database() {
         assert_eq!(after, before, "replaying (twice) rebuilds the same rows");
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_locked_target_keeps_records_pending_the_write_succeeds_and_delivery_catches_up() {
+    let d = start("30d");
+    // A first user creates the tables.
+    let r = d
+        .post(
+            "/Users",
+            &json!({"userName": "first", "emails": [{"type": "work", "value": "f@example.com"}]})
+                .to_string(),
+        )
+        .await;
+    assert_eq!(r.status, 201);
+    // Another program holds a write lock on the application database: the target is down.
+    let locker = rusqlite::Connection::open(db_path(&d)).expect("open");
+    locker.execute_batch("BEGIN IMMEDIATE").expect("lock");
+    let r = d
+        .post(
+            "/Users",
+            &json!({"userName": "during", "emails": [{"type": "work", "value": "d@example.com"}]})
+                .to_string(),
+        )
+        .await;
+    assert_eq!(
+        r.status, 201,
+        "an outage is not the provider's problem: {}",
+        r.text
+    );
+    let uid = r.body["id"].as_str().expect("id").to_string();
+    locker.execute_batch("ROLLBACK").expect("unlock");
+    drop(locker);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while user_row(&d, &uid).is_none() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the pending record was never delivered"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert_eq!(user_row(&d, &uid).expect("row")["username"], "during");
+}
+
+#[test]
+fn mapping_preview_prints_the_row_and_writes_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = Command::new(env!("CARGO_BIN_EXE_scim-bridge"))
+        .current_dir(dir.path())
+        .args(["mapping", "preview", "--config"])
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/config.example.yaml"))
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/entra/1.1-create-user-example2.json"
+        ))
+        .env("SCIM_BRIDGE_TOKEN", "0123456789abcdef0123456789abcdef")
+        .output()
+        .expect("run");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("description   = \"Joy Young\""), "{text}");
+    assert!(
+        text.contains("username      = \"jyoung@testuser.com\""),
+        "{text}"
+    );
+    assert!(!dir.path().join("state").exists(), "preview wrote nothing");
+}
