@@ -15,4 +15,5 @@ pub mod journal;
 pub mod mapping;
 pub mod scim;
 pub mod store;
+pub mod suggest;
 pub mod target;

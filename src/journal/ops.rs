@@ -326,6 +326,86 @@ pub fn replay_db(
     Ok(summary)
 }
 
+/// An export read record by record, its chain checked as it goes: yields `(hash,
+/// record)` within `from..=to`; stops at a torn tail when that is allowed.
+struct Checked<R: BufRead> {
+    reader: file::Reader<R>,
+    header: Header,
+    check: ChainCheck,
+    from: Option<u64>,
+    to: Option<u64>,
+    allow_torn_tail: bool,
+}
+
+impl<R: BufRead> Checked<R> {
+    fn new(
+        input: R,
+        from: Option<u64>,
+        to: Option<u64>,
+        allow_torn_tail: bool,
+    ) -> Result<Self, OpsError> {
+        let (reader, header) = file::Reader::new(input)?;
+        let check = ChainCheck::new(Some(header.first_seq), &header.prev);
+        Ok(Checked {
+            reader,
+            header,
+            check,
+            from,
+            to,
+            allow_torn_tail,
+        })
+    }
+
+    /// The last record read whose chain checked out.
+    fn read_through(&self) -> u64 {
+        self.check
+            .last_intact()
+            .unwrap_or(self.header.first_seq.saturating_sub(1))
+    }
+
+    /// Fails when the records stopped short of the header's range (without a tolerated torn tail).
+    fn finish(&self, replayed: u64) -> Result<(), OpsError> {
+        let read_through = self.read_through();
+        if read_through < self.header.last_seq && !self.allow_torn_tail {
+            return Err(OpsError::Invalid(format!(
+                "the file ends after record {read_through} but its header lists records up to {}; the {replayed} records read were replayed",
+                self.header.last_seq
+            )));
+        }
+        Ok(())
+    }
+}
+
+impl<R: BufRead> Iterator for Checked<R> {
+    type Item = Result<(String, Record), OpsError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            let entry = match self.reader.next()? {
+                Ok(e) => e,
+                Err(file::FileError::TornTail { .. }) if self.allow_torn_tail => return None,
+                Err(e) => return Some(Err(e.into())),
+            };
+            let text = entry.record.canonical_json();
+            if let Err(d) = self.check.feed(&entry.hash, &text, &entry.record) {
+                return Some(Err(OpsError::Invalid(format!(
+                    "line {} (byte {}): {d}; nothing after record {} was replayed",
+                    entry.line,
+                    entry.offset,
+                    self.check
+                        .last_intact()
+                        .map_or("(none)".into(), |s| s.to_string())
+                ))));
+            }
+            let seq = entry.record.seq;
+            if self.from.is_some_and(|f| seq < f) || self.to.is_some_and(|t| seq > t) {
+                continue;
+            }
+            return Some(Ok((entry.hash, entry.record)));
+        }
+    }
+}
+
 /// Replays an export file into this state directory: verifies the chain as it reads,
 /// adds the records to the local journal, and applies their images. With
 /// `allow_torn_tail`, a torn last line ends the replay instead of failing it.
@@ -338,34 +418,14 @@ pub fn replay_file(
     allow_torn_tail: bool,
     mut progress: impl FnMut(u64),
 ) -> Result<ReplaySummary, OpsError> {
-    let (reader, header) = file::Reader::new(input)?;
-    let mut check = ChainCheck::new(Some(header.first_seq), &header.prev);
+    let mut records = Checked::new(input, from, to, allow_torn_tail)?;
     let mut summary = ReplaySummary::default();
     let mut chunk = Vec::with_capacity(REPLAY_CHUNK);
-    for entry in reader {
-        let entry = match entry {
-            Ok(e) => e,
-            Err(file::FileError::TornTail { .. }) if allow_torn_tail => break,
-            Err(e) => return Err(e.into()),
-        };
-        let text = entry.record.canonical_json();
-        check.feed(&entry.hash, &text, &entry.record).map_err(|d| {
-            OpsError::Invalid(format!(
-                "line {} (byte {}): {d}; nothing after record {} was replayed",
-                entry.line,
-                entry.offset,
-                check
-                    .last_intact()
-                    .map_or("(none)".into(), |s| s.to_string())
-            ))
-        })?;
-        let seq = entry.record.seq;
-        if from.is_some_and(|f| seq < f) || to.is_some_and(|t| seq > t) {
-            continue;
-        }
-        summary.first.get_or_insert(seq);
-        summary.last = Some(seq);
-        chunk.push((entry.hash, entry.record));
+    for item in records.by_ref() {
+        let (hash, record) = item?;
+        summary.first.get_or_insert(record.seq);
+        summary.last = Some(record.seq);
+        chunk.push((hash, record));
         if chunk.len() == REPLAY_CHUNK {
             apply_chunk(
                 store,
@@ -379,15 +439,7 @@ pub fn replay_file(
     }
     apply_chunk(store, chunk, true, dry_run, &mut summary)?;
     progress(summary.records);
-    let read_through = check
-        .last_intact()
-        .unwrap_or(header.first_seq.saturating_sub(1));
-    if read_through < header.last_seq && !allow_torn_tail {
-        return Err(OpsError::Invalid(format!(
-            "the file ends after record {read_through} but its header lists records up to {}; the {} records read were replayed",
-            header.last_seq, summary.records
-        )));
-    }
+    records.finish(summary.records)?;
     Ok(summary)
 }
 
@@ -483,24 +535,11 @@ pub fn file_records(
     to: Option<u64>,
     allow_torn_tail: bool,
 ) -> Result<Vec<(Record, bool)>, OpsError> {
-    let (reader, header) = file::Reader::new(input)?;
-    let mut check = ChainCheck::new(Some(header.first_seq), &header.prev);
-    let mut out = Vec::new();
-    for entry in reader {
-        let entry = match entry {
-            Ok(e) => e,
-            Err(file::FileError::TornTail { .. }) if allow_torn_tail => break,
-            Err(e) => return Err(e.into()),
-        };
-        let text = entry.record.canonical_json();
-        check.feed(&entry.hash, &text, &entry.record).map_err(|d| {
-            OpsError::Invalid(format!("line {} (byte {}): {d}", entry.line, entry.offset))
-        })?;
-        let seq = entry.record.seq;
-        if from.is_some_and(|f| seq < f) || to.is_some_and(|t| seq > t) {
-            continue;
-        }
-        out.push((entry.record, false));
-    }
+    let mut records = Checked::new(input, from, to, allow_torn_tail)?;
+    let out = records
+        .by_ref()
+        .map(|item| item.map(|(_, record)| (record, false)))
+        .collect::<Result<Vec<_>, _>>()?;
+    records.finish(out.len() as u64)?;
     Ok(out)
 }

@@ -44,36 +44,11 @@ pub fn known_paths(kind: ResourceKind) -> Vec<String> {
 }
 
 fn suggest(kind: ResourceKind, text: &str) -> String {
-    let word = text.to_lowercase();
     let known = known_paths(kind);
-    let best = known
-        .iter()
-        .map(|c| (strsim(&word, &c.to_lowercase()), c))
-        .filter(|(d, c)| *d <= (c.chars().count() / 3).max(2))
-        .min_by_key(|(d, _)| *d)
-        .map(|(_, c)| c.clone());
-    match best {
+    match crate::suggest::did_you_mean(text, known.iter().map(String::as_str)) {
         Some(b) => format!(" (did you mean '{b}'?)"),
         None => String::new(),
     }
-}
-
-/// Levenshtein distance, for suggestions only.
-fn strsim(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut prev = row[0];
-        row[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let cur = row[j + 1];
-            row[j + 1] = (prev + usize::from(ca != *cb))
-                .min(row[j] + 1)
-                .min(row[j + 1] + 1);
-            prev = cur;
-        }
-    }
-    row[b.len()]
 }
 
 impl SourcePath {
