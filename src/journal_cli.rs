@@ -313,21 +313,13 @@ fn replay_into_target(
         None => ops::db_records(store, from, to),
     }
     .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let target = scim_bridge::target::sqlite::SqliteTarget::open(
-        &target_cfg.sqlite_path,
-        target_cfg.mapping.schema.clone(),
-    )
-    .with_context(|| {
-        format!(
-            "while opening the target {}",
-            target_cfg.sqlite_path.display()
-        )
-    })?;
+    let target = scim_bridge::target::open(target_cfg)
+        .with_context(|| format!("while opening the target ({})", target_cfg.describe()))?;
     let bar = progress_bar();
     let summary = ops::replay_target(
         records.into_iter().map(Ok),
         &target_cfg.mapping,
-        &target,
+        target.as_ref(),
         dry_run,
         |n| {
             if let Some(b) = &bar {
@@ -348,7 +340,7 @@ fn replay_into_target(
         summary.records,
         summary.first.map_or("-".into(), |s| s.to_string()),
         summary.last.map_or("-".into(), |s| s.to_string()),
-        target_cfg.sqlite_path.display(),
+        target_cfg.describe(),
         summary.applied,
         summary.rejected.len(),
         summary.skipped_rejected

@@ -312,24 +312,15 @@ async fn serve(cfg: Config, allow_damaged_journal: bool) -> anyhow::Result<()> {
     let store = Arc::new(store);
     let mut engine = Engine::new(store.clone());
     if let Some(target_cfg) = &cfg.target {
-        let target = scim_bridge::target::sqlite::SqliteTarget::open(
-            &target_cfg.sqlite_path,
-            target_cfg.mapping.schema.clone(),
-        )
-        .with_context(|| {
-            format!(
-                "while opening the target database {}",
-                target_cfg.sqlite_path.display()
-            )
-        })?;
-        let target: Arc<dyn scim_bridge::target::Target> = Arc::new(target);
+        let target = scim_bridge::target::open(target_cfg)
+            .with_context(|| format!("while opening the target ({})", target_cfg.describe()))?;
         let delivery = scim_bridge::engine::delivery::Delivery::start(
             store.clone(),
             target_cfg.mapping.clone(),
             target,
         )
         .context("while starting delivery")?;
-        tracing::info!(target = %target_cfg.sqlite_path.display(), "delivering to the SQLite target");
+        tracing::info!(target = %target_cfg.describe(), "delivering to the target");
         spawn_purge(store.clone(), delivery.clone());
         engine = engine.with_delivery(delivery);
     }

@@ -121,7 +121,19 @@ pub fn preview(
             return Ok(ExitCode::from(1));
         }
     };
-    let stored = stored_row(&target.sqlite_path, map, &key)?;
+    if let Some(dn) = &map.dn {
+        match dn.render(kind, &doc) {
+            Ok(dn) => println!("dn: {dn}"),
+            Err(e) => {
+                println!("the target would reject it: {e}");
+                return Ok(ExitCode::from(1));
+            }
+        }
+    }
+    let stored = match target.sqlite_path() {
+        Some(path) => stored_row(path, map, &key)?,
+        None => None,
+    };
     let width = cells.iter().map(|(n, _)| n.len()).max().unwrap_or(0);
     for (name, cell) in &cells {
         let spec = map.table.columns.iter().find(|c| &c.name == name);

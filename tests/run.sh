@@ -7,11 +7,26 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 missing=()
 # rusqlite's bundled SQLite is C: it needs a C compiler and libc headers.
 command -v cc >/dev/null 2>&1 || missing+=(gcc libc6-dev)
+# The LDAP tests start their own OpenLDAP server (tests/it/slapd.rs) and check it with the
+# OpenLDAP command-line tools. slapd lives in /usr/sbin, which a non-root PATH may lack.
+if ! command -v slapd >/dev/null 2>&1 && [ ! -x /usr/sbin/slapd ]; then
+  missing+=(slapd)
+fi
+command -v ldapsearch >/dev/null 2>&1 || missing+=(ldap-utils)
 if ((${#missing[@]})); then
   echo "tests/run.sh: installing ${missing[*]}" >&2
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
   export DEBIAN_FRONTEND=noninteractive
+  if [[ " ${missing[*]} " == *" slapd "* ]]; then
+    # Install the binaries only: no system database, no admin password prompt. The tests
+    # run their own slapd from a generated slapd.conf on a free loopback port, so a system
+    # slapd that the package (or anything else) starts anyway is left alone.
+    # Where AppArmor confines /usr/sbin/slapd (Ubuntu ships such a profile; Debian does
+    # not), slapd cannot read the test's temp dir under /tmp: the harness then fails with
+    # "Permission denied" in slapd's output, and `aa-complain /usr/sbin/slapd` fixes it.
+    echo "slapd slapd/no_configuration boolean true" | $sudo debconf-set-selections
+  fi
   $sudo apt-get update -q
   $sudo apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi

@@ -7,16 +7,22 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
-use super::TargetConfig;
-use super::raw::{RawColumn, RawMapping, RawMemberships, RawResourceMap, RawTarget};
+use super::raw::{
+    RawColumn, RawLdapTarget, RawMapping, RawMemberships, RawResourceMap, RawSecret, RawTarget,
+    RawText,
+};
 use super::validate::{Checker, parse_duration};
+use super::{Environment, Secret, TargetConfig, TargetKind};
 use crate::mapping::expr::{Expr, Type, Value};
 use crate::mapping::model::{
     ColumnMap, DeletePolicy, KindResolver, Mapping, ResourceMap, Src, to_cell,
 };
 use crate::mapping::source::SourcePath;
 use crate::scim::schema::ResourceKind;
-use crate::target::{ColumnSpec, ColumnType, MembershipSpec, TableSpec, TargetSchema};
+use crate::target::{
+    ColumnSpec, ColumnType, EntrySpec, LdapSchema, LdapSettings, MemberSpec, MembershipSpec,
+    TableSpec, TargetSchema,
+};
 
 /// Table and column names: plain SQL identifiers, so every application can name them
 /// without quoting.
@@ -63,6 +69,7 @@ pub(super) fn target(
     raw_target: Option<RawTarget>,
     raw_mapping: Option<RawMapping>,
     state_dir: &Path,
+    env: &dyn Environment,
 ) -> Option<TargetConfig> {
     let (raw_target, raw_mapping) = match (raw_target, raw_mapping) {
         (None, None) => return None,
@@ -80,32 +87,44 @@ pub(super) fn target(
         (Some(t), Some(m)) => (t, m),
     };
     let before = checker.problem_count();
-    let sqlite_path = match raw_target.sqlite {
-        Some(s) => match s.path {
-            Some(p) if p.is_empty() => {
-                checker.report(
-                    "target.sqlite.path",
-                    "'' is empty; give a file (e.g. ./state/directory.db)".into(),
-                );
-                state_dir.join("directory.db")
-            }
-            Some(p) => p.into(),
-            None => state_dir.join("directory.db"),
-        },
-        None => {
+    let (kind, base) = match (raw_target.sqlite, raw_target.ldap) {
+        (Some(_), Some(_)) => {
+            checker.report("target", "give one target: 'sqlite:' or 'ldap:'".into());
+            return None;
+        }
+        (Some(s), None) => {
+            let path = match s.path {
+                Some(p) if p.is_empty() => {
+                    checker.report(
+                        "target.sqlite.path",
+                        "'' is empty; give a file (e.g. ./state/directory.db)".into(),
+                    );
+                    state_dir.join("directory.db")
+                }
+                Some(p) => p.into(),
+                None => state_dir.join("directory.db"),
+            };
+            (TargetKind::Sqlite { path }, None)
+        }
+        (None, Some(l)) => {
+            let (settings, base) = ldap_settings(checker, l, state_dir, env);
+            (TargetKind::Ldap(settings), Some(base))
+        }
+        (None, None) => {
             checker.report(
                 "target",
-                "no target kind given; use 'sqlite:' (with 'path:')".into(),
+                "no target kind given; use 'sqlite:' (with 'path:') or 'ldap:'".into(),
             );
             return None;
         }
     };
+    let ldap = base.as_deref();
     let users = raw_mapping
         .users
-        .map(|raw| resource_map(checker, "mapping.users", ResourceKind::User, raw));
+        .map(|raw| resource_map(checker, "mapping.users", ResourceKind::User, raw, ldap));
     let groups = raw_mapping
         .groups
-        .map(|raw| resource_map(checker, "mapping.groups", ResourceKind::Group, raw));
+        .map(|raw| resource_map(checker, "mapping.groups", ResourceKind::Group, raw, ldap));
     if users.is_none() && groups.is_none() {
         checker.report(
             "mapping",
@@ -113,6 +132,9 @@ pub(super) fn target(
         );
     }
     let memberships = raw_mapping.memberships.map(|m| memberships(checker, m));
+    if memberships.is_some() && ldap.is_some() {
+        checker.report("mapping.memberships", "an LDAP target writes memberships in the group entries ('members:' under mapping.groups)".into());
+    }
     if memberships.is_some() && groups.is_none() {
         checker.report(
             "mapping.memberships",
@@ -120,7 +142,7 @@ pub(super) fn target(
         );
     }
     if let Some(users) = &users
-        && !users.default_groups.is_empty()
+        && !users.map.default_groups.is_empty()
         && memberships.is_none()
     {
         checker.report(
@@ -132,18 +154,176 @@ pub(super) fn target(
         return None;
     }
     let schema = TargetSchema {
-        users: users.as_ref().map(|u| u.table.clone()),
-        groups: groups.as_ref().map(|g| g.table.clone()),
+        users: users
+            .as_ref()
+            .filter(|_| ldap.is_none())
+            .map(|u| u.map.table.clone()),
+        groups: groups
+            .as_ref()
+            .filter(|_| ldap.is_none())
+            .map(|g| g.map.table.clone()),
         memberships,
     };
+    let entry = |m: &Option<Compiled>| m.as_ref().and_then(|m| m.entry.clone());
+    let ldap_schema = LdapSchema {
+        users: entry(&users),
+        groups: entry(&groups),
+    };
     Some(TargetConfig {
-        sqlite_path,
+        kind,
         mapping: Arc::new(Mapping {
-            users,
-            groups,
+            users: users.map(|u| u.map),
+            groups: groups.map(|g| g.map),
             schema,
+            ldap: ldap_schema,
         }),
     })
+}
+
+/// Resolves a setting that may come from the file, the environment or a file.
+fn text_setting(
+    checker: &mut Checker<'_>,
+    path: &str,
+    raw: Option<RawText>,
+    env: &dyn Environment,
+) -> Option<String> {
+    match raw? {
+        RawText::Plain(t) if t.trim().is_empty() => {
+            checker.report(path, "'' is empty".into());
+            None
+        }
+        RawText::Plain(t) => Some(t),
+        RawText::From(secret) => {
+            from_source(checker, path, secret, env).map(|s| s.expose().to_string())
+        }
+    }
+}
+
+fn from_source(
+    checker: &mut Checker<'_>,
+    path: &str,
+    raw: RawSecret,
+    env: &dyn Environment,
+) -> Option<Secret> {
+    match (raw.env, raw.file, raw.value) {
+        (Some(var), None, None) => match env.var(&var) {
+            Some(v) if !v.is_empty() => Some(Secret::new(v)),
+            _ => {
+                checker.report(path, format!("environment variable {var} is not set"));
+                None
+            }
+        },
+        (None, Some(file), None) => match env.read_file(Path::new(&file)) {
+            Ok(text) => Some(Secret::new(text.trim_end_matches(['\n', '\r']).to_string())),
+            Err(e) => {
+                checker.report(path, format!("cannot read {file}: {e}"));
+                None
+            }
+        },
+        (None, None, Some(v)) => Some(Secret::new(v)),
+        _ => {
+            checker.report(path, "give exactly one of env:, file: or value:".into());
+            None
+        }
+    }
+}
+
+fn duration_setting(
+    checker: &mut Checker<'_>,
+    path: &str,
+    raw: Option<String>,
+    default: std::time::Duration,
+) -> std::time::Duration {
+    match raw {
+        None => default,
+        Some(text) => parse_duration(&text)
+            .filter(|d| !d.is_zero())
+            .unwrap_or_else(|| {
+                checker.report(path, format!("'{text}' is not a duration (e.g. 5s)"));
+                default
+            }),
+    }
+}
+
+fn ldap_settings(
+    checker: &mut Checker<'_>,
+    raw: RawLdapTarget,
+    state_dir: &Path,
+    env: &dyn Environment,
+) -> (LdapSettings, String) {
+    let mut urls = Vec::new();
+    for (i, u) in raw.urls.unwrap_or_default().into_iter().enumerate() {
+        let path = format!("target.ldap.urls[{i}]");
+        if let Some(url) = text_setting(checker, &path, Some(u), env) {
+            let lower = url.to_ascii_lowercase();
+            if !(lower.starts_with("ldap://") || lower.starts_with("ldaps://")) {
+                checker.report(&path, format!("'{url}' is not an ldap:// or ldaps:// URL"));
+            }
+            urls.push(url);
+        }
+    }
+    if urls.is_empty() {
+        checker.report(
+            "target.ldap",
+            "an LDAP target needs 'urls:' (e.g. [ldaps://ldap.example.com])".into(),
+        );
+    }
+    let bind_dn =
+        text_setting(checker, "target.ldap.bind_dn", raw.bind_dn, env).unwrap_or_default();
+    let bind_password = match raw.bind_password {
+        Some(p) => from_source(checker, "target.ldap.bind_password", p, env)
+            .unwrap_or_else(|| Secret::new(String::new())),
+        None => Secret::new(String::new()),
+    };
+    if bind_dn.is_empty() != bind_password.expose().is_empty() {
+        checker.report(
+            "target.ldap",
+            "give both bind_dn and bind_password (or neither, for an anonymous bind)".into(),
+        );
+    }
+    let base = text_setting(checker, "target.ldap.base", raw.base, env).unwrap_or_else(|| {
+        checker.report(
+            "target.ldap",
+            "an LDAP target needs 'base:' (e.g. dc=example,dc=com)".into(),
+        );
+        String::new()
+    });
+    let starttls = flag(checker, "target.ldap.starttls", raw.starttls.as_deref());
+    let pool_size = match raw.pool_size.as_deref().map(str::trim) {
+        None => 4,
+        Some(t) => match t.parse::<usize>() {
+            Ok(n) if (1..=64).contains(&n) => n,
+            _ => {
+                checker.report(
+                    "target.ldap.pool_size",
+                    format!("'{t}' is not a number from 1 to 64"),
+                );
+                4
+            }
+        },
+    };
+    let settings = LdapSettings {
+        urls,
+        bind_dn,
+        bind_password,
+        starttls,
+        ca_file: raw.ca_file.map(Into::into),
+        connect_timeout: duration_setting(
+            checker,
+            "target.ldap.connect_timeout",
+            raw.connect_timeout,
+            std::time::Duration::from_secs(5),
+        ),
+        operation_timeout: duration_setting(
+            checker,
+            "target.ldap.operation_timeout",
+            raw.operation_timeout,
+            std::time::Duration::from_secs(10),
+        ),
+        pool_size,
+        links_path: state_dir.join("ldap-links.db"),
+    };
+    (settings, base)
 }
 
 fn memberships(checker: &mut Checker<'_>, raw: RawMemberships) -> MembershipSpec {
@@ -235,8 +415,9 @@ fn column(
     kind: ResourceKind,
     name: &str,
     raw: RawColumn,
+    sql_identifier: bool,
 ) -> Option<ColumnMap> {
-    if let Some(p) = identifier_problem(name) {
+    if sql_identifier && let Some(p) = identifier_problem(name) {
         checker.report(at, p);
     }
     let ty = column_type(checker, &format!("{at}.type"), raw.ty.as_deref());
@@ -339,12 +520,111 @@ fn column(
     })
 }
 
+/// A compiled resource mapping and, for an LDAP target, its entry layout.
+struct Compiled {
+    map: ResourceMap,
+    entry: Option<EntrySpec>,
+}
+
+/// LDAP attribute descriptions: a letter, then letters, digits and hyphens.
+fn ldap_attr_problem(text: &str) -> Option<String> {
+    let mut chars = text.chars();
+    let ok = chars.next().is_some_and(|c| c.is_ascii_alphabetic())
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '-')
+        && text.len() <= 128;
+    (!ok).then(|| {
+        format!(
+            "'{text}' is not an LDAP attribute name (letters, digits and -, starting with a letter)"
+        )
+    })
+}
+
 fn resource_map(
     checker: &mut Checker<'_>,
     at: &str,
     kind: ResourceKind,
-    raw: RawResourceMap,
-) -> ResourceMap {
+    mut raw: RawResourceMap,
+    ldap_base: Option<&str>,
+) -> Compiled {
+    let mut dn = None;
+    let mut entry = None;
+    if let Some(base) = ldap_base {
+        for (given, name) in [
+            (raw.table.is_some(), "table"),
+            (raw.columns.is_some(), "columns"),
+            (raw.key.is_some(), "key"),
+        ] {
+            if given {
+                checker.report(&format!("{at}.{name}"), format!("'{name}' is for a SQLite target; an LDAP mapping has dn, object_classes and attributes"));
+            }
+        }
+        dn = match raw.dn.take() {
+            Some(t) => match crate::mapping::dn::DnTemplate::compile(kind, &t, base) {
+                Ok(d) => Some(d),
+                Err(e) => {
+                    checker.report(&format!("{at}.dn"), e);
+                    None
+                }
+            },
+            None => {
+                checker.report(
+                    at,
+                    "an LDAP mapping needs 'dn:' (e.g. uid={userName},ou=people,{base})".into(),
+                );
+                None
+            }
+        };
+        let object_classes = raw.object_classes.take().unwrap_or_default();
+        if object_classes.is_empty() {
+            checker.report(at, "an LDAP mapping needs 'object_classes:' (e.g. [inetOrgPerson, organizationalPerson, person, top])".into());
+        }
+        for (i, oc) in object_classes.iter().enumerate() {
+            if let Some(p) = ldap_attr_problem(oc) {
+                checker.report(
+                    &format!("{at}.object_classes[{i}]"),
+                    p.replace("attribute name", "object class name"),
+                );
+            }
+        }
+        let members = raw.members.take().map(|m| MemberSpec {
+            attribute: m.attribute.unwrap_or_else(|| "member".into()),
+            placeholder: m.placeholder.map(|p| p.replace("{base}", base)),
+        });
+        if members.is_some() && kind == ResourceKind::User {
+            checker.report(&format!("{at}.members"), "members belong to groups".into());
+        }
+        if raw.purge_after.is_some() {
+            checker.report(&format!("{at}.purge_after"), "purging archived entries is not supported for LDAP targets yet; use on_delete: delete or disable".into());
+        }
+        raw.table = Some("ldap".into());
+        raw.columns = raw.attributes.take();
+        entry = Some(EntrySpec {
+            object_classes,
+            attributes: Vec::new(),
+            members,
+        });
+    } else {
+        for (given, name) in [
+            (raw.dn.is_some(), "dn"),
+            (raw.object_classes.is_some(), "object_classes"),
+            (raw.attributes.is_some(), "attributes"),
+            (raw.members.is_some(), "members"),
+        ] {
+            if given {
+                checker.report(
+                    &format!("{at}.{name}"),
+                    format!(
+                        "'{name}' is for an LDAP target; a SQLite mapping has table and columns"
+                    ),
+                );
+            }
+        }
+    }
+    let columns_key = if ldap_base.is_some() {
+        "attributes"
+    } else {
+        "columns"
+    };
     let table = match raw.table {
         Some(t) => identifier(checker, &format!("{at}.table"), Some(t), ""),
         None => {
@@ -363,9 +643,26 @@ fn resource_map(
     let mut columns = Vec::new();
     let raw_columns: BTreeMap<String, RawColumn> = raw.columns.unwrap_or_default();
     if raw_columns.is_empty() {
-        checker.report(at, "a mapping needs 'columns:'".into());
+        checker.report(at, format!("a mapping needs '{columns_key}:'"));
     }
     for (name, raw_col) in raw_columns {
+        if ldap_base.is_some() {
+            if let Some(p) = ldap_attr_problem(&name) {
+                checker.report(&format!("{at}.attributes.{name}"), p);
+                continue;
+            }
+            if let Some(c) = column(
+                checker,
+                &format!("{at}.attributes.{name}"),
+                kind,
+                &name,
+                raw_col,
+                false,
+            ) {
+                columns.push(c);
+            }
+            continue;
+        }
         if name == key_column {
             checker.report(
                 &format!("{at}.columns.{name}"),
@@ -379,6 +676,7 @@ fn resource_map(
             kind,
             &name,
             raw_col,
+            true,
         ) {
             columns.push(c);
         }
@@ -458,19 +756,26 @@ fn resource_map(
             "default_groups belong to users".into(),
         );
     }
-    ResourceMap {
-        kind,
-        table: TableSpec {
-            name: table,
-            key_column,
-            columns: columns.iter().map(|c| c.spec.clone()).collect(),
-            archive_column,
+    if let Some(e) = &mut entry {
+        e.attributes = columns.iter().map(|c| c.spec.clone()).collect();
+    }
+    Compiled {
+        map: ResourceMap {
+            kind,
+            table: TableSpec {
+                name: table,
+                key_column,
+                columns: columns.iter().map(|c| c.spec.clone()).collect(),
+                archive_column,
+            },
+            scope,
+            columns,
+            default_groups,
+            on_disable,
+            on_delete,
+            purge_after,
+            dn,
         },
-        scope,
-        columns,
-        default_groups,
-        on_disable,
-        on_delete,
-        purge_after,
+        entry,
     }
 }

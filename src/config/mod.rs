@@ -43,9 +43,35 @@ pub struct Config {
 /// Where identities are written, and how.
 #[derive(Debug, Clone)]
 pub struct TargetConfig {
-    /// The SQLite database other applications read.
-    pub sqlite_path: PathBuf,
+    pub kind: TargetKind,
     pub mapping: std::sync::Arc<crate::mapping::model::Mapping>,
+}
+
+/// The kind of target and how to reach it.
+#[derive(Debug, Clone)]
+pub enum TargetKind {
+    /// The SQLite database other applications read.
+    Sqlite { path: PathBuf },
+    /// An LDAP directory.
+    Ldap(crate::target::LdapSettings),
+}
+
+impl TargetConfig {
+    /// A short description for logs and messages.
+    pub fn describe(&self) -> String {
+        match &self.kind {
+            TargetKind::Sqlite { path } => format!("SQLite database {}", path.display()),
+            TargetKind::Ldap(s) => format!("LDAP directory {}", s.urls.join(", ")),
+        }
+    }
+
+    /// The SQLite target's file, if that is the target.
+    pub fn sqlite_path(&self) -> Option<&Path> {
+        match &self.kind {
+            TargetKind::Sqlite { path } => Some(path),
+            TargetKind::Ldap(_) => None,
+        }
+    }
 }
 
 /// Journal retention: records beyond any limit are archived, then dropped (never one that

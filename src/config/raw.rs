@@ -26,6 +26,29 @@ pub(super) struct RawConfig {
 #[serde(default, deny_unknown_fields)]
 pub(super) struct RawTarget {
     pub sqlite: Option<RawSqliteTarget>,
+    pub ldap: Option<RawLdapTarget>,
+}
+
+/// A setting given in the file, or taken from the environment or a file (like secrets).
+#[derive(Deserialize)]
+#[serde(untagged)]
+pub(super) enum RawText {
+    Plain(String),
+    From(RawSecret),
+}
+
+#[derive(Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(super) struct RawLdapTarget {
+    pub urls: Option<Vec<RawText>>,
+    pub bind_dn: Option<RawText>,
+    pub bind_password: Option<RawSecret>,
+    pub base: Option<RawText>,
+    pub starttls: Option<String>,
+    pub ca_file: Option<String>,
+    pub connect_timeout: Option<String>,
+    pub operation_timeout: Option<String>,
+    pub pool_size: Option<String>,
 }
 
 #[derive(Default, Deserialize)]
@@ -54,6 +77,18 @@ pub(super) struct RawResourceMap {
     pub on_delete: Option<String>,
     pub purge_after: Option<String>,
     pub archive_column: Option<String>,
+    /// LDAP: the entry's DN template, its object classes, attributes and members.
+    pub dn: Option<String>,
+    pub object_classes: Option<Vec<String>>,
+    pub attributes: Option<std::collections::BTreeMap<String, RawColumn>>,
+    pub members: Option<RawMembers>,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(super) struct RawMembers {
+    pub attribute: Option<String>,
+    pub placeholder: Option<String>,
 }
 
 #[derive(Default, Deserialize)]

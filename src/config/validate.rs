@@ -75,8 +75,13 @@ pub(super) fn validate(
         target: None,
     };
     let mut config = config;
-    config.target =
-        super::mapping::target(&mut checker, raw.target, raw.mapping, &config.state.dir);
+    config.target = super::mapping::target(
+        &mut checker,
+        raw.target,
+        raw.mapping,
+        &config.state.dir,
+        env,
+    );
     let mut problems = checker.problems;
     if problems.is_empty() {
         Ok(config)

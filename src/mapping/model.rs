@@ -56,6 +56,8 @@ pub struct ResourceMap {
     pub on_disable: Vec<(String, Value)>,
     pub on_delete: DeletePolicy,
     pub purge_after: Option<Duration>,
+    /// LDAP: the entry's DN.
+    pub dn: Option<crate::mapping::dn::DnTemplate>,
 }
 
 /// The whole compiled mapping.
@@ -63,7 +65,10 @@ pub struct ResourceMap {
 pub struct Mapping {
     pub users: Option<ResourceMap>,
     pub groups: Option<ResourceMap>,
+    /// What a SQLite target stores.
     pub schema: TargetSchema,
+    /// What an LDAP target writes.
+    pub ldap: crate::target::LdapSchema,
 }
 
 /// Evaluation source over one document.
@@ -232,6 +237,13 @@ impl ResourceMap {
             .unwrap_or_default()
     }
 
+    fn render_dn(&self, doc: &Map<String, Json>) -> Result<Option<String>, String> {
+        self.dn
+            .as_ref()
+            .map(|t| t.render(self.kind, doc))
+            .transpose()
+    }
+
     /// The change a journal record asks of the target.
     pub fn change(&self, record: &Record) -> Result<Change, String> {
         let Json::Object(doc) = &record.image else {
@@ -254,6 +266,7 @@ impl ResourceMap {
                     Ok(Change::Upsert {
                         kind: self.kind,
                         key,
+                        dn: self.render_dn(doc)?,
                         cells,
                         members: (self.kind == ResourceKind::Group).then(Vec::new),
                         default_groups: Vec::new(),
@@ -281,6 +294,7 @@ impl ResourceMap {
                 Ok(Change::Upsert {
                     kind: self.kind,
                     key,
+                    dn: self.render_dn(doc)?,
                     cells: self.cells(doc)?,
                     members: (self.kind == ResourceKind::Group).then(|| Self::members(doc)),
                     default_groups: self.default_groups.clone(),

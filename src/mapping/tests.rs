@@ -295,3 +295,50 @@ fn bad_mappings_are_reported_precisely_with_line_and_column() {
     );
     assert!(p[0].contains("only one of"), "{p:?}");
 }
+
+#[test]
+fn the_ldap_example_compiles_with_its_settings_from_the_environment() {
+    struct LdapEnv;
+    impl Environment for LdapEnv {
+        fn var(&self, name: &str) -> Option<String> {
+            Some(match name {
+                "LDAP_URL" => "ldap://127.0.0.1:389".into(),
+                "LDAP_BIND_DN" => "cn=admin,dc=example,dc=com".into(),
+                "LDAP_BIND_PASSWORD" => "secret".into(),
+                "LDAP_BASE_DN" => "dc=example,dc=com".into(),
+                _ => "0123456789abcdef0123456789abcdef".into(),
+            })
+        }
+        fn read_file(&self, _: &std::path::Path) -> std::io::Result<String> {
+            Err(std::io::Error::other("no files here"))
+        }
+    }
+    let yaml = include_str!("../../config.ldap.example.yaml");
+    let cfg = match config::parse(yaml, "config.ldap.example.yaml", &LdapEnv) {
+        Ok(c) => c,
+        Err(e) => panic!("{e}"),
+    };
+    let target = cfg.target.expect("target");
+    let crate::config::TargetKind::Ldap(settings) = &target.kind else {
+        panic!("ldap")
+    };
+    assert_eq!(settings.urls, ["ldap://127.0.0.1:389"]);
+    assert_eq!(settings.bind_password.expose(), "secret");
+    let users = target.mapping.ldap.users.as_ref().expect("users");
+    assert!(users.object_classes.contains(&"inetOrgPerson".to_string()));
+    let body = json!({"userName": "doe, j", "name": {"familyName": "Doe"}});
+    match target
+        .mapping
+        .change(&record(Op::Create, ResourceKind::User, body))
+        .expect("maps")
+    {
+        Change::Upsert { dn, cells, .. } => {
+            assert_eq!(
+                dn.as_deref(),
+                Some("uid=doe\\, j,ou=people,dc=example,dc=com")
+            );
+            assert_eq!(cell(&cells, "cn"), &text("Doe"));
+        }
+        other => panic!("{other:?}"),
+    }
+}

@@ -9,6 +9,7 @@
 //! target cannot be reached or written now — the record stays pending and is delivered
 //! later).
 
+pub mod ldap;
 pub mod sqlite;
 
 use crate::scim::schema::ResourceKind;
@@ -103,6 +104,9 @@ pub enum Change {
     Upsert {
         kind: ResourceKind,
         key: String,
+        /// The entry's distinguished name, for targets that name entries (LDAP);
+        /// already RFC 4514-escaped. `None` for table targets.
+        dn: Option<String>,
         cells: Vec<(String, Cell)>,
         members: Option<Vec<String>>,
         default_groups: Vec<String>,
@@ -161,4 +165,63 @@ impl Target for sqlite::SqliteTarget {
     ) -> Result<Vec<String>, TargetError> {
         sqlite::SqliteTarget::archived_before(self, kind, before)
     }
+}
+
+/// What the LDAP target writes for one resource type.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EntrySpec {
+    /// Object classes the entry must have (added if missing, never removed).
+    pub object_classes: Vec<String>,
+    /// The mapped attributes, by LDAP attribute name (the `cells` of a change use these).
+    pub attributes: Vec<ColumnSpec>,
+    /// For groups: how members are written.
+    pub members: Option<MemberSpec>,
+}
+
+/// How a group's members become attribute values.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberSpec {
+    /// `member` or `uniqueMember` (values: member DNs).
+    pub attribute: String,
+    /// A DN written when the group has no members, for schemas that require at least
+    /// one (`groupOfNames`); removed again as soon as a real member exists.
+    pub placeholder: Option<String>,
+}
+
+/// Everything the LDAP target writes.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct LdapSchema {
+    pub users: Option<EntrySpec>,
+    pub groups: Option<EntrySpec>,
+}
+
+/// How to reach and bind to the directory.
+#[derive(Debug, Clone)]
+pub struct LdapSettings {
+    /// Tried in order (failover).
+    pub urls: Vec<String>,
+    pub bind_dn: String,
+    pub bind_password: crate::config::Secret,
+    /// Upgrade `ldap://` connections with StartTLS.
+    pub starttls: bool,
+    /// A PEM file of CA certificates to trust instead of the system roots.
+    pub ca_file: Option<std::path::PathBuf>,
+    pub connect_timeout: std::time::Duration,
+    pub operation_timeout: std::time::Duration,
+    pub pool_size: usize,
+    /// The small SQLite file mapping SCIM ids to entry DNs (renames, members, managers).
+    pub links_path: std::path::PathBuf,
+}
+
+/// Opens the configured target (creating or migrating what it owns).
+pub fn open(cfg: &crate::config::TargetConfig) -> Result<std::sync::Arc<dyn Target>, TargetError> {
+    Ok(match &cfg.kind {
+        crate::config::TargetKind::Sqlite { path } => std::sync::Arc::new(
+            sqlite::SqliteTarget::open(path, cfg.mapping.schema.clone())?,
+        ),
+        crate::config::TargetKind::Ldap(settings) => std::sync::Arc::new(ldap::LdapTarget::open(
+            settings.clone(),
+            cfg.mapping.ldap.clone(),
+        )?),
+    })
 }

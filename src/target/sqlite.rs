@@ -296,6 +296,7 @@ impl SqliteTarget {
                 cells,
                 members,
                 default_groups,
+                ..
             } => {
                 let table = self.table(*kind)?;
                 let cells = checked_cells(table, cells)?;

@@ -103,6 +103,7 @@ fn user(key: &str, name: &str) -> Change {
     Change::Upsert {
         kind: ResourceKind::User,
         key: key.into(),
+        dn: None,
         cells: vec![
             ("user_name".into(), text(name)),
             ("email".into(), text(&format!("{name}@example.com"))),
@@ -131,6 +132,7 @@ fn group(key: &str, name: &str, members: &[&str]) -> Change {
     Change::Upsert {
         kind: ResourceKind::Group,
         key: key.into(),
+        dn: None,
         cells: vec![("name".into(), text(name))],
         members: Some(members.iter().map(|m| m.to_string()).collect()),
         default_groups: Vec::new(),
@@ -1102,6 +1104,7 @@ fn names_with_spaces_and_quotes_are_quoted_as_identifiers() {
     let change = Change::Upsert {
         kind: ResourceKind::User,
         key: "u1".into(),
+        dn: None,
         cells: vec![
             ("e-mail \"primary\"".into(), text("ada@example.com")),
             ("it's".into(), Cell::Integer(1)),

@@ -1,0 +1,176 @@
+//! Distinguished names for the LDAP target: RFC 4514 escaping of attribute values, and DN
+//! templates such as `uid={userName},ou=people,{base}` whose placeholders are SCIM
+//! attribute paths (escaped) or `{base}` (the configured base DN, verbatim).
+//!
+//! Untrusted text never builds DN syntax by concatenation (DESIGN invariant 4): every
+//! value that comes from a resource goes through [`escape_value`].
+
+use serde_json::{Map, Value as Json};
+
+use crate::mapping::expr::Value;
+use crate::mapping::source::SourcePath;
+use crate::scim::schema::ResourceKind;
+
+/// Escapes an attribute value for use in a DN (RFC 4514 §2.4): `"+,;<>\` and `=` anywhere,
+/// `#` and space at the start, space at the end, NUL as `\00`.
+pub fn escape_value(value: &str) -> String {
+    let mut out = String::with_capacity(value.len() + 4);
+    let last = value.chars().count().saturating_sub(1);
+    for (i, c) in value.chars().enumerate() {
+        match c {
+            '"' | '+' | ',' | ';' | '<' | '>' | '\\' | '=' => {
+                out.push('\\');
+                out.push(c);
+            }
+            '#' | ' ' if i == 0 => {
+                out.push('\\');
+                out.push(c);
+            }
+            ' ' if i == last => out.push_str("\\ "),
+            '\0' => out.push_str("\\00"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+#[derive(Debug, Clone)]
+enum Part {
+    Text(String),
+    Base,
+    Path(Box<SourcePath>),
+}
+
+/// A compiled DN template.
+#[derive(Debug, Clone)]
+pub struct DnTemplate {
+    text: String,
+    parts: Vec<Part>,
+    base: String,
+}
+
+impl DnTemplate {
+    /// Compiles `text` for a resource kind; `base` replaces `{base}`.
+    pub fn compile(kind: ResourceKind, text: &str, base: &str) -> Result<DnTemplate, String> {
+        let mut parts = Vec::new();
+        let mut rest = text;
+        let mut any_value = false;
+        while let Some(open) = rest.find('{') {
+            if open > 0 {
+                parts.push(Part::Text(rest[..open].to_string()));
+            }
+            let after = &rest[open + 1..];
+            let close = after
+                .find('}')
+                .ok_or_else(|| format!("'{text}': a '{{' without its '}}'"))?;
+            let name = after[..close].trim();
+            if name.eq_ignore_ascii_case("base") {
+                parts.push(Part::Base);
+            } else {
+                parts.push(Part::Path(Box::new(SourcePath::compile(kind, name)?)));
+                any_value = true;
+            }
+            rest = &after[close + 1..];
+        }
+        if !rest.is_empty() {
+            parts.push(Part::Text(rest.to_string()));
+        }
+        if !any_value {
+            return Err(format!(
+                "'{text}': the DN names no attribute of the resource, so every {} would get the same DN; use e.g. uid={{userName}},ou=people,{{base}}",
+                kind.name()
+            ));
+        }
+        if !text.contains('=') {
+            return Err(format!(
+                "'{text}' is not a DN template (e.g. uid={{userName}},ou=people,{{base}})"
+            ));
+        }
+        Ok(DnTemplate {
+            text: text.to_string(),
+            parts,
+            base: base.to_string(),
+        })
+    }
+
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+
+    /// The DN of a resource; Err names the attribute that is missing.
+    pub fn render(&self, kind: ResourceKind, doc: &Map<String, Json>) -> Result<String, String> {
+        let mut out = String::new();
+        for part in &self.parts {
+            match part {
+                Part::Text(t) => out.push_str(t),
+                Part::Base => out.push_str(&self.base),
+                Part::Path(p) => match p.single(kind, doc) {
+                    Value::Null => {
+                        return Err(format!(
+                            "the DN template {} needs {}, which is absent",
+                            self.text,
+                            p.text()
+                        ));
+                    }
+                    v => out.push_str(&escape_value(&v.as_text().unwrap_or_default())),
+                },
+            }
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn dn_values_are_escaped_per_rfc_4514() {
+        assert_eq!(escape_value("Doe, John"), "Doe\\, John");
+        assert_eq!(escape_value("a+b=c"), "a\\+b\\=c");
+        assert_eq!(escape_value("#hash"), "\\#hash");
+        assert_eq!(escape_value(" lead and trail "), "\\ lead and trail\\ ");
+        assert_eq!(
+            escape_value("quote\"back\\slash<>;"),
+            "quote\\\"back\\\\slash\\<\\>\\;"
+        );
+        assert_eq!(escape_value("Zoë 李"), "Zoë 李");
+        assert_eq!(escape_value("nul\0"), "nul\\00");
+    }
+
+    #[test]
+    fn templates_substitute_escaped_values_and_the_base() {
+        let t = DnTemplate::compile(
+            ResourceKind::User,
+            "uid={userName},ou=people,{base}",
+            "dc=example,dc=com",
+        )
+        .expect("compiles");
+        let doc = json!({"userName": "doe, j+r"})
+            .as_object()
+            .cloned()
+            .expect("object");
+        assert_eq!(
+            t.render(ResourceKind::User, &doc).expect("renders"),
+            "uid=doe\\, j\\+r,ou=people,dc=example,dc=com"
+        );
+        let empty = serde_json::Map::new();
+        assert!(
+            t.render(ResourceKind::User, &empty)
+                .expect_err("missing")
+                .contains("userName")
+        );
+    }
+
+    #[test]
+    fn bad_templates_are_refused() {
+        assert!(DnTemplate::compile(ResourceKind::User, "ou=people,{base}", "dc=x").is_err());
+        assert!(
+            DnTemplate::compile(ResourceKind::User, "uid={nmae},{base}", "dc=x")
+                .expect_err("unknown")
+                .contains("did you mean")
+        );
+        assert!(DnTemplate::compile(ResourceKind::User, "uid={userName", "dc=x").is_err());
+    }
+}

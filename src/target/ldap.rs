@@ -1,0 +1,832 @@
+//! The LDAP target: directory entries kept converged with the users and groups the
+//! provider pushes (design: `docs/ldap-target.md`).
+//!
+//! Owns the entries it creates or adopts — one per SCIM resource, at the DN the mapping
+//! computes — and, in them, only the object classes and attributes the [`LdapSchema`]
+//! names: other attributes, other entries and the tree above are left alone. Edges: the
+//! delivery worker calls [`LdapTarget::apply`] with changes computed by the mapping (which
+//! also computes and RFC 4514-escapes the DN); tests and reconcile read
+//! [`LdapTarget::linked_dn`].
+//!
+//! # Links
+//!
+//! A small SQLite file next to the state (`LdapSettings::links_path`, see `links.rs`)
+//! maps each SCIM id to the DN its entry was last converged to. It is how a rename finds
+//! the old entry, and how a group's member ids become member DNs.
+//!
+//! # Converging an `Upsert`
+//!
+//! 1. Find the entry: the linked DN if that entry still exists, else the entry already at
+//!    the desired DN (adopted), else none. Every read is a base-scope search for the
+//!    object classes, the mapped attributes and the member attribute.
+//! 2. None → one `add` with the object classes and every non-empty value (for a group, the
+//!    member DNs, or the placeholder when there are none). An `entryAlreadyExists` answer
+//!    (an entry the read could not see, or a concurrent add) re-reads: an entry that is
+//!    there now is converged like any other; otherwise the change is rejected.
+//! 3. At another DN (compared as DNs, see `dn.rs`) → `modifyDN`: new RDN = the first RDN
+//!    of the desired DN, the old RDN's values deleted, `newSuperior` when the parent
+//!    differs; the entry is then read again.
+//! 4. One `modify` with only the differences — object classes missing are added (never
+//!    removed); per mapped attribute: `create_only` ones are skipped once the entry has a
+//!    value, an absent value (`Null`) leaves a `keep_when_empty` attribute alone and
+//!    deletes any other, a value set that differs (compared as sets, values exactly) is
+//!    replaced; a group's member DNs (compared as DNs) are replaced when they differ. When
+//!    nothing differs, no `modify` is sent: applying a change twice writes once.
+//! 5. When the entry was linked at another DN (renamed or moved): the groups that list the
+//!    old DN list the new one instead (below). Then the link is recorded.
+//!
+//! Cell values: `Text` is one value, or several when the attribute is `Text`-typed and the
+//! text is a JSON array of strings (how the mapping writes multi-valued attributes); an
+//! empty text, or an empty array, is no value (LDAP has no empty directory strings).
+//! `Integer` is written in decimal, booleans as `TRUE`/`FALSE`; a `Timestamp` in RFC 3339
+//! is written as a GeneralizedTime (`20260101000000Z`, milliseconds kept when not zero).
+//!
+//! Group members are the linked DNs of the member ids; a member not converged yet has no
+//! link and is left out — it is added when the group is converged again.
+//!
+//! # Renames, removals and the groups that list an entry
+//!
+//! When an entry's DN changes, or it is removed, the groups converged by this target that
+//! list it as a member are fixed: for each parent of the linked group DNs (usually one
+//! `ou=groups`), one one-level search with the filter `(member=<old DN>)` (RFC 4515-escaped;
+//! the directory matches it as a DN, whatever the form it stores), and for each linked
+//! group found one `modify` deleting the old value and adding the new one (or, on removal,
+//! the placeholder when it was the last member). Groups this target does not manage are not
+//! touched (that is the directory's referential-integrity overlay's business). The fix runs
+//! whenever the link differs from the DN reached, so a fix interrupted by an outage is
+//! completed by the retry.
+//!
+//! # Other changes
+//!
+//! * `Remove`: the groups listing the entry are fixed as above, the entry deleted (one
+//!   already gone is fine), the link dropped. Nothing linked: nothing to do.
+//! * `Archive`: the cells (the disabled state) are converged on the linked entry like step
+//!   4; the link is kept. Moving to an archive OU and dropping memberships: not yet.
+//! * `Nothing`: applied.
+//!
+//! # Outcomes
+//!
+//! Success → `Applied`. The directory refusing the data (result codes 16, 19, 20, 21, 34,
+//! 50, 64–69) → `Rejected("<code name>: <the server's diagnostic>")`. The directory out of
+//! reach (no URL connects, I/O errors, timeouts) or answering 51 busy, 52 unavailable, 53
+//! unwillingToPerform, 80 other, or any code not listed (logged as an error) →
+//! `Unavailable`: the delivery worker retries with back-off. A connection that failed is
+//! discarded; when it was an idle one that had died (the directory restarted), the idle
+//! ones are discarded too and the change is retried once at once on a fresh connection —
+//! safe, since converging is idempotent.
+//!
+//! # Not supported yet
+//!
+//! A `ca_file` (custom CA certificates: a TLS configuration needs rustls types this crate
+//! does not depend on; the system roots are used), client certificates (SASL EXTERNAL),
+//! `create_parents`, adoption by `match` attributes, default groups, manager references,
+//! archive OUs and purging (`archived_before` is always empty).
+
+mod dn;
+mod links;
+mod pool;
+#[cfg(test)]
+mod tests;
+
+use std::collections::{HashMap, HashSet};
+
+use ldap3::{LdapError, Mod, SearchEntry};
+
+use self::dn::DnKey;
+use self::links::Links;
+use self::pool::{OpError, Pool, Session, outside_runtime};
+use super::{
+    Cell, Change, ColumnSpec, ColumnType, EntrySpec, LdapSchema, LdapSettings, MemberSpec, Outcome,
+    Target, TargetError,
+};
+use crate::scim::schema::ResourceKind;
+
+const OBJECT_CLASS: &str = "objectClass";
+/// `entryAlreadyExists`: on an add, retried as a converge of the entry that is there.
+const ENTRY_ALREADY_EXISTS: u32 = 68;
+
+/// The LDAP target: a pool of bound directory connections and the links file.
+pub struct LdapTarget {
+    schema: LdapSchema,
+    pool: Pool,
+    links: Links,
+}
+
+/// Why a change was not applied, before it becomes an [`Outcome`].
+enum Fail {
+    /// The change itself is wrong for this target (e.g. an unmapped attribute).
+    Reject(String),
+    /// No connection could be opened.
+    Connect(String),
+    Ldap(OpError),
+    Links(rusqlite::Error),
+    /// The entry disappeared between two operations of the same change.
+    Vanished(String),
+}
+
+impl From<OpError> for Fail {
+    fn from(e: OpError) -> Fail {
+        Fail::Ldap(e)
+    }
+}
+
+impl From<rusqlite::Error> for Fail {
+    fn from(e: rusqlite::Error) -> Fail {
+        Fail::Links(e)
+    }
+}
+
+impl Fail {
+    /// The connection itself failed (no LDAP answer): a reused connection may just have
+    /// died while idle.
+    fn connection_lost(&self) -> bool {
+        matches!(self, Fail::Ldap(e) if e.rc().is_none())
+    }
+}
+
+/// The mapped attributes a change gives, with their values (`None`: no value).
+type Attributes<'a> = Vec<(&'a ColumnSpec, Option<Vec<String>>)>;
+
+/// What an entry should look like, as far as the change says.
+struct Wanted<'a> {
+    object_classes: &'a [String],
+    attributes: Attributes<'a>,
+    /// How the entries of this kind list members (groups).
+    member_spec: Option<&'a MemberSpec>,
+    /// The member DNs, the placeholder included when due; `None`: this change does not
+    /// converge members (a new entry still gets the placeholder).
+    members: Option<Vec<String>>,
+}
+
+impl<'a> Wanted<'a> {
+    fn new(
+        spec: &'a EntrySpec,
+        attributes: Attributes<'a>,
+        members: Option<Vec<String>>,
+    ) -> Wanted<'a> {
+        let member_spec = spec.members.as_ref();
+        let members = match (member_spec, members) {
+            (Some(m), Some(mut dns)) => {
+                if dns.is_empty() {
+                    dns.extend(m.placeholder.iter().cloned());
+                }
+                Some(dns)
+            }
+            _ => None,
+        };
+        Wanted {
+            object_classes: &spec.object_classes,
+            attributes,
+            member_spec,
+            members,
+        }
+    }
+
+    /// The member attribute, when this change converges members.
+    fn member_attr(&self) -> Option<&'a str> {
+        self.members
+            .as_ref()
+            .and(self.member_spec)
+            .map(|m| m.attribute.as_str())
+    }
+
+    /// The attributes to read from an existing entry to compare it.
+    fn read_attrs(&self) -> Vec<&str> {
+        std::iter::once(OBJECT_CLASS)
+            .chain(self.attributes.iter().map(|(spec, _)| spec.name.as_str()))
+            .chain(self.member_attr())
+            .collect()
+    }
+
+    /// The attributes of a new entry: object classes, then every attribute with a value.
+    fn add_attrs(&self) -> Vec<(String, HashSet<String>)> {
+        let mut attrs = Vec::new();
+        if !self.object_classes.is_empty() {
+            attrs.push((
+                OBJECT_CLASS.to_string(),
+                self.object_classes.iter().cloned().collect(),
+            ));
+        }
+        for (spec, values) in &self.attributes {
+            if let Some(values) = values {
+                attrs.push((spec.name.clone(), values.iter().cloned().collect()));
+            }
+        }
+        if let Some(m) = self.member_spec {
+            let values: HashSet<String> = match &self.members {
+                Some(dns) => dns.iter().cloned().collect(),
+                None => m.placeholder.iter().cloned().collect(),
+            };
+            if !values.is_empty() {
+                attrs.push((m.attribute.clone(), values));
+            }
+        }
+        attrs
+    }
+
+    /// The one modification that makes `entry` match (empty: it matches already).
+    fn diff(&self, entry: &SearchEntry) -> Vec<Mod<String>> {
+        let mut mods = Vec::new();
+        let have: HashSet<String> = values_of(entry, OBJECT_CLASS)
+            .iter()
+            .map(|c| c.to_ascii_lowercase())
+            .collect();
+        let missing: HashSet<String> = self
+            .object_classes
+            .iter()
+            .filter(|c| !have.contains(&c.to_ascii_lowercase()))
+            .cloned()
+            .collect();
+        if !missing.is_empty() {
+            mods.push(Mod::Add(OBJECT_CLASS.to_string(), missing));
+        }
+        for (spec, wanted) in &self.attributes {
+            let have = values_of(entry, &spec.name);
+            if spec.create_only && !have.is_empty() {
+                continue;
+            }
+            match wanted {
+                None if spec.keep_when_empty || have.is_empty() => {}
+                None => mods.push(Mod::Replace(spec.name.clone(), HashSet::new())),
+                Some(wanted) => {
+                    let wanted: HashSet<String> = wanted.iter().cloned().collect();
+                    if wanted != have.into_iter().collect::<HashSet<String>>() {
+                        mods.push(Mod::Replace(spec.name.clone(), wanted));
+                    }
+                }
+            }
+        }
+        if let (Some(attr), Some(wanted)) = (self.member_attr(), &self.members) {
+            let have: HashSet<DnKey> = values_of(entry, attr)
+                .iter()
+                .map(|v| DnKey::of(v))
+                .collect();
+            let want: HashSet<DnKey> = wanted.iter().map(|v| DnKey::of(v)).collect();
+            if have != want {
+                mods.push(Mod::Replace(
+                    attr.to_string(),
+                    wanted.iter().cloned().collect(),
+                ));
+            }
+        }
+        mods
+    }
+}
+
+/// The values of `attr` in `entry` (attribute names compared case-insensitively; values
+/// that are not UTF-8 read lossily).
+fn values_of(entry: &SearchEntry, attr: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for (name, values) in &entry.attrs {
+        if name.eq_ignore_ascii_case(attr) {
+            out.extend(values.iter().cloned());
+        }
+    }
+    for (name, values) in &entry.bin_attrs {
+        if name.eq_ignore_ascii_case(attr) {
+            out.extend(
+                values
+                    .iter()
+                    .map(|v| String::from_utf8_lossy(v).into_owned()),
+            );
+        }
+    }
+    out
+}
+
+/// The attribute values of a cell (see the module doc); `None`: no value.
+fn cell_values(spec: &ColumnSpec, cell: &Cell) -> Option<Vec<String>> {
+    let values = match cell {
+        Cell::Null => return None,
+        Cell::Integer(i) if spec.ty == ColumnType::Boolean => {
+            vec![if *i != 0 { "TRUE" } else { "FALSE" }.to_string()]
+        }
+        Cell::Integer(i) => vec![i.to_string()],
+        Cell::Text(text) => match spec.ty {
+            ColumnType::Text if text.starts_with('[') => {
+                match serde_json::from_str::<Vec<String>>(text) {
+                    Ok(list) => {
+                        let mut seen = HashSet::new();
+                        list.into_iter()
+                            .filter(|v| !v.is_empty() && seen.insert(v.clone()))
+                            .collect()
+                    }
+                    Err(_) => vec![text.clone()],
+                }
+            }
+            ColumnType::Boolean => vec![
+                match text.to_ascii_lowercase().as_str() {
+                    "1" | "true" => "TRUE",
+                    "0" | "false" => "FALSE",
+                    _ => text,
+                }
+                .to_string(),
+            ],
+            ColumnType::Timestamp => vec![generalized_time(text).unwrap_or_else(|| text.clone())],
+            _ => vec![text.clone()],
+        },
+    };
+    let values: Vec<String> = values.into_iter().filter(|v| !v.is_empty()).collect();
+    (!values.is_empty()).then_some(values)
+}
+
+/// An RFC 3339 timestamp as an LDAP GeneralizedTime in UTC; `None` when it is not one.
+fn generalized_time(text: &str) -> Option<String> {
+    let at = time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+        .ok()?
+        .to_offset(time::UtcOffset::UTC);
+    let whole = at
+        .format(time::macros::format_description!(
+            "[year][month][day][hour][minute][second]"
+        ))
+        .ok()?;
+    Some(match at.millisecond() {
+        0 => format!("{whole}Z"),
+        ms => format!("{whole}.{ms:03}Z"),
+    })
+}
+
+/// The name of an LDAP result code (RFC 4511 appendix A).
+fn code_name(rc: u32) -> &'static str {
+    match rc {
+        1 => "operationsError",
+        2 => "protocolError",
+        3 => "timeLimitExceeded",
+        4 => "sizeLimitExceeded",
+        7 => "authMethodNotSupported",
+        8 => "strongerAuthRequired",
+        10 => "referral",
+        11 => "adminLimitExceeded",
+        12 => "unavailableCriticalExtension",
+        13 => "confidentialityRequired",
+        16 => "noSuchAttribute",
+        17 => "undefinedAttributeType",
+        18 => "inappropriateMatching",
+        19 => "constraintViolation",
+        20 => "attributeOrValueExists",
+        21 => "invalidAttributeSyntax",
+        32 => "noSuchObject",
+        33 => "aliasProblem",
+        34 => "invalidDNSyntax",
+        36 => "aliasDereferencingProblem",
+        48 => "inappropriateAuthentication",
+        49 => "invalidCredentials",
+        50 => "insufficientAccessRights",
+        51 => "busy",
+        52 => "unavailable",
+        53 => "unwillingToPerform",
+        54 => "loopDetect",
+        64 => "namingViolation",
+        65 => "objectClassViolation",
+        66 => "notAllowedOnNonLeaf",
+        67 => "notAllowedOnRDN",
+        68 => "entryAlreadyExists",
+        69 => "objectClassModsProhibited",
+        71 => "affectsMultipleDSAs",
+        80 => "other",
+        _ => "unknown",
+    }
+}
+
+/// The outcome of a failed change (the table in `docs/ldap-target.md`).
+fn verdict(fail: Fail) -> Outcome {
+    match fail {
+        Fail::Reject(detail) => Outcome::Rejected(detail),
+        Fail::Connect(detail) => Outcome::Unavailable(detail),
+        Fail::Vanished(dn) => {
+            Outcome::Unavailable(format!("the entry {dn} disappeared while being converged"))
+        }
+        Fail::Links(e) => {
+            tracing::error!(error = %e, "the LDAP links file cannot be read or written; the change will be retried");
+            Outcome::Unavailable(format!("the LDAP links file: {e}"))
+        }
+        Fail::Ldap(OpError { op, dn, error }) => match *error {
+            LdapError::LdapResult { result } => {
+                let name = code_name(result.rc);
+                let detail = if result.text.is_empty() {
+                    format!("{name} ({op} {dn})")
+                } else {
+                    format!("{name}: {}", result.text)
+                };
+                match result.rc {
+                    16 | 19 | 20 | 21 | 34 | 50 | 64..=69 => {
+                        tracing::debug!(op, dn = %dn, rc = result.rc, "the directory refuses the change");
+                        Outcome::Rejected(detail)
+                    }
+                    51 | 52 | 53 | 80 => Outcome::Unavailable(format!("{op} {dn}: {detail}")),
+                    rc => {
+                        tracing::error!(op, dn = %dn, rc, detail = %detail, "unexpected answer from the LDAP directory; the change will be retried");
+                        Outcome::Unavailable(format!("{op} {dn}: rc {rc} {detail}"))
+                    }
+                }
+            }
+            error => Outcome::Unavailable(format!("{op} {dn}: {error}")),
+        },
+    }
+}
+
+/// Refuses settings and schemas this target cannot work with.
+fn validate(settings: &LdapSettings, schema: &LdapSchema) -> Result<(), TargetError> {
+    let open_error = |path: &str, detail: String| TargetError::Open {
+        path: path.to_string(),
+        detail,
+    };
+    if settings.urls.is_empty() {
+        return Err(open_error(
+            "ldap",
+            "the LDAP target has no URL (e.g. ldaps://ldap.example.com)".into(),
+        ));
+    }
+    for url in &settings.urls {
+        let lower = url.to_ascii_lowercase();
+        if !(lower.starts_with("ldap://") || lower.starts_with("ldaps://")) {
+            return Err(open_error(
+                url,
+                "not an ldap:// or ldaps:// URL (the scheme is not supported)".into(),
+            ));
+        }
+    }
+    if let Some(ca) = &settings.ca_file {
+        return Err(open_error(
+            &ca.display().to_string(),
+            "ca_file is not supported yet by the LDAP target; remove it to verify the directory's certificate against the system roots".into(),
+        ));
+    }
+    if settings.pool_size == 0 {
+        return Err(open_error("ldap", "pool_size must be at least 1".into()));
+    }
+    for (kind, spec) in [
+        (ResourceKind::User, &schema.users),
+        (ResourceKind::Group, &schema.groups),
+    ] {
+        let Some(spec) = spec else { continue };
+        let what =
+            |detail: String| open_error("ldap", format!("{} entries: {detail}", kind.name()));
+        let member = spec.members.as_ref().map(|m| m.attribute.as_str());
+        if member == Some("") {
+            return Err(what("the member attribute has no name".into()));
+        }
+        let mut seen = HashSet::new();
+        for attr in &spec.attributes {
+            let lower = attr.name.to_ascii_lowercase();
+            if attr.name.is_empty() {
+                return Err(what("an attribute has no name".into()));
+            }
+            if lower == "objectclass" {
+                return Err(what(
+                    "objectClass is not a mapped attribute (list object classes instead)".into(),
+                ));
+            }
+            if member.is_some_and(|m| m.eq_ignore_ascii_case(&attr.name)) {
+                return Err(what(format!(
+                    "{} is the member attribute and cannot be mapped too",
+                    attr.name
+                )));
+            }
+            if !seen.insert(lower) {
+                return Err(what(format!("attribute {} is mapped twice", attr.name)));
+            }
+        }
+    }
+    Ok(())
+}
+
+impl LdapTarget {
+    /// Validates the settings, opens (creating) the links file and checks that the
+    /// directory can be connected to and bound to. A directory out of reach is only
+    /// logged (a warning): changes stay pending until it is back. Bad settings — no URL, a
+    /// scheme other than `ldap://`/`ldaps://`, a `ca_file` (not supported yet), a schema
+    /// mapping `objectClass` or an attribute twice — are [`TargetError::Open`].
+    pub fn open(settings: LdapSettings, schema: LdapSchema) -> Result<LdapTarget, TargetError> {
+        validate(&settings, &schema)?;
+        let links = Links::open(&settings.links_path)?;
+        let target = LdapTarget {
+            pool: Pool::new(&settings),
+            schema,
+            links,
+        };
+        match outside_runtime(|| target.pool.session().map(drop)) {
+            Ok(()) => tracing::info!(urls = ?settings.urls, "the LDAP directory is reachable"),
+            Err(e) => {
+                tracing::warn!(error = %e, "the LDAP directory cannot be reached now; changes stay pending until it can")
+            }
+        }
+        Ok(target)
+    }
+
+    /// The DN currently linked to the SCIM id `id` (the entry it was last converged to).
+    pub fn linked_dn(&self, id: &str) -> Option<String> {
+        match self.links.get(id) {
+            Ok(dn) => dn,
+            Err(e) => {
+                tracing::error!(error = %e, "the LDAP links file cannot be read");
+                None
+            }
+        }
+    }
+
+    /// Converges one change (see the module doc). Idempotent: applying it again sends no
+    /// write. May block up to the connect and operation timeouts (per URL and operation);
+    /// runs off the async runtime on its own when called from it.
+    pub fn apply(&self, change: &Change) -> Outcome {
+        if matches!(change, Change::Nothing) {
+            return Outcome::Applied;
+        }
+        outside_runtime(|| self.apply_blocking(change))
+    }
+
+    fn apply_blocking(&self, change: &Change) -> Outcome {
+        match self.precheck(change) {
+            Ok(true) => {}
+            Ok(false) => return Outcome::Applied,
+            Err(fail) => return verdict(fail),
+        }
+        let mut retried = false;
+        loop {
+            let mut session = match self.pool.session() {
+                Ok(session) => session,
+                Err(e) => return verdict(Fail::Connect(e)),
+            };
+            let fail = match self.converge(&mut session, change) {
+                Ok(()) => return Outcome::Applied,
+                Err(fail) => fail,
+            };
+            let ldap = matches!(fail, Fail::Ldap(_));
+            let stale = session.reused && fail.connection_lost();
+            let outcome = verdict(fail);
+            if ldap && matches!(outcome, Outcome::Unavailable(_)) {
+                // Whatever failed, this connection is not trusted again.
+                session.discard();
+                if stale && !retried {
+                    // It died while idle (the directory restarted): so did the others.
+                    tracing::debug!(detail = ?outcome, "an idle LDAP connection was dead; retrying on a fresh one");
+                    self.pool.flush_idle();
+                    retried = true;
+                    continue;
+                }
+            }
+            return outcome;
+        }
+    }
+
+    /// Checks what can be checked without the directory: a change the target cannot take
+    /// is rejected even while the directory is out of reach. False: nothing to do (a
+    /// removal or archive of a resource that was never linked).
+    fn precheck(&self, change: &Change) -> Result<bool, Fail> {
+        match change {
+            Change::Nothing => Ok(false),
+            Change::Upsert {
+                kind, dn, cells, ..
+            } => {
+                let spec = self.spec(*kind)?;
+                if dn.is_none() {
+                    return Err(Fail::Reject("the mapping gives no DN".into()));
+                }
+                checked_cells(*kind, spec, cells)?;
+                Ok(true)
+            }
+            Change::Remove { key, .. } => Ok(self.links.get(key)?.is_some()),
+            Change::Archive {
+                kind, key, cells, ..
+            } => {
+                checked_cells(*kind, self.spec(*kind)?, cells)?;
+                Ok(self.links.get(key)?.is_some())
+            }
+        }
+    }
+
+    fn spec(&self, kind: ResourceKind) -> Result<&EntrySpec, Fail> {
+        match kind {
+            ResourceKind::User => self.schema.users.as_ref(),
+            ResourceKind::Group => self.schema.groups.as_ref(),
+        }
+        .ok_or_else(|| {
+            Fail::Reject(format!(
+                "the LDAP target writes no entries for {} resources",
+                kind.name()
+            ))
+        })
+    }
+
+    fn converge(&self, s: &mut Session<'_>, change: &Change) -> Result<(), Fail> {
+        match change {
+            Change::Nothing => Ok(()),
+            Change::Upsert {
+                kind,
+                key,
+                dn,
+                cells,
+                members,
+                ..
+            } => {
+                let spec = self.spec(*kind)?;
+                let Some(dn) = dn else {
+                    return Err(Fail::Reject("the mapping gives no DN".into()));
+                };
+                let members = match (&spec.members, members) {
+                    (Some(_), Some(ids)) => Some(self.member_dns(ids)?),
+                    _ => None,
+                };
+                let wanted = Wanted::new(spec, checked_cells(*kind, spec, cells)?, members);
+                self.upsert(s, *kind, key, dn, &wanted)
+            }
+            Change::Remove { key, .. } => self.remove(s, key),
+            Change::Archive {
+                kind, key, cells, ..
+            } => {
+                let spec = self.spec(*kind)?;
+                let wanted = Wanted::new(spec, checked_cells(*kind, spec, cells)?, None);
+                let Some(linked) = self.links.get(key)? else {
+                    return Ok(());
+                };
+                let Some(entry) = s.read(&linked, &wanted.read_attrs())? else {
+                    // Nothing to archive: the entry was never written, or removed by hand.
+                    return Ok(());
+                };
+                let mods = wanted.diff(&entry);
+                if !mods.is_empty() {
+                    s.modify(&linked, mods)?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    fn upsert(
+        &self,
+        s: &mut Session<'_>,
+        kind: ResourceKind,
+        key: &str,
+        dn: &str,
+        wanted: &Wanted<'_>,
+    ) -> Result<(), Fail> {
+        let attrs = wanted.read_attrs();
+        let linked = self.links.get(key)?;
+        let mut entry = match &linked {
+            Some(linked) => s.read(linked, &attrs)?,
+            None => None,
+        };
+        if entry.is_none() {
+            entry = s.read(dn, &attrs)?;
+        }
+        let entry = match entry {
+            Some(entry) => Some(entry),
+            None => match s.add(dn, wanted.add_attrs()) {
+                Ok(()) => None,
+                Err(e) if e.rc() == Some(ENTRY_ALREADY_EXISTS) => match s.read(dn, &attrs)? {
+                    // Added meanwhile, or there but not readable before: converge it.
+                    Some(entry) => Some(entry),
+                    None => return Err(e.into()),
+                },
+                Err(e) => return Err(e.into()),
+            },
+        };
+        if let Some(mut entry) = entry {
+            if !dn::same(&entry.dn, dn) {
+                let (rdn, parent) = dn::split_first(dn);
+                let new_parent = parent.filter(|p| {
+                    dn::parent(&entry.dn).is_none_or(|old| DnKey::of(old) != DnKey::of(p))
+                });
+                s.rename(&entry.dn, rdn, new_parent)?;
+                entry = s
+                    .read(dn, &attrs)?
+                    .ok_or_else(|| Fail::Vanished(dn.to_string()))?;
+            }
+            let mods = wanted.diff(&entry);
+            if !mods.is_empty() {
+                s.modify(dn, mods)?;
+            }
+        }
+        if let Some(old) = linked.as_deref().filter(|old| !dn::same(old, dn)) {
+            self.fix_groups(s, old, Some(dn))?;
+        }
+        self.links.set(kind, key, dn)?;
+        Ok(())
+    }
+
+    fn remove(&self, s: &mut Session<'_>, key: &str) -> Result<(), Fail> {
+        let Some(linked) = self.links.get(key)? else {
+            return Ok(());
+        };
+        self.fix_groups(s, &linked, None)?;
+        s.delete(&linked)?;
+        self.links.remove(key)?;
+        Ok(())
+    }
+
+    /// The linked DNs of member ids, in order, without duplicates; ids not linked yet are
+    /// left out.
+    fn member_dns(&self, ids: &[String]) -> Result<Vec<String>, Fail> {
+        let mut seen = HashSet::new();
+        let mut dns = Vec::with_capacity(ids.len());
+        for id in ids {
+            match self.links.get(id)? {
+                Some(dn) => {
+                    if seen.insert(DnKey::of(&dn)) {
+                        dns.push(dn);
+                    }
+                }
+                None => {
+                    tracing::debug!(member = %id, "member not in the directory yet; added when the group is converged again")
+                }
+            }
+        }
+        Ok(dns)
+    }
+
+    /// Makes the linked groups that list `old` as a member list `new` instead (a rename
+    /// or move), or no longer list it (`None`: a removal; the placeholder comes back when
+    /// it was the last member). See the module doc.
+    fn fix_groups(&self, s: &mut Session<'_>, old: &str, new: Option<&str>) -> Result<(), Fail> {
+        let Some(members) = self.schema.groups.as_ref().and_then(|g| g.members.as_ref()) else {
+            return Ok(());
+        };
+        let attr = members.attribute.as_str();
+        let groups = self.links.dns_of(ResourceKind::Group)?;
+        let linked: HashSet<DnKey> = groups.iter().map(|g| DnKey::of(g)).collect();
+        let mut parents: HashMap<DnKey, &str> = HashMap::new();
+        for group in &groups {
+            if let Some(parent) = dn::parent(group) {
+                parents.entry(DnKey::of(parent)).or_insert(parent);
+            }
+        }
+        let filter = format!("({attr}={})", ldap3::ldap_escape(old));
+        let old_key = DnKey::of(old);
+        for parent in parents.values() {
+            for group in s.children(parent, &filter, &[attr])? {
+                if !linked.contains(&DnKey::of(&group.dn)) {
+                    continue;
+                }
+                let values = values_of(&group, attr);
+                let others: Vec<&String> =
+                    values.iter().filter(|v| DnKey::of(v) != old_key).collect();
+                let mut mods = vec![Mod::Delete(
+                    attr.to_string(),
+                    HashSet::from([old.to_string()]),
+                )];
+                let replacement = match new {
+                    Some(new) => {
+                        let new_key = DnKey::of(new);
+                        (!others.iter().any(|v| DnKey::of(v) == new_key)).then_some(new)
+                    }
+                    None if others.is_empty() => members.placeholder.as_deref(),
+                    None => None,
+                };
+                if let Some(value) = replacement {
+                    mods.push(Mod::Add(
+                        attr.to_string(),
+                        HashSet::from([value.to_string()]),
+                    ));
+                }
+                s.modify(&group.dn, mods)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The cells of a change matched with their attribute specs, as attribute values.
+/// Rejects a cell naming an attribute the entries do not map (a mapping bug) or naming
+/// one twice.
+fn checked_cells<'a>(
+    kind: ResourceKind,
+    spec: &'a EntrySpec,
+    cells: &[(String, Cell)],
+) -> Result<Attributes<'a>, Fail> {
+    let mut out: Attributes<'a> = Vec::with_capacity(cells.len());
+    for (name, cell) in cells {
+        let Some(attr) = spec
+            .attributes
+            .iter()
+            .find(|a| a.name.eq_ignore_ascii_case(name))
+        else {
+            return Err(Fail::Reject(format!(
+                "attribute '{name}' is not a mapped attribute of the {} entries",
+                kind.name()
+            )));
+        };
+        if out.iter().any(|(a, _)| a.name == attr.name) {
+            return Err(Fail::Reject(format!(
+                "attribute '{name}' of the {} entries is given twice",
+                kind.name()
+            )));
+        }
+        out.push((attr, cell_values(attr, cell)));
+    }
+    Ok(out)
+}
+
+impl Target for LdapTarget {
+    fn apply(&self, change: &Change) -> Outcome {
+        LdapTarget::apply(self, change)
+    }
+
+    /// Archive OUs are not implemented yet: nothing is ever due for purging.
+    fn archived_before(
+        &self,
+        _kind: ResourceKind,
+        _before: &str,
+    ) -> Result<Vec<String>, TargetError> {
+        Ok(Vec::new())
+    }
+}

@@ -1,0 +1,170 @@
+//! Distinguished names as the converge needs them: split into the first RDN and the
+//! parent, and compared the way the directory compares them.
+//!
+//! The mapping writes DNs with RFC 4514 escapes (`\,`, `\2c`, raw UTF-8); the directory
+//! hands back its own "pretty" form of the same DN (other escapes, other case, attribute
+//! values of DN syntax such as `member` likewise). Text comparison would see a rename or a
+//! changed member list where there is none, so DNs are compared through a [`DnKey`]: the
+//! RDNs parsed, escapes undone, attribute types lower-cased, values lower-cased with
+//! insignificant spaces removed (leading, trailing, runs collapsed), the AVAs of a
+//! multi-valued RDN sorted. That is `distinguishedNameMatch` over naming attributes
+//! matched with `caseIgnoreMatch` (`uid`, `cn`, `ou`, `dc`, …): the usual schemas.
+//! Consequence: a rename that only changes case or spacing (`uid=jdoe` → `uid=JDoe`) is
+//! not a rename for this target (the directory would consider it the same DN as well).
+
+/// A DN in comparable form (see the module doc). Two DNs naming the same entry have equal
+/// keys. Text that does not parse as a DN keys as itself, lower-cased.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub(super) struct DnKey(Vec<Vec<(String, String)>>);
+
+impl DnKey {
+    pub(super) fn of(dn: &str) -> DnKey {
+        match parse(dn) {
+            Some(rdns) => DnKey(rdns),
+            None => DnKey(vec![vec![(String::new(), dn.trim().to_lowercase())]]),
+        }
+    }
+}
+
+/// Whether `a` and `b` name the same entry.
+pub(super) fn same(a: &str, b: &str) -> bool {
+    a == b || DnKey::of(a) == DnKey::of(b)
+}
+
+/// The first RDN of `dn` (as written, escapes kept) and the rest, the parent's DN (`None`
+/// for a one-RDN DN). Splits at the first comma (or `;`) that is neither escaped nor quoted.
+pub(super) fn split_first(dn: &str) -> (&str, Option<&str>) {
+    let bytes = dn.as_bytes();
+    let mut quoted = false;
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            // The escaped byte is skipped; a hex pair's second digit is never a separator.
+            b'\\' => i += 1,
+            b'"' => quoted = !quoted,
+            b',' | b';' if !quoted => return (dn[..i].trim(), Some(dn[i + 1..].trim())),
+            _ => {}
+        }
+        i += 1;
+    }
+    (dn.trim(), None)
+}
+
+/// The parent's DN of `dn`, if it has one.
+pub(super) fn parent(dn: &str) -> Option<&str> {
+    split_first(dn).1
+}
+
+fn hex(c: u8) -> Option<u8> {
+    (c as char).to_digit(16).map(|d| d as u8)
+}
+
+/// Parses `dn` (RFC 4514, with the RFC 2253 leniencies: `;` separators, spaces around
+/// separators, quoted values) into normalized RDNs. `None` when it is not a DN.
+fn parse(dn: &str) -> Option<Vec<Vec<(String, String)>>> {
+    let bytes = dn.trim().as_bytes();
+    let len = bytes.len();
+    let mut rdns = Vec::new();
+    if len == 0 {
+        return Some(rdns);
+    }
+    let mut rdn: Vec<(String, String)> = Vec::new();
+    let mut i = 0;
+    loop {
+        let start = i;
+        while i < len && bytes[i] != b'=' {
+            if matches!(bytes[i], b',' | b';' | b'+' | b'\\' | b'"') {
+                return None;
+            }
+            i += 1;
+        }
+        if i == len {
+            return None;
+        }
+        let ty = std::str::from_utf8(&bytes[start..i])
+            .ok()?
+            .trim()
+            .to_ascii_lowercase();
+        if ty.is_empty() {
+            return None;
+        }
+        i += 1;
+        while i < len && bytes[i] == b' ' {
+            i += 1;
+        }
+        let mut value: Vec<u8> = Vec::new();
+        if i < len && bytes[i] == b'#' {
+            // A BER-encoded value: compared as its (case-insensitive) hex text.
+            let start = i;
+            while i < len && !matches!(bytes[i], b',' | b';' | b'+') {
+                i += 1;
+            }
+            value.extend(bytes[start..i].trim_ascii().to_ascii_lowercase());
+        } else if i < len && bytes[i] == b'"' {
+            i += 1;
+            loop {
+                match bytes.get(i)? {
+                    b'"' => break,
+                    b'\\' => i = unescape(bytes, i, &mut value)?,
+                    &c => {
+                        value.push(c);
+                        i += 1;
+                    }
+                }
+            }
+            i += 1;
+            while i < len && bytes[i] == b' ' {
+                i += 1;
+            }
+        } else {
+            while i < len && !matches!(bytes[i], b',' | b';' | b'+') {
+                if bytes[i] == b'\\' {
+                    i = unescape(bytes, i, &mut value)?;
+                } else {
+                    value.push(bytes[i]);
+                    i += 1;
+                }
+            }
+        }
+        rdn.push((ty, normalize(&String::from_utf8(value).ok()?)));
+        if i == len {
+            break;
+        }
+        match bytes[i] {
+            b'+' => {}
+            b',' | b';' => {
+                rdn.sort();
+                rdns.push(std::mem::take(&mut rdn));
+            }
+            _ => return None,
+        }
+        i += 1;
+    }
+    rdn.sort();
+    rdns.push(rdn);
+    Some(rdns)
+}
+
+/// Undoes the escape at `bytes[i]` (a backslash) into `out`: `\` + two hex digits is that
+/// byte, `\` + any other byte is that byte. Returns the index after the escape.
+fn unescape(bytes: &[u8], i: usize, out: &mut Vec<u8>) -> Option<usize> {
+    let next = *bytes.get(i + 1)?;
+    if let (Some(hi), Some(lo)) = (hex(next), bytes.get(i + 2).copied().and_then(hex)) {
+        out.push(hi << 4 | lo);
+        Some(i + 3)
+    } else {
+        out.push(next);
+        Some(i + 2)
+    }
+}
+
+/// A value as `caseIgnoreMatch` sees it: lower case, no leading or trailing spaces, runs
+/// of spaces as one.
+fn normalize(value: &str) -> String {
+    value
+        .split(' ')
+        .filter(|w| !w.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
+        .to_lowercase()
+}

@@ -1,0 +1,218 @@
+//! The daemon writing into a real OpenLDAP directory, with `config.ldap.example.yaml`'s
+//! mapping: Entra's requests go in over HTTP, the entries are checked with ldapsearch.
+
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use crate::harness::{Daemon, fill, fixture};
+use crate::slapd::Slapd;
+
+/// The example LDAP config's target and mapping, pointed at this test's slapd.
+fn daemon_for(slapd: &Slapd) -> Daemon {
+    let example = include_str!("../../config.ldap.example.yaml");
+    let start = example.find("\ntarget:").expect("target section") + 1;
+    let yaml = example[start..]
+        .replace("- env: LDAP_URL", &format!("- value: {}", slapd.url))
+        .replace("env: LDAP_BIND_DN", &format!("value: {}", slapd.admin_dn))
+        .replace(
+            "env: LDAP_BIND_PASSWORD",
+            &format!("value: {}", slapd.admin_password),
+        )
+        .replace("env: LDAP_BASE_DN", &format!("value: {}", slapd.base))
+        .replace("operation_timeout: 10s", "operation_timeout: 2s")
+        .replace("connect_timeout: 5s", "connect_timeout: 1s");
+    Daemon::start_with(&yaml)
+}
+
+fn has(ldif: &str, line: &str) -> bool {
+    ldif.lines().any(|l| l.trim_end() == line)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn entra_users_and_groups_are_converged_into_the_directory() {
+    let slapd = Slapd::start();
+    let d = daemon_for(&slapd);
+    let people = format!("ou=people,{}", slapd.base);
+    let r = d
+        .post("/Users", &fixture("entra/1.1-create-user.json"))
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let uid = r.body["id"].as_str().expect("id").to_string();
+    let entry = slapd.ldapsearch(
+        &people,
+        "(uid=Test_User_00aa00aa-bb11-cc22-dd33-44ee44ee44ee)",
+        &["cn", "sn", "mail", "givenName"],
+    );
+    assert!(has(&entry, "cn: givenName familyName"), "{entry}");
+    assert!(has(&entry, "sn: familyName"), "{entry}");
+    assert!(
+        has(
+            &entry,
+            "mail: Test_User_11bb11bb-cc22-dd33-ee44-55ff55ff55ff@testuser.com"
+        ),
+        "{entry}"
+    );
+
+    // Entra's mixed PATCH: only the differing attributes change.
+    let r = d
+        .patch(
+            &format!("/Users/{uid}"),
+            &fill(&fixture("entra/1.5-patch-user-mixed-ops.json"), &[]),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let entry = slapd.ldapsearch(
+        &people,
+        "(uid=Test_User_00aa00aa-bb11-cc22-dd33-44ee44ee44ee)",
+        &["mail", "departmentNumber"],
+    );
+    assert!(
+        has(&entry, "mail: AdeleV2@REDACTED.onmicrosoft.com"),
+        "{entry}"
+    );
+    assert!(has(&entry, "departmentNumber: Retail"), "{entry}");
+
+    // A group with the user as member, by DN.
+    let g = d
+        .post("/Groups", &fixture("entra/1.9-create-group.json"))
+        .await;
+    assert_eq!(g.status, 201, "{}", g.text);
+    let gid = g.body["id"].as_str().expect("id").to_string();
+    let groups = format!("ou=groups,{}", slapd.base);
+    let group = slapd.ldapsearch(&groups, "(cn=displayName)", &["member"]);
+    assert!(
+        has(&group, &format!("member: cn=placeholder,{}", slapd.base)),
+        "an empty groupOfNames gets the placeholder: {group}"
+    );
+    let add = fill(
+        &fixture("entra/1.13-add-member.json"),
+        &[("MEMBER_ID", &uid)],
+    );
+    assert_eq!(d.patch(&format!("/Groups/{gid}"), &add).await.status, 204);
+    let group = slapd.ldapsearch(&groups, "(cn=displayName)", &["member"]);
+    assert!(
+        group.contains("member: uid=Test_User_00aa00aa-bb11-cc22-dd33-44ee44ee44ee,ou=people,"),
+        "{group}"
+    );
+    assert!(!group.contains("placeholder"), "{group}");
+
+    // Renaming the user (Entra's userName PATCH) renames the entry and keeps the group right.
+    let r = d
+        .patch(
+            &format!("/Users/{uid}"),
+            &fill(&fixture("entra/1.6-patch-username.json"), &[]),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let renamed = slapd.ldapsearch(
+        &people,
+        "(uid=5b50642d-79fc-4410-9e90-4c077cdd1a59@testuser.com)",
+        &["uid"],
+    );
+    assert!(
+        renamed.contains("dn: uid=5b50642d-79fc-4410-9e90-4c077cdd1a59@testuser.com,ou=people,"),
+        "{renamed}"
+    );
+    assert!(
+        slapd
+            .ldapsearch(
+                &people,
+                "(uid=Test_User_00aa00aa-bb11-cc22-dd33-44ee44ee44ee)",
+                &["uid"]
+            )
+            .trim()
+            .is_empty()
+    );
+    let group = slapd.ldapsearch(&groups, "(cn=displayName)", &["member"]);
+    assert!(
+        group.contains("member: uid=5b50642d-79fc-4410-9e90-4c077cdd1a59@testuser.com,ou=people,"),
+        "{group}"
+    );
+
+    // Deleting the user deletes the entry and takes it out of the group.
+    assert_eq!(d.delete(&format!("/Users/{uid}")).await.status, 204);
+    assert!(
+        slapd
+            .ldapsearch(
+                &people,
+                "(uid=5b50642d-79fc-4410-9e90-4c077cdd1a59@testuser.com)",
+                &["uid"]
+            )
+            .trim()
+            .is_empty()
+    );
+    let group = slapd.ldapsearch(&groups, "(cn=displayName)", &["member"]);
+    assert!(
+        has(&group, &format!("member: cn=placeholder,{}", slapd.base)),
+        "{group}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_directory_refusal_is_a_400_with_its_diagnostic_and_nothing_is_kept() {
+    let slapd = Slapd::start();
+    let d = daemon_for(&slapd);
+    // mail is IA5String in inetOrgPerson: a non-ASCII address is refused by the directory.
+    let r = d
+        .post(
+            "/Users",
+            &json!({"userName": "zoe", "emails": [{"type": "work", "value": "zoë@example.com"}]})
+                .to_string(),
+        )
+        .await;
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert_eq!(r.body["scimType"], "invalidValue");
+    assert!(
+        r.body["detail"]
+            .as_str()
+            .is_some_and(|s| s.contains("invalidAttributeSyntax") || s.contains("syntax")),
+        "{}",
+        r.text
+    );
+    assert_eq!(
+        d.get("/Users?filter=userName+eq+%22zoe%22").await.body["totalResults"],
+        0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_the_directory_down_writes_succeed_and_are_delivered_in_order_when_it_returns() {
+    let mut slapd = Slapd::start();
+    let d = daemon_for(&slapd);
+    let first = d
+        .post("/Users", &json!({"userName": "before"}).to_string())
+        .await;
+    assert_eq!(first.status, 201, "{}", first.text);
+    slapd.stop();
+    let during = d
+        .post(
+            "/Users",
+            &json!({"userName": "during", "title": "one"}).to_string(),
+        )
+        .await;
+    assert_eq!(
+        during.status, 201,
+        "an outage is not the provider's problem: {}",
+        during.text
+    );
+    let uid = during.body["id"].as_str().expect("id").to_string();
+    let patch = json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+        "Operations": [{"op": "Replace", "path": "title", "value": "two"}]})
+    .to_string();
+    assert_eq!(d.patch(&format!("/Users/{uid}"), &patch).await.status, 200);
+    slapd.start_again();
+    let people = format!("ou=people,{}", slapd.base);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let entry = slapd.ldapsearch(&people, "(uid=during)", &["title"]);
+        if has(&entry, "title: two") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "pending changes were not delivered in order: {entry}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
