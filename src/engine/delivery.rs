@@ -71,6 +71,12 @@ impl Delivery {
 
     /// Waits up to `timeout` for the verdict on record `seq`; `None`: still pending.
     pub async fn wait(&self, seq: u64, timeout: Duration) -> Option<Outcome> {
+        if self.target_down() {
+            // The target is known to be unreachable: answer at once (the record stays
+            // pending) instead of holding every provider request for the full timeout.
+            self.notify();
+            return None;
+        }
         let (tx, rx) = oneshot::channel();
         self.waiters
             .lock()
@@ -95,6 +101,14 @@ impl Delivery {
             .and_then(Result::ok);
         self.forget(seq);
         outcome
+    }
+
+    /// Whether the last delivery attempt found the target unavailable.
+    pub fn target_down(&self) -> bool {
+        self.last_error
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .is_some()
     }
 
     fn forget(&self, seq: u64) {
