@@ -322,7 +322,7 @@ async fn serve(cfg: Config, allow_damaged_journal: bool) -> anyhow::Result<()> {
         .context("while starting delivery")?;
         tracing::info!(target = %target_cfg.describe(), "delivering to the target");
         spawn_purge(store.clone(), delivery.clone());
-        engine = engine.with_delivery(delivery);
+        engine = engine.with_delivery(delivery, target_cfg.sync_delivery);
     }
     let state = AppState {
         engine,

@@ -87,6 +87,14 @@ pub(super) fn target(
         (Some(t), Some(m)) => (t, m),
     };
     let before = checker.problem_count();
+    let sync_delivery = match raw_target.delivery.as_deref().map(str::trim) {
+        None | Some("async") => false,
+        Some("sync") => true,
+        Some(other) => {
+            checker.report("target.delivery", format!("'{other}' is not async or sync"));
+            false
+        }
+    };
     let (kind, base) = match (raw_target.sqlite, raw_target.ldap) {
         (Some(_), Some(_)) => {
             checker.report("target", "give one target: 'sqlite:' or 'ldap:'".into());
@@ -170,6 +178,7 @@ pub(super) fn target(
         groups: entry(&groups),
     };
     Some(TargetConfig {
+        sync_delivery,
         kind,
         mapping: Arc::new(Mapping {
             users: users.map(|u| u.map),

@@ -45,6 +45,10 @@ pub struct Config {
 pub struct TargetConfig {
     pub kind: TargetKind,
     pub mapping: std::sync::Arc<crate::mapping::model::Mapping>,
+    /// `sync`: a write whose delivery cannot complete now (target down or slow) is
+    /// answered 503 with Retry-After (the change is kept and delivered later); `async`
+    /// (default): it is answered 2xx.
+    pub sync_delivery: bool,
 }
 
 /// The kind of target and how to reach it.

@@ -26,6 +26,7 @@ pub(super) struct RawConfig {
 #[serde(default, deny_unknown_fields)]
 pub(super) struct RawTarget {
     pub sqlite: Option<RawSqliteTarget>,
+    pub delivery: Option<String>,
     pub ldap: Option<RawLdapTarget>,
 }
 

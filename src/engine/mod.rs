@@ -111,6 +111,8 @@ pub const DELIVERY_WAIT: std::time::Duration = std::time::Duration::from_secs(5)
 pub struct Engine {
     store: Arc<Store>,
     delivery: Option<Arc<delivery::Delivery>>,
+    /// Answer 503 instead of 2xx when a write's delivery cannot complete now.
+    sync_delivery: bool,
 }
 
 fn now() -> String {
@@ -285,12 +287,14 @@ impl Engine {
         Engine {
             store,
             delivery: None,
+            sync_delivery: false,
         }
     }
 
     /// Delivers every accepted change to a target, through the journal.
-    pub fn with_delivery(mut self, delivery: Arc<delivery::Delivery>) -> Engine {
+    pub fn with_delivery(mut self, delivery: Arc<delivery::Delivery>, sync: bool) -> Engine {
         self.delivery = Some(delivery);
+        self.sync_delivery = sync;
         self
     }
 
@@ -335,6 +339,10 @@ impl Engine {
                 ))
                 .into())
             }
+            None if self.sync_delivery => Err(ScimError::unavailable(
+                "the target cannot be written right now; the change is kept and will be delivered, retry later to confirm",
+            )
+            .into()),
             _ => Ok(written),
         }
     }

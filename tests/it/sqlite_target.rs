@@ -466,3 +466,53 @@ fn mapping_preview_prints_the_row_and_writes_nothing() {
     );
     assert!(!dir.path().join("state").exists(), "preview wrote nothing");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_sync_delivery_an_unwritable_target_is_a_503_with_retry_after_and_the_change_is_kept()
+{
+    let d = Daemon::start_with(&example_mapping("30d").replacen(
+        "target:\n",
+        "target:\n  delivery: sync\n",
+        1,
+    ));
+    let r = d
+        .post(
+            "/Users",
+            &json!({"userName": "first", "emails": [{"type": "work", "value": "f@example.com"}]})
+                .to_string(),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let locker = rusqlite::Connection::open(db_path(&d)).expect("open");
+    locker.execute_batch("BEGIN IMMEDIATE").expect("lock");
+    let r = d
+        .post(
+            "/Users",
+            &json!({"userName": "blocked", "emails": [{"type": "work", "value": "b@example.com"}]})
+                .to_string(),
+        )
+        .await;
+    assert_eq!(r.status, 503, "{}", r.text);
+    assert!(r.header("retry-after").is_some());
+    assert_eq!(
+        r.body["schemas"][0],
+        "urn:ietf:params:scim:api:messages:2.0:Error"
+    );
+    locker.execute_batch("ROLLBACK").expect("unlock");
+    drop(locker);
+    // The change was kept (journaled, pending) and is delivered: Entra's retry finds it.
+    let found = d.get("/Users?filter=userName+eq+%22blocked%22").await;
+    assert_eq!(found.body["totalResults"], 1, "{}", found.text);
+    let uid = found.body["Resources"][0]["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while user_row(&d, &uid).is_none() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the kept change was never delivered"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
