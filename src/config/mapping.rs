@@ -449,12 +449,25 @@ fn column(
             false
         }
     };
+    let dn_reference = match raw.reference.as_deref().map(str::trim) {
+        None => false,
+        Some("dn") if !sql_identifier => true,
+        Some("dn") => {
+            checker.report(&format!("{at}.reference"), "reference: dn is for LDAP attributes (e.g. manager)".into());
+            false
+        }
+        Some(other) => {
+            checker.report(&format!("{at}.reference"), format!("'{other}' is not a reference kind; use dn"));
+            false
+        }
+    };
     let spec = ColumnSpec {
         name: name.to_string(),
         ty,
         unique,
         create_only,
         keep_when_empty,
+        dn_reference,
     };
     let source = match (raw.source, raw.expr, raw.value) {
         (Some(path), None, None) => match SourcePath::compile(kind, path.trim()) {

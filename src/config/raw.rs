@@ -106,6 +106,8 @@ pub(super) struct RawColumn {
     pub unique: Option<String>,
     pub default: Option<String>,
     pub when_empty: Option<String>,
+    /// LDAP: `dn` — the value is a SCIM id written as the linked entry's DN (manager).
+    pub reference: Option<String>,
 }
 
 #[derive(Default, Deserialize)]

@@ -53,6 +53,9 @@ pub struct ColumnSpec {
     pub create_only: bool,
     /// An absent value (Null) leaves the stored value as it is instead of clearing it.
     pub keep_when_empty: bool,
+    /// The value is a SCIM id (e.g. `manager.value`) that the target writes as the DN of
+    /// the linked entry (LDAP); left out until that resource is known to the target.
+    pub dn_reference: bool,
 }
 
 /// One table of users or groups.

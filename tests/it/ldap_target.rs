@@ -29,6 +29,7 @@ fn attr(name: &str) -> ColumnSpec {
         unique: false,
         create_only: false,
         keep_when_empty: false,
+        dn_reference: false,
     }
 }
 
@@ -52,6 +53,7 @@ fn schema() -> LdapSchema {
                 },
                 ColumnSpec {
                     keep_when_empty: true,
+                    dn_reference: false,
                     ..attr("telephoneNumber")
                 },
                 attr("description"),

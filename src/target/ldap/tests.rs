@@ -18,6 +18,7 @@ fn attr(name: &str, ty: ColumnType) -> ColumnSpec {
         unique: false,
         create_only: false,
         keep_when_empty: false,
+        dn_reference: false,
     }
 }
 
@@ -152,6 +153,7 @@ fn the_difference_holds_only_what_differs() {
             },
             ColumnSpec {
                 keep_when_empty: true,
+                dn_reference: false,
                 ..attr("telephoneNumber", ColumnType::Text)
             },
             attr("description", ColumnType::Text),

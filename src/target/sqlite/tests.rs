@@ -28,6 +28,7 @@ fn column(name: &str, ty: ColumnType) -> ColumnSpec {
         unique: false,
         create_only: false,
         keep_when_empty: false,
+        dn_reference: false,
     }
 }
 
@@ -52,6 +53,7 @@ fn users_table() -> TableSpec {
             },
             ColumnSpec {
                 keep_when_empty: true,
+                dn_reference: false,
                 ..column("phone", ColumnType::Text)
             },
         ],
