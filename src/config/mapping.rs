@@ -152,6 +152,7 @@ pub(super) fn target(
     if let Some(users) = &users
         && !users.map.default_groups.is_empty()
         && memberships.is_none()
+        && ldap.is_none()
     {
         checker.report(
             "mapping.users.default_groups",
@@ -453,11 +454,17 @@ fn column(
         None => false,
         Some("dn") if !sql_identifier => true,
         Some("dn") => {
-            checker.report(&format!("{at}.reference"), "reference: dn is for LDAP attributes (e.g. manager)".into());
+            checker.report(
+                &format!("{at}.reference"),
+                "reference: dn is for LDAP attributes (e.g. manager)".into(),
+            );
             false
         }
         Some(other) => {
-            checker.report(&format!("{at}.reference"), format!("'{other}' is not a reference kind; use dn"));
+            checker.report(
+                &format!("{at}.reference"),
+                format!("'{other}' is not a reference kind; use dn"),
+            );
             false
         }
     };
@@ -771,7 +778,16 @@ fn resource_map(
                 .into(),
         );
     }
-    let default_groups = raw.default_groups.unwrap_or_default();
+    // For an LDAP target, default groups are group DNs ({base} allowed).
+    let default_groups: Vec<String> = raw
+        .default_groups
+        .unwrap_or_default()
+        .into_iter()
+        .map(|g| match ldap_base {
+            Some(base) => g.replace("{base}", base),
+            None => g,
+        })
+        .collect();
     if kind == ResourceKind::Group && !default_groups.is_empty() {
         checker.report(
             &format!("{at}.default_groups"),

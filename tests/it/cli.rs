@@ -64,3 +64,53 @@ fn serve_refuses_to_start_on_an_invalid_config() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("bad.yaml:"), "{stderr}");
 }
+
+#[test]
+fn check_config_accepts_the_ldap_example_with_its_environment_and_names_what_is_missing() {
+    let run = |with_env: bool| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_scim-bridge"));
+        cmd.args([
+            "check-config",
+            "--config",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/config.ldap.example.yaml"),
+        ]);
+        for var in [
+            "SCIM_BRIDGE_TOKEN",
+            "LDAP_URL",
+            "LDAP_BIND_DN",
+            "LDAP_BIND_PASSWORD",
+            "LDAP_BASE_DN",
+        ] {
+            cmd.env_remove(var);
+        }
+        if with_env {
+            cmd.env("SCIM_BRIDGE_TOKEN", "0123456789abcdef0123456789abcdef")
+                .env("LDAP_URL", "ldaps://ldap.example.com")
+                .env("LDAP_BIND_DN", "cn=bridge,dc=example,dc=com")
+                .env("LDAP_BIND_PASSWORD", "secret")
+                .env("LDAP_BASE_DN", "dc=example,dc=com");
+        }
+        cmd.output().expect("run")
+    };
+    let ok = run(true);
+    assert_eq!(
+        ok.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    let missing = run(false);
+    assert_eq!(missing.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&missing.stderr);
+    for var in [
+        "LDAP_URL",
+        "LDAP_BIND_DN",
+        "LDAP_BIND_PASSWORD",
+        "LDAP_BASE_DN",
+    ] {
+        assert!(
+            stderr.contains(&format!("environment variable {var} is not set")),
+            "{stderr}"
+        );
+    }
+}

@@ -1,6 +1,7 @@
 //! The daemon writing into a real OpenLDAP directory, with `config.ldap.example.yaml`'s
 //! mapping: Entra's requests go in over HTTP, the entries are checked with ldapsearch.
 
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
@@ -214,5 +215,58 @@ async fn with_the_directory_down_writes_succeed_and_are_delivered_in_order_when_
             "pending changes were not delivered in order: {entry}"
         );
         tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn hostile_user_names_are_escaped_in_dns_and_stored_literally() {
+    let slapd = Slapd::start();
+    let d = daemon_for(&slapd);
+    let people = format!("ou=people,{}", slapd.base);
+    for (i, name) in [
+        "Doe, John",
+        "a+b=c",
+        "#hash",
+        " spaced ",
+        "quote\"back\\slash",
+        "semi;colon<angle>",
+        "Zoë Åström 李",
+        "*)(uid=*",
+    ]
+    .iter()
+    .enumerate()
+    {
+        let r = d
+            .post(
+                "/Users",
+                &json!({"userName": name, "name": {"familyName": format!("F{i}")}}).to_string(),
+            )
+            .await;
+        assert_eq!(r.status, 201, "{name:?}: {}", r.text);
+        // Found by its exact sn (a filter value the test escapes itself), with uid stored literally.
+        let entry = slapd.ldapsearch(&people, &format!("(sn=F{i})"), &["uid"]);
+        assert!(entry.contains("dn:"), "{name:?}: no entry:\n{entry}");
+        let uid = entry
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix("uid: ").map(str::to_string).or_else(|| {
+                    l.strip_prefix("uid:: ").map(|b| {
+                        let out = Command::new("base64")
+                            .arg("-d")
+                            .stdin(std::process::Stdio::piped())
+                            .stdout(std::process::Stdio::piped())
+                            .spawn()
+                            .and_then(|mut c| {
+                                use std::io::Write;
+                                c.stdin.take().expect("stdin").write_all(b.as_bytes())?;
+                                c.wait_with_output()
+                            });
+                        out.map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+                            .unwrap_or_default()
+                    })
+                })
+            })
+            .unwrap_or_default();
+        assert_eq!(uid, *name, "{entry}");
     }
 }
