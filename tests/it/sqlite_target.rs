@@ -79,6 +79,15 @@ fn user_row(d: &Daemon, id: &str) -> Option<Value> {
     .ok()
 }
 
+/// Waits until the user's row is present (or gone), failing with `what` after `secs`.
+async fn wait_for_row(d: &Daemon, id: &str, present: bool, secs: u64, what: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while user_row(d, id).is_some() != present {
+        assert!(std::time::Instant::now() < deadline, "{what}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
 fn patch(ops: Value) -> String {
     json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"], "Operations": ops})
         .to_string()
@@ -275,14 +284,7 @@ async fn archived_rows_are_purged_after_their_retention_and_the_purge_is_journal
     tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
     // The purge task runs at start (then hourly).
     d.restart();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while user_row(&d, &uid).is_some() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the archived row was not purged"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+    wait_for_row(&d, &uid, false, 10, "the archived row was not purged").await;
     d.stop();
     let out = Command::new(env!("CARGO_BIN_EXE_scim-bridge"))
         .args(["journal", "list", "--state-dir"])
@@ -427,14 +429,7 @@ async fn a_locked_target_keeps_records_pending_the_write_succeeds_and_delivery_c
     let uid = r.body["id"].as_str().expect("id").to_string();
     locker.execute_batch("ROLLBACK").expect("unlock");
     drop(locker);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while user_row(&d, &uid).is_none() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the pending record was never delivered"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    }
+    wait_for_row(&d, &uid, true, 30, "the pending record was never delivered").await;
     assert_eq!(user_row(&d, &uid).expect("row")["username"], "during");
 }
 
@@ -507,12 +502,5 @@ async fn with_sync_delivery_an_unwritable_target_is_a_503_with_retry_after_and_t
         .as_str()
         .expect("id")
         .to_string();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while user_row(&d, &uid).is_none() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the kept change was never delivered"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    }
+    wait_for_row(&d, &uid, true, 30, "the kept change was never delivered").await;
 }
