@@ -50,6 +50,11 @@ const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
 const PORT_ATTEMPTS: usize = 5;
 /// How long `restart` keeps retrying its old port if something else holds it.
 const REBIND_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long one readiness search may take (a connection accepted by a listener that never
+/// answers would otherwise hang it: the tools' nettimeout only covers connecting).
+const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long `ldapsearch`/`ldapadd`/`ldapmodify`/`ldapdelete` may take before the test fails.
+const TOOL_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Directories where distributions put slapd's dynamically loaded modules
 /// (Debian/Ubuntu, Alpine/Arch, Fedora/RHEL, SUSE).
@@ -219,8 +224,8 @@ impl Slapd {
     /// `pwdAccountLockedTime`) explicitly. A base that does not exist (noSuchObject, exit
     /// 32) gives an empty string; any other failure panics with ldapsearch's stderr.
     pub fn ldapsearch(&self, base: &str, filter: &str, attrs: &[&str]) -> String {
-        let out = self
-            .ldap_tool("ldapsearch")
+        let mut search = self.ldap_tool("ldapsearch");
+        search
             .args([
                 "-LLL",
                 "-o",
@@ -231,10 +236,8 @@ impl Slapd {
                 base,
                 filter,
             ])
-            .args(attrs)
-            .stdin(Stdio::null())
-            .output()
-            .unwrap_or_else(|e| panic!("could not run ldapsearch: {e}"));
+            .args(attrs);
+        let out = self.run_tool("ldapsearch", search, None);
         match out.status.code() {
             Some(0) => String::from_utf8(out.stdout).expect("ldapsearch prints UTF-8"),
             Some(32) => String::new(),
@@ -249,25 +252,22 @@ impl Slapd {
 
     /// `ldapmodify` as the admin (LDIF with `changetype:` records); panics on any error.
     pub fn ldapmodify(&self, ldif: &str) {
-        let out = feed(self.ldap_tool("ldapmodify"), ldif);
+        let out = self.run_tool("ldapmodify", self.ldap_tool("ldapmodify"), Some(ldif));
         self.check("ldapmodify", ldif, out);
     }
 
     /// `ldapadd` as the admin (LDIF entries); panics on any error, e.g. an entry that
     /// already exists or violates the schema.
     pub fn ldapadd(&self, ldif: &str) {
-        let out = feed(self.ldap_tool("ldapadd"), ldif);
+        let out = self.run_tool("ldapadd", self.ldap_tool("ldapadd"), Some(ldif));
         self.check("ldapadd", ldif, out);
     }
 
     /// `ldapdelete` of one entry as the admin; panics on any error (including noSuchObject).
     pub fn ldapdelete(&self, dn: &str) {
-        let out = self
-            .ldap_tool("ldapdelete")
-            .arg(dn)
-            .stdin(Stdio::null())
-            .output()
-            .unwrap_or_else(|e| panic!("could not run ldapdelete: {e}"));
+        let mut delete = self.ldap_tool("ldapdelete");
+        delete.arg(dn);
+        let out = self.run_tool("ldapdelete", delete, None);
         self.check("ldapdelete", dn, out);
     }
 
@@ -278,6 +278,17 @@ impl Slapd {
             .args(["-x", "-o", "nettimeout=10", "-H", &self.url])
             .args(["-D", &self.admin_dn, "-w", &self.admin_password]);
         c
+    }
+
+    /// Runs an ldap-utils tool with [`TOOL_TIMEOUT`]; panics if it cannot run or hangs.
+    fn run_tool(&self, tool: &str, command: Command, stdin: Option<&str>) -> Output {
+        run(command, stdin, TOOL_TIMEOUT).unwrap_or_else(|e| {
+            panic!(
+                "{tool} against {}: {e}\n--- slapd output:\n{}",
+                self.url,
+                self.log()
+            )
+        })
     }
 
     fn check(&self, tool: &str, input: &str, out: Output) {
@@ -308,6 +319,8 @@ impl Slapd {
             .open(&log_path)
             .expect("open slapd.log");
         let log_start = log.metadata().map(|m| m.len()).unwrap_or(0);
+        // A pidfile left by a killed slapd must not pass for the new one's.
+        let _ = std::fs::remove_file(self.dir.path().join("slapd.pid"));
         // `-d 32768` (debug level "none") keeps slapd in the foreground, so it is our child
         // and a SIGTERM + wait stops it cleanly, and prints only the messages logged at
         // every level: startup, shutdown and errors such as a failed bind(2) or a bad
@@ -326,6 +339,11 @@ impl Slapd {
             .unwrap_or_else(|e| panic!("could not spawn {}: {e}", self.slapd.display()));
         self.child = Some(child);
 
+        // Only a slapd that wrote its pidfile has bound the port (it binds, then opens the
+        // database, then writes the pidfile): until then a search could reach whoever else
+        // holds the port, e.g. another test's slapd that won the race for the same free port.
+        let pid = self.child.as_ref().map(|c| c.id().to_string());
+        let pidfile = self.dir.path().join("slapd.pid");
         let deadline = Instant::now() + STARTUP_TIMEOUT;
         loop {
             let exited = self
@@ -343,7 +361,9 @@ impl Slapd {
                     },
                 );
             }
-            if self.answers() {
+            let ours = std::fs::read_to_string(&pidfile)
+                .is_ok_and(|text| Some(text.trim()) == pid.as_deref());
+            if ours && self.answers() {
                 return Ok(());
             }
             if Instant::now() >= deadline {
@@ -359,21 +379,17 @@ impl Slapd {
 
     /// Whether a base-scope search of the suffix as the admin succeeds.
     fn answers(&self) -> bool {
-        self.ldap_tool("ldapsearch")
-            .args([
-                "-LLL",
-                "-s",
-                "base",
-                "-b",
-                &self.base,
-                "(objectClass=*)",
-                "1.1",
-            ])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
+        let mut probe = self.ldap_tool("ldapsearch");
+        probe.args([
+            "-LLL",
+            "-s",
+            "base",
+            "-b",
+            &self.base,
+            "(objectClass=*)",
+            "1.1",
+        ]);
+        run(probe, None, PROBE_TIMEOUT).is_ok_and(|out| out.status.success())
     }
 
     fn launch_failed(&self, e: Launch) -> ! {
@@ -382,11 +398,11 @@ impl Slapd {
             Launch::Exited(why) => why,
         };
         panic!(
-            "{why}\n--- slapd output ({}):\n{}\n--- slapd.conf:\n{}\n(If the output says \
+            "{why}\n--- end of slapd's output ({}):\n{}\n--- slapd.conf:\n{}\n(If the output says \
              \"Permission denied\" on the temporary directory, AppArmor may confine \
              /usr/sbin/slapd: `aa-complain /usr/sbin/slapd`.)",
             self.dir.path().join("slapd.log").display(),
-            self.log(),
+            tail(&self.log(), 40),
             std::fs::read_to_string(self.dir.path().join("slapd.conf")).unwrap_or_default()
         );
     }
@@ -434,7 +450,8 @@ impl Tools {
                 missing.extend(missing_utils);
                 panic!(
                     "the LDAP tests need OpenLDAP's slapd and the ldap-utils tools, but {} \
-                     not found (looked on PATH and in {SBIN_DIRS:?}). Run the test suite with \
+                     not found (slapd and slapadd on PATH or in {SBIN_DIRS:?}, the others on PATH). \
+                     Run the test suite with \
                      `bash tests/run.sh`, which installs them (Debian packages `slapd` and \
                      `ldap-utils`), or `apt-get install slapd ldap-utils` yourself.",
                     missing.join(", ") + if missing.len() == 1 { " was" } else { " were" }
@@ -542,24 +559,72 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// Runs `command` with `input` on stdin (written from a thread, so a large LDIF cannot
-/// deadlock against the tool's output).
-fn feed(mut command: Command, input: &str) -> Output {
+/// Runs `command` to completion, with `stdin` written from a thread and stdout/stderr read
+/// by threads (so a large LDIF cannot deadlock against the tool's output). Kills it and
+/// returns an error if it runs longer than `timeout`.
+fn run(mut command: Command, stdin: Option<&str>, timeout: Duration) -> Result<Output, String> {
     let mut child = command
-        .stdin(Stdio::piped())
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .unwrap_or_else(|e| panic!("could not run {command:?}: {e}"));
-    let mut stdin = child.stdin.take().expect("piped stdin");
-    let input = input.to_string();
-    let writer = std::thread::spawn(move || {
-        let _ = stdin.write_all(input.as_bytes());
+        .map_err(|e| format!("could not run {command:?}: {e}"))?;
+    let writer = child.stdin.take().map(|mut pipe| {
+        let input = stdin.unwrap_or_default().to_string();
+        std::thread::spawn(move || {
+            let _ = pipe.write_all(input.as_bytes());
+        })
     });
-    let out = child
-        .wait_with_output()
-        .expect("wait for an ldap-utils tool");
-    let _ = writer.join();
+    let stdout = drain(child.stdout.take());
+    let stderr = drain(child.stderr.take());
+    let deadline = Instant::now() + timeout;
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break status,
+            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(2)),
+            Ok(None) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!("{command:?} did not finish within {timeout:?}"));
+            }
+            Err(e) => return Err(format!("waiting for {command:?}: {e}")),
+        }
+    };
+    if let Some(writer) = writer {
+        let _ = writer.join();
+    }
+    Ok(Output {
+        status,
+        stdout: stdout.join().unwrap_or_default(),
+        stderr: stderr.join().unwrap_or_default(),
+    })
+}
+
+/// Reads a child's pipe to the end on a thread.
+fn drain(pipe: Option<impl Read + Send + 'static>) -> std::thread::JoinHandle<Vec<u8>> {
+    std::thread::spawn(move || {
+        let mut bytes = Vec::new();
+        if let Some(mut pipe) = pipe {
+            let _ = pipe.read_to_end(&mut bytes);
+        }
+        bytes
+    })
+}
+
+/// The last `lines` lines of `text`.
+fn tail(text: &str, lines: usize) -> String {
+    let all: Vec<&str> = text.lines().collect();
+    let skipped = all.len().saturating_sub(lines);
+    let mut out = if skipped > 0 {
+        format!("[… {skipped} earlier lines]\n")
+    } else {
+        String::new()
+    };
+    out += &all[skipped..].join("\n");
     out
 }
 
