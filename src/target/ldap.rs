@@ -12,7 +12,8 @@
 //!
 //! A small SQLite file next to the state (`LdapSettings::links_path`, see `links.rs`)
 //! maps each SCIM id to the DN its entry was last converged to. It is how a rename finds
-//! the old entry, and how a group's member ids become member DNs.
+//! the old entry, how a group's member ids become member DNs and how references become
+//! DNs. It also remembers the pending references (below).
 //!
 //! # Converging an `Upsert`
 //!
@@ -33,7 +34,9 @@
 //!    replaced; a group's member DNs (compared as DNs) are replaced when they differ. When
 //!    nothing differs, no `modify` is sent: applying a change twice writes once.
 //! 5. When the entry was linked at another DN (renamed or moved): the groups that list the
-//!    old DN list the new one instead (below). Then the link is recorded.
+//!    old DN list the new one instead, and so do the reference attributes holding it
+//!    (below). Then the link is recorded, and the pending references it completes are
+//!    written.
 //!
 //! Cell values: `Text` is one value, or several when the attribute is `Text`-typed and the
 //! text is a JSON array of strings (how the mapping writes multi-valued attributes); an
@@ -43,6 +46,34 @@
 //!
 //! Group members are the linked DNs of the member ids; a member not converged yet has no
 //! link and is left out — it is added when the group is converged again.
+//!
+//! # References (`dn_reference`, e.g. `manager`)
+//!
+//! The cell of a reference attribute holds a SCIM id (only the first value counts); the
+//! entry gets the DN linked to it (compared as DNs). An id not linked yet (Entra creates
+//! users before it sets their managers): the attribute is left out of the change — a
+//! value the entry has stays — and a pending reference (entry id, attribute, target id)
+//! is stored in the links file. At the end of every upsert, the pending references naming
+//! the entry just linked, or held by it and naming a linked entry, are written (one
+//! `modify` replacing the attribute) and forgotten; a referencing entry that is gone or
+//! refuses the value drops its pending reference (logged). A reference cell that is
+//! `Null` clears the attribute (unless `keep_when_empty`) and forgets a pending reference.
+//! Renames and removals fix the reference attributes holding the old DN like group
+//! members (below): one one-level search `(<attribute>=<old DN>)` per parent of the
+//! linked entries of each kind mapping the attribute; old value replaced by the new one,
+//! or deleted on removal.
+//!
+//! # Default groups
+//!
+//! A user's `default_groups` (group DNs) are joined when this target links the user for
+//! the first time — the entry was added, or adopted — never on later updates: the user's
+//! DN is added to each group's member attribute (the groups' `members.attribute`,
+//! `member` by default) and the placeholder, if the group holds it, deleted. A group
+//! listing the user already is not written; one that does not exist, or refuses the
+//! member, is logged (a warning) and skipped. Joining happens before the link is
+//! recorded, so a change interrupted in between joins them on its retry. A managed group
+//! converged later with its SCIM members drops such a member again (LDAP has no
+//! membership origin).
 //!
 //! # Renames, removals and the groups that list an entry
 //!
@@ -58,10 +89,11 @@
 //!
 //! # Other changes
 //!
-//! * `Remove`: the groups listing the entry are fixed as above, the entry deleted (one
-//!   already gone is fine), the link dropped. Nothing linked: nothing to do.
-//! * `Archive`: the cells (the disabled state) are converged on the linked entry like step
-//!   4; the link is kept. Moving to an archive OU and dropping memberships: not yet.
+//! * `Remove`: the groups listing the entry and the references holding it are fixed as
+//!   above, the entry deleted (one already gone is fine), the link and the pending
+//!   references it holds dropped (those naming it stay: it may come back). Nothing linked: nothing to do.
+//! * `Archive`: the cells (the disabled state, references resolved) are converged on the
+//!   linked entry like step 4; the link is kept. Moving to an archive OU and dropping memberships: not yet.
 //! * `Nothing`: applied.
 //!
 //! # Outcomes
@@ -79,7 +111,7 @@
 //!
 //! A `ca_file` (custom CA certificates: a TLS configuration needs rustls types this crate
 //! does not depend on; the system roots are used), client certificates (SASL EXTERNAL),
-//! `create_parents`, adoption by `match` attributes, default groups, manager references,
+//! `create_parents`, adoption by `match` attributes,
 //! archive OUs and purging (`archived_before` is always empty).
 
 mod dn;
@@ -94,7 +126,7 @@ use ldap3::{LdapError, Mod, SearchEntry};
 
 use self::dn::DnKey;
 use self::links::Links;
-use self::pool::{OpError, Pool, Session, outside_runtime};
+use self::pool::{NO_SUCH_OBJECT, OpError, Pool, Session, outside_runtime};
 use super::{
     Cell, Change, ColumnSpec, ColumnType, EntrySpec, LdapSchema, LdapSettings, MemberSpec, Outcome,
     Target, TargetError,
@@ -248,6 +280,15 @@ impl<'a> Wanted<'a> {
             match wanted {
                 None if spec.keep_when_empty || have.is_empty() => {}
                 None => mods.push(Mod::Replace(spec.name.clone(), HashSet::new())),
+                Some(wanted) if spec.dn_reference => {
+                    let want: HashSet<DnKey> = wanted.iter().map(|v| DnKey::of(v)).collect();
+                    if want != have.iter().map(|v| DnKey::of(v)).collect() {
+                        mods.push(Mod::Replace(
+                            spec.name.clone(),
+                            wanted.iter().cloned().collect(),
+                        ));
+                    }
+                }
                 Some(wanted) => {
                     let wanted: HashSet<String> = wanted.iter().cloned().collect();
                     if wanted != have.into_iter().collect::<HashSet<String>>() {
@@ -388,6 +429,11 @@ fn code_name(rc: u32) -> &'static str {
     }
 }
 
+/// Result codes with which the directory refuses the data (a rejection, not an outage).
+fn refused(rc: u32) -> bool {
+    matches!(rc, 16 | 19 | 20 | 21 | 34 | 50 | 64..=69)
+}
+
 /// The outcome of a failed change (the table in `docs/ldap-target.md`).
 fn verdict(fail: Fail) -> Outcome {
     match fail {
@@ -409,7 +455,7 @@ fn verdict(fail: Fail) -> Outcome {
                     format!("{name}: {}", result.text)
                 };
                 match result.rc {
-                    16 | 19 | 20 | 21 | 34 | 50 | 64..=69 => {
+                    rc if refused(rc) => {
                         tracing::debug!(op, dn = %dn, rc = result.rc, "the directory refuses the change");
                         Outcome::Rejected(detail)
                     }
@@ -617,7 +663,7 @@ impl LdapTarget {
                 dn,
                 cells,
                 members,
-                ..
+                default_groups,
             } => {
                 let spec = self.spec(*kind)?;
                 let Some(dn) = dn else {
@@ -627,15 +673,21 @@ impl LdapTarget {
                     (Some(_), Some(ids)) => Some(self.member_dns(ids)?),
                     _ => None,
                 };
-                let wanted = Wanted::new(spec, checked_cells(*kind, spec, cells)?, members);
-                self.upsert(s, *kind, key, dn, &wanted)
+                let attributes = self.resolve_refs(key, checked_cells(*kind, spec, cells)?)?;
+                let wanted = Wanted::new(spec, attributes, members);
+                let default_groups = match kind {
+                    ResourceKind::User => default_groups.as_slice(),
+                    ResourceKind::Group => &[],
+                };
+                self.upsert(s, *kind, key, dn, &wanted, default_groups)
             }
             Change::Remove { key, .. } => self.remove(s, key),
             Change::Archive {
                 kind, key, cells, ..
             } => {
                 let spec = self.spec(*kind)?;
-                let wanted = Wanted::new(spec, checked_cells(*kind, spec, cells)?, None);
+                let attributes = self.resolve_refs(key, checked_cells(*kind, spec, cells)?)?;
+                let wanted = Wanted::new(spec, attributes, None);
                 let Some(linked) = self.links.get(key)? else {
                     return Ok(());
                 };
@@ -659,6 +711,7 @@ impl LdapTarget {
         key: &str,
         dn: &str,
         wanted: &Wanted<'_>,
+        default_groups: &[String],
     ) -> Result<(), Fail> {
         let attrs = wanted.read_attrs();
         let linked = self.links.get(key)?;
@@ -699,8 +752,58 @@ impl LdapTarget {
         }
         if let Some(old) = linked.as_deref().filter(|old| !dn::same(old, dn)) {
             self.fix_groups(s, old, Some(dn))?;
+            self.fix_refs(s, old, Some(dn))?;
+        }
+        if linked.is_none() {
+            self.join_default_groups(s, dn, default_groups)?;
         }
         self.links.set(kind, key, dn)?;
+        self.resolve_pending(s, key)?;
+        Ok(())
+    }
+
+    /// Adds the new entry `dn` to the groups at the DNs `groups` (its default groups): to
+    /// the groups' member attribute (`member` unless the groups map another), dropping the
+    /// placeholder. A group listing it already is left alone; a group that does not
+    /// exist, or refuses the member, is logged and skipped.
+    fn join_default_groups(
+        &self,
+        s: &mut Session<'_>,
+        dn: &str,
+        groups: &[String],
+    ) -> Result<(), Fail> {
+        let members = self.schema.groups.as_ref().and_then(|g| g.members.as_ref());
+        let attr = members.map_or("member", |m| m.attribute.as_str());
+        let placeholder = members.and_then(|m| m.placeholder.as_deref());
+        let key = DnKey::of(dn);
+        for group in groups {
+            let Some(entry) = s.read(group, &[attr])? else {
+                tracing::warn!(group = %group, member = %dn, "a default group does not exist; the new entry is not added to it");
+                continue;
+            };
+            let values = values_of(&entry, attr);
+            if values.iter().any(|v| DnKey::of(v) == key) {
+                continue;
+            }
+            let mut mods = vec![Mod::Add(attr.to_string(), HashSet::from([dn.to_string()]))];
+            if let Some(placeholder) = placeholder {
+                let held: HashSet<String> = values
+                    .iter()
+                    .filter(|v| DnKey::of(v) == DnKey::of(placeholder))
+                    .cloned()
+                    .collect();
+                if !held.is_empty() {
+                    mods.push(Mod::Delete(attr.to_string(), held));
+                }
+            }
+            match s.modify(&entry.dn, mods) {
+                Ok(()) => {}
+                Err(e) if e.rc().is_some_and(refused) || e.rc() == Some(NO_SUCH_OBJECT) => {
+                    tracing::warn!(group = %group, member = %dn, error = %e.error, "a default group refuses the new entry; skipped");
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
         Ok(())
     }
 
@@ -709,8 +812,133 @@ impl LdapTarget {
             return Ok(());
         };
         self.fix_groups(s, &linked, None)?;
+        self.fix_refs(s, &linked, None)?;
         s.delete(&linked)?;
         self.links.remove(key)?;
+        self.links.clear_pending_of(key)?;
+        Ok(())
+    }
+
+    /// Replaces the SCIM ids of reference attributes (`dn_reference`) with the linked DNs.
+    /// A reference not linked yet is left out of the change (the entry keeps what it has)
+    /// and remembered as pending for the entry of `key`; a resolved or absent one forgets
+    /// any pending one. Only the first id of a reference counts.
+    fn resolve_refs<'a>(
+        &self,
+        key: &str,
+        attributes: Attributes<'a>,
+    ) -> Result<Attributes<'a>, Fail> {
+        let mut out = Vec::with_capacity(attributes.len());
+        for (spec, values) in attributes {
+            if !spec.dn_reference {
+                out.push((spec, values));
+                continue;
+            }
+            let Some(target) = values.as_ref().and_then(|ids| ids.first()) else {
+                self.links.clear_pending(key, &spec.name)?;
+                out.push((spec, None));
+                continue;
+            };
+            if values.as_ref().is_some_and(|ids| ids.len() > 1) {
+                tracing::warn!(id = %key, attribute = %spec.name, "a reference holds several ids; only the first is written");
+            }
+            match self.links.get(target)? {
+                Some(dn) => {
+                    self.links.clear_pending(key, &spec.name)?;
+                    out.push((spec, Some(vec![dn])));
+                }
+                None => {
+                    tracing::debug!(id = %key, attribute = %spec.name, target = %target, "reference not in the directory yet; written when it is");
+                    self.links.set_pending(key, &spec.name, target)?;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Writes the pending references that `key`, now linked, completes: those naming it,
+    /// and those it holds whose target is linked (converged meanwhile). A referencing
+    /// entry gone, or refusing the value, drops the pending reference (logged).
+    fn resolve_pending(&self, s: &mut Session<'_>, key: &str) -> Result<(), Fail> {
+        for (id, attr, target) in self.links.pending_involving(key)? {
+            let (Some(entry), Some(dn)) = (self.links.get(&id)?, self.links.get(&target)?) else {
+                continue;
+            };
+            match s.modify(
+                &entry,
+                vec![Mod::Replace(attr.clone(), HashSet::from([dn]))],
+            ) {
+                Ok(()) => {}
+                Err(e) if e.rc() == Some(NO_SUCH_OBJECT) => {
+                    tracing::debug!(dn = %entry, "the entry holding a pending reference is gone");
+                }
+                Err(e) if e.rc().is_some_and(refused) => {
+                    tracing::warn!(dn = %entry, attribute = %attr, target = %target, "the directory refuses a pending reference; dropped");
+                }
+                Err(e) => return Err(e.into()),
+            }
+            self.links.resolved_pending(&id, &attr, &target)?;
+        }
+        Ok(())
+    }
+
+    /// Makes the linked entries whose reference attributes hold `old` hold `new` instead
+    /// (a rename or move), or no longer hold it (`None`: a removal). Like
+    /// [`Self::fix_groups`]: one one-level search per parent of the linked entries of a
+    /// kind and reference attribute.
+    fn fix_refs(&self, s: &mut Session<'_>, old: &str, new: Option<&str>) -> Result<(), Fail> {
+        let old_key = DnKey::of(old);
+        for (kind, spec) in [
+            (ResourceKind::User, &self.schema.users),
+            (ResourceKind::Group, &self.schema.groups),
+        ] {
+            let Some(spec) = spec else { continue };
+            let refs: Vec<&str> = spec
+                .attributes
+                .iter()
+                .filter(|a| a.dn_reference)
+                .map(|a| a.name.as_str())
+                .collect();
+            if refs.is_empty() {
+                continue;
+            }
+            let entries = self.links.dns_of(kind)?;
+            let linked: HashSet<DnKey> = entries.iter().map(|e| DnKey::of(e)).collect();
+            let mut parents: HashMap<DnKey, &str> = HashMap::new();
+            for entry in &entries {
+                if let Some(parent) = dn::parent(entry) {
+                    parents.entry(DnKey::of(parent)).or_insert(parent);
+                }
+            }
+            for attr in refs {
+                let filter = format!("({attr}={})", ldap3::ldap_escape(old));
+                for parent in parents.values() {
+                    for entry in s.children(parent, &filter, &[attr])? {
+                        if !linked.contains(&DnKey::of(&entry.dn)) {
+                            continue;
+                        }
+                        let values = values_of(&entry, attr);
+                        let mut mods = vec![Mod::Delete(
+                            attr.to_string(),
+                            HashSet::from([old.to_string()]),
+                        )];
+                        if let Some(new) = new {
+                            let new_key = DnKey::of(new);
+                            if !values
+                                .iter()
+                                .any(|v| DnKey::of(v) != old_key && DnKey::of(v) == new_key)
+                            {
+                                mods.push(Mod::Add(
+                                    attr.to_string(),
+                                    HashSet::from([new.to_string()]),
+                                ));
+                            }
+                        }
+                        s.modify(&entry.dn, mods)?;
+                    }
+                }
+            }
+        }
         Ok(())
     }
 

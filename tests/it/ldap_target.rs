@@ -57,6 +57,10 @@ fn schema() -> LdapSchema {
                     ..attr("telephoneNumber")
                 },
                 attr("description"),
+                ColumnSpec {
+                    dn_reference: true,
+                    ..attr("manager")
+                },
             ],
             members: None,
         }),
@@ -400,6 +404,176 @@ fn a_rename_moves_the_entry_and_fixes_the_groups_that_list_it() {
     let csn = f.csn(&group_dn("staff"));
     f.applied(&group("id-g1", "staff", &["id-alice", "id-bob"]));
     assert_eq!(f.csn(&group_dn("staff")), csn);
+}
+
+/// `person` with a `manager` reference cell (a SCIM id, or Null).
+fn report(key: &str, uid: &str, manager: Option<&str>) -> Change {
+    let mut change = person(key, uid);
+    if let Change::Upsert { cells, .. } = &mut change {
+        cells.push(match manager {
+            Some(id) => text("manager", id),
+            None => null("manager"),
+        });
+    }
+    change
+}
+
+#[test]
+fn a_manager_linked_first_is_written_as_its_dn() {
+    let f = Fixture::new();
+    f.applied(&person("id-boss", "boss"));
+    f.applied(&report("id-rep", "rep", Some("id-boss")));
+    assert_eq!(f.values(&user_dn("rep"), "manager"), [user_dn("boss")]);
+    // Applying again writes nothing, and neither does the manager's own upsert.
+    let csn = f.csn(&user_dn("rep"));
+    f.applied(&report("id-rep", "rep", Some("id-boss")));
+    f.applied(&person("id-boss", "boss"));
+    assert_eq!(f.csn(&user_dn("rep")), csn);
+}
+
+#[test]
+fn a_report_before_its_manager_gets_the_manager_once_it_is_linked() {
+    let f = Fixture::new();
+    let rep = user_dn("rep");
+    f.applied(&report("id-rep", "rep", Some("id-boss")));
+    assert!(
+        f.values(&rep, "manager").is_empty(),
+        "left out while unknown"
+    );
+    // Applying the report again changes nothing while the manager is still unknown.
+    let csn = f.csn(&rep);
+    f.applied(&report("id-rep", "rep", Some("id-boss")));
+    assert_eq!(f.csn(&rep), csn);
+
+    f.applied(&person("id-boss", "boss"));
+    assert_eq!(f.values(&rep, "manager"), [user_dn("boss")]);
+    // Resolved once: neither upsert writes the report again.
+    let csn = f.csn(&rep);
+    f.applied(&person("id-boss", "boss"));
+    f.applied(&report("id-rep", "rep", Some("id-boss")));
+    assert_eq!(f.csn(&rep), csn);
+}
+
+#[test]
+fn an_unknown_manager_leaves_the_current_value_and_a_null_one_clears_it() {
+    let f = Fixture::new();
+    let rep = user_dn("rep");
+    f.applied(&person("id-boss", "boss"));
+    f.applied(&report("id-rep", "rep", Some("id-boss")));
+    // A new manager not linked yet: the old value stays until it is.
+    f.applied(&report("id-rep", "rep", Some("id-new-boss")));
+    assert_eq!(f.values(&rep, "manager"), [user_dn("boss")]);
+    // Cleared before the new manager arrives: the pending reference is forgotten too.
+    f.applied(&report("id-rep", "rep", None));
+    assert!(f.values(&rep, "manager").is_empty());
+    f.applied(&person("id-new-boss", "new.boss"));
+    assert!(
+        f.values(&rep, "manager").is_empty(),
+        "pending one forgotten"
+    );
+    f.applied(&report("id-rep", "rep", Some("id-new-boss")));
+    assert_eq!(f.values(&rep, "manager"), [user_dn("new.boss")]);
+}
+
+#[test]
+fn a_renamed_manager_is_followed_by_its_reports_and_a_removed_one_leaves_them() {
+    let f = Fixture::new();
+    f.applied(&person("id-boss", "boss"));
+    f.applied(&report("id-rep", "rep", Some("id-boss")));
+    f.applied(&report("id-rep2", "rep2", Some("id-boss")));
+    f.applied(&person("id-boss", "big.boss"));
+    for r in ["rep", "rep2"] {
+        assert_eq!(f.values(&user_dn(r), "manager"), [user_dn("big.boss")]);
+    }
+    // Re-applying the reports changes nothing: they are already right.
+    let csn = f.csn(&user_dn("rep"));
+    f.applied(&report("id-rep", "rep", Some("id-boss")));
+    assert_eq!(f.csn(&user_dn("rep")), csn);
+
+    f.applied(&Change::Remove {
+        kind: ResourceKind::User,
+        key: "id-boss".into(),
+    });
+    for r in ["rep", "rep2"] {
+        assert!(f.values(&user_dn(r), "manager").is_empty(), "{r}");
+    }
+    // The report converged again while its manager is gone: no manager, until it is back.
+    f.applied(&report("id-rep", "rep", Some("id-boss")));
+    assert!(f.values(&user_dn("rep"), "manager").is_empty());
+    f.applied(&person("id-boss", "boss"));
+    assert_eq!(f.values(&user_dn("rep"), "manager"), [user_dn("boss")]);
+}
+
+#[test]
+fn a_new_user_joins_its_default_groups_and_an_update_does_not() {
+    let f = Fixture::new();
+    f.applied(&group("id-all", "everyone", &[]));
+    f.applied(&person("id-bob", "bob"));
+    f.applied(&group("id-staff", "staff", &["id-bob"]));
+    // A group this target does not manage, holding only the placeholder.
+    f.ldap.ldapadd(&format!(
+        "dn: {}\nobjectClass: groupOfNames\ncn: by hand\nmember: {PLACEHOLDER}\n",
+        group_dn("by hand")
+    ));
+    let with_defaults = |change: Change, groups: &[String]| match change {
+        Change::Upsert {
+            kind,
+            key,
+            dn,
+            cells,
+            members,
+            ..
+        } => Change::Upsert {
+            kind,
+            key,
+            dn,
+            cells,
+            members,
+            default_groups: groups.to_vec(),
+        },
+        other => other,
+    };
+    let defaults = [
+        group_dn("everyone"),
+        group_dn("staff"),
+        group_dn("by hand"),
+        group_dn("missing"),
+    ];
+    let alice_dn = user_dn("alice");
+    f.applied(&with_defaults(
+        alice("alice", "alice@example.com"),
+        &defaults,
+    ));
+    assert_eq!(
+        f.values(&group_dn("everyone"), "member"),
+        [user_dn("alice")],
+        "the placeholder gives way"
+    );
+    assert_eq!(f.values(&group_dn("by hand"), "member"), [user_dn("alice")]);
+    assert!(f.lists(&group_dn("staff"), &alice_dn) && f.lists(&group_dn("staff"), &user_dn("bob")));
+    assert!(f.entry(&group_dn("missing"), &["1.1"]).is_none());
+
+    // Applying the change again, or updating the user, writes no group.
+    let csns: Vec<String> = defaults[..3].iter().map(|g| f.csn(g)).collect();
+    f.applied(&with_defaults(
+        alice("alice", "alice@example.com"),
+        &defaults,
+    ));
+    f.applied(&with_defaults(
+        alice("alice", "alice@wonderland.example"),
+        &defaults,
+    ));
+    assert_eq!(
+        defaults[..3].iter().map(|g| f.csn(g)).collect::<Vec<_>>(),
+        csns
+    );
+
+    // An existing user given default groups on an update does not join them.
+    f.applied(&with_defaults(
+        person("id-bob", "bob"),
+        &[group_dn("everyone")],
+    ));
+    assert!(!f.lists(&group_dn("everyone"), &user_dn("bob")));
 }
 
 #[test]

@@ -1,13 +1,17 @@
 //! The links file: which directory entry each SCIM resource became.
 //!
-//! A small SQLite database owned by the target (`LdapSettings::links_path`), one table:
+//! A small SQLite database owned by the target (`LdapSettings::links_path`), two tables:
 //!
 //! ```sql
 //! CREATE TABLE IF NOT EXISTS links (kind TEXT NOT NULL, id TEXT PRIMARY KEY, dn TEXT NOT NULL)
+//! CREATE TABLE IF NOT EXISTS pending_refs (id TEXT NOT NULL, attribute TEXT NOT NULL,
+//!     target TEXT NOT NULL, PRIMARY KEY (id, attribute))
 //! ```
 //!
 //! `kind` is `User` or `Group`, `id` the SCIM id, `dn` the DN the entry was last converged
-//! to, as the mapping wrote it (RFC 4514-escaped). Opened with `journal_mode=WAL` and
+//! to, as the mapping wrote it (RFC 4514-escaped). A `pending_refs` row is a reference
+//! attribute (`dn_reference`, e.g. `manager`) of the entry of `id` that names the SCIM id
+//! `target`, not linked yet: written once `target` is. Opened with `journal_mode=WAL` and
 //! `synchronous=FULL`: a link lost in a crash would make the next rename add a second
 //! entry instead of moving the first.
 
@@ -45,6 +49,12 @@ impl Links {
             .map_err(|e| open_error(e.to_string()))?;
         conn.execute(
             "CREATE TABLE IF NOT EXISTS links (kind TEXT NOT NULL, id TEXT PRIMARY KEY, dn TEXT NOT NULL)",
+            [],
+        )
+        .map_err(|e| open_error(e.to_string()))?;
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS pending_refs (id TEXT NOT NULL, attribute TEXT NOT NULL, \
+             target TEXT NOT NULL, PRIMARY KEY (id, attribute))",
             [],
         )
         .map_err(|e| open_error(e.to_string()))?;
@@ -93,5 +103,70 @@ impl Links {
         let mut stmt = conn.prepare_cached("SELECT dn FROM links WHERE kind = ?1 ORDER BY dn")?;
         let rows = stmt.query_map([kind.name()], |row| row.get(0))?;
         rows.collect()
+    }
+
+    /// Remembers that attribute `attribute` of the entry of `id` references `target`, not
+    /// linked yet.
+    pub(super) fn set_pending(
+        &self,
+        id: &str,
+        attribute: &str,
+        target: &str,
+    ) -> rusqlite::Result<()> {
+        self.conn()
+            .prepare_cached(
+                "INSERT INTO pending_refs (id, attribute, target) VALUES (?1, ?2, ?3) \
+                 ON CONFLICT (id, attribute) DO UPDATE SET target = excluded.target \
+                 WHERE target IS NOT excluded.target",
+            )?
+            .execute([id, attribute, target])?;
+        Ok(())
+    }
+
+    /// Forgets the pending reference of attribute `attribute` of the entry of `id`.
+    pub(super) fn clear_pending(&self, id: &str, attribute: &str) -> rusqlite::Result<()> {
+        self.conn()
+            .prepare_cached("DELETE FROM pending_refs WHERE id = ?1 AND attribute = ?2")?
+            .execute([id, attribute])?;
+        Ok(())
+    }
+
+    /// Forgets every pending reference held by the entry of `id`.
+    pub(super) fn clear_pending_of(&self, id: &str) -> rusqlite::Result<()> {
+        self.conn()
+            .prepare_cached("DELETE FROM pending_refs WHERE id = ?1")?
+            .execute([id])?;
+        Ok(())
+    }
+
+    /// The pending references `(id, attribute, target)` held by `key` or naming it as
+    /// their target, sorted.
+    pub(super) fn pending_involving(
+        &self,
+        key: &str,
+    ) -> rusqlite::Result<Vec<(String, String, String)>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT id, attribute, target FROM pending_refs WHERE id = ?1 OR target = ?1 \
+             ORDER BY id, attribute",
+        )?;
+        let rows = stmt.query_map([key], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?;
+        rows.collect()
+    }
+
+    /// Forgets the pending reference of `attribute` of the entry of `id` if it still
+    /// names `target`.
+    pub(super) fn resolved_pending(
+        &self,
+        id: &str,
+        attribute: &str,
+        target: &str,
+    ) -> rusqlite::Result<()> {
+        self.conn()
+            .prepare_cached(
+                "DELETE FROM pending_refs WHERE id = ?1 AND attribute = ?2 AND target = ?3",
+            )?
+            .execute([id, attribute, target])?;
+        Ok(())
     }
 }

@@ -225,6 +225,69 @@ fn sorted(v: &HashSet<String>) -> Vec<&String> {
 }
 
 #[test]
+fn references_compare_as_dns() {
+    let spec = EntrySpec {
+        attributes: vec![ColumnSpec {
+            dn_reference: true,
+            ..attr("manager", ColumnType::Text)
+        }],
+        ..users()
+    };
+    let resolved = vec![(
+        &spec.attributes[0],
+        Some(vec!["uid=Doe\\, J,dc=x".to_string()]),
+    )];
+    let wanted = Wanted::new(&spec, resolved, None);
+    let stored = entry(
+        "uid=r,dc=x",
+        &[
+            ("objectClass", &["inetOrgPerson", "top"]),
+            ("manager", &["uid=doe\\2C j,DC=x"]),
+        ],
+    );
+    assert!(
+        wanted.diff(&stored).is_empty(),
+        "{:?}",
+        wanted.diff(&stored)
+    );
+    let other = entry(
+        "uid=r,dc=x",
+        &[
+            ("objectClass", &["inetOrgPerson", "top"]),
+            ("manager", &["uid=boss,dc=x"]),
+        ],
+    );
+    assert_eq!(wanted.diff(&other).len(), 1);
+}
+
+#[test]
+fn pending_references_are_kept_per_entry_and_attribute() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let links = Links::open(&dir.path().join("links.db")).expect("links open");
+    links.set_pending("r1", "manager", "boss").unwrap();
+    links.set_pending("r1", "manager", "boss2").unwrap();
+    links.set_pending("r2", "manager", "boss").unwrap();
+    links.set_pending("boss", "secretary", "r1").unwrap();
+    let row = |a: &str, b: &str, c: &str| (a.to_string(), b.to_string(), c.to_string());
+    assert_eq!(
+        links.pending_involving("boss").unwrap(),
+        [row("boss", "secretary", "r1"), row("r2", "manager", "boss")]
+    );
+    assert_eq!(
+        links.pending_involving("boss2").unwrap(),
+        [row("r1", "manager", "boss2")]
+    );
+    // Resolved only while it still names the same target.
+    links.resolved_pending("r1", "manager", "boss").unwrap();
+    assert_eq!(links.pending_involving("boss2").unwrap().len(), 1);
+    links.resolved_pending("r1", "manager", "boss2").unwrap();
+    assert!(links.pending_involving("boss2").unwrap().is_empty());
+    links.clear_pending("r2", "manager").unwrap();
+    links.clear_pending_of("boss").unwrap();
+    assert!(links.pending_involving("boss").unwrap().is_empty());
+}
+
+#[test]
 fn members_compare_as_dns_and_fall_back_to_the_placeholder() {
     let spec = EntrySpec {
         object_classes: vec!["groupOfNames".into()],
