@@ -270,3 +270,30 @@ async fn hostile_user_names_are_escaped_in_dns_and_stored_literally() {
         assert_eq!(uid, *name, "{entry}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn entra_manager_patch_becomes_the_managers_dn() {
+    let slapd = Slapd::start();
+    let d = daemon_for(&slapd);
+    let people = format!("ou=people,{}", slapd.base);
+    // Entra creates users first, then links managers with a second PATCH.
+    let report = d
+        .post("/Users", &json!({"userName": "report"}).to_string())
+        .await;
+    let report_id = report.body["id"].as_str().expect("id").to_string();
+    let boss = d
+        .post("/Users", &json!({"userName": "boss"}).to_string())
+        .await;
+    let boss_id = boss.body["id"].as_str().expect("id").to_string();
+    let body = fill(
+        &fixture("entra/1.6-patch-manager-urn-string.json"),
+        &[("MANAGER_ID", &boss_id)],
+    );
+    let r = d.patch(&format!("/Users/{report_id}"), &body).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let entry = slapd.ldapsearch(&people, "(uid=report)", &["manager"]);
+    assert!(
+        has(&entry, &format!("manager: uid=boss,{people}")),
+        "{entry}"
+    );
+}
