@@ -156,27 +156,9 @@ impl Daemon {
 
     /// Stops the daemon gracefully: SIGTERM, wait up to 10 s, then kill.
     pub fn stop(&mut self) {
-        let Some(mut child) = self.child.take() else {
-            return;
-        };
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(child.id().to_string())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
-        let deadline = Instant::now() + SHUTDOWN_TIMEOUT;
-        loop {
-            match child.try_wait() {
-                Ok(Some(_)) => return,
-                Ok(None) if Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(20))
-                }
-                _ => break,
-            }
+        if let Some(child) = self.child.take() {
+            terminate(child, SHUTDOWN_TIMEOUT);
         }
-        let _ = child.kill();
-        let _ = child.wait();
     }
 
     fn launch(&mut self) {
@@ -311,6 +293,27 @@ impl Drop for Daemon {
             let _ = child.wait();
         }
     }
+}
+
+/// Stops a child process: SIGTERM, wait up to `timeout`, then kill. Shared by every
+/// server the tests start (the daemon, slapd).
+pub fn terminate(mut child: Child, timeout: Duration) {
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+    let deadline = Instant::now() + timeout;
+    loop {
+        match child.try_wait() {
+            Ok(Some(_)) => return,
+            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(10)),
+            _ => break,
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
 }
 
 /// One HTTP response, fully read.

@@ -147,27 +147,9 @@ impl Slapd {
 
     /// Stops slapd: SIGTERM, wait up to 5 s, then kill. Does nothing if it is not running.
     pub fn stop(&mut self) {
-        let Some(mut child) = self.child.take() else {
-            return;
-        };
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(child.id().to_string())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
-        let deadline = Instant::now() + SHUTDOWN_TIMEOUT;
-        loop {
-            match child.try_wait() {
-                Ok(Some(_)) => return,
-                Ok(None) if Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(10))
-                }
-                _ => break,
-            }
+        if let Some(child) = self.child.take() {
+            crate::harness::terminate(child, SHUTDOWN_TIMEOUT);
         }
-        let _ = child.kill();
-        let _ = child.wait();
     }
 
     /// Stops slapd (if running) and starts it again on the SAME port and database, so
