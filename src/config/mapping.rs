@@ -285,7 +285,28 @@ fn ldap_settings(
             .unwrap_or_else(|| Secret::new(String::new())),
         None => Secret::new(String::new()),
     };
-    if bind_dn.is_empty() != bind_password.expose().is_empty() {
+    let client_cert = raw.client_cert.map(|c| {
+        let mut file = |key: &str, value: Option<String>| match value {
+            Some(v) if !v.trim().is_empty() => std::path::PathBuf::from(v),
+            _ => {
+                checker.report(
+                    &format!("target.ldap.client_cert.{key}"),
+                    format!("a client certificate needs '{key}:' (a PEM file)"),
+                );
+                std::path::PathBuf::new()
+            }
+        };
+        crate::target::ClientCert {
+            cert_file: file("cert_file", c.cert_file),
+            key_file: file("key_file", c.key_file),
+        }
+    });
+    if client_cert.is_some() && !(bind_dn.is_empty() && bind_password.expose().is_empty()) {
+        checker.report(
+            "target.ldap.client_cert",
+            "a client certificate binds with SASL EXTERNAL (the directory maps the certificate to its identity); remove bind_dn and bind_password".into(),
+        );
+    } else if client_cert.is_none() && bind_dn.is_empty() != bind_password.expose().is_empty() {
         checker.report(
             "target.ldap",
             "give both bind_dn and bind_password (or neither, for an anonymous bind)".into(),
@@ -318,6 +339,7 @@ fn ldap_settings(
         bind_password,
         starttls,
         ca_file: raw.ca_file.map(Into::into),
+        client_cert,
         connect_timeout: duration_setting(
             checker,
             "target.ldap.connect_timeout",

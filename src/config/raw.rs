@@ -47,9 +47,18 @@ pub(super) struct RawLdapTarget {
     pub base: Option<RawText>,
     pub starttls: Option<String>,
     pub ca_file: Option<String>,
+    pub client_cert: Option<RawClientCert>,
     pub connect_timeout: Option<String>,
     pub operation_timeout: Option<String>,
     pub pool_size: Option<String>,
+}
+
+/// A client certificate for TLS, used to bind with SASL EXTERNAL.
+#[derive(Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(super) struct RawClientCert {
+    pub cert_file: Option<String>,
+    pub key_file: Option<String>,
 }
 
 #[derive(Default, Deserialize)]

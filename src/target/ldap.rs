@@ -492,12 +492,6 @@ fn validate(settings: &LdapSettings, schema: &LdapSchema) -> Result<(), TargetEr
             ));
         }
     }
-    if let Some(ca) = &settings.ca_file {
-        return Err(open_error(
-            &ca.display().to_string(),
-            "ca_file is not supported yet by the LDAP target; remove it to verify the directory's certificate against the system roots".into(),
-        ));
-    }
     if settings.pool_size == 0 {
         return Err(open_error("ldap", "pool_size must be at least 1".into()));
     }

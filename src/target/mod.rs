@@ -209,11 +209,22 @@ pub struct LdapSettings {
     pub starttls: bool,
     /// A PEM file of CA certificates to trust instead of the system roots.
     pub ca_file: Option<std::path::PathBuf>,
+    /// A client certificate (PEM certificate chain and private key): the connection binds
+    /// with SASL EXTERNAL, the directory mapping the certificate to an identity, instead
+    /// of a simple bind.
+    pub client_cert: Option<ClientCert>,
     pub connect_timeout: std::time::Duration,
     pub operation_timeout: std::time::Duration,
     pub pool_size: usize,
     /// The small SQLite file mapping SCIM ids to entry DNs (renames, members, managers).
     pub links_path: std::path::PathBuf,
+}
+
+/// A TLS client certificate: PEM files.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientCert {
+    pub cert_file: std::path::PathBuf,
+    pub key_file: std::path::PathBuf,
 }
 
 /// Opens the configured target (creating or migrating what it owns).

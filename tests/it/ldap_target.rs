@@ -82,6 +82,7 @@ fn settings(ldap: &Slapd, dir: &tempfile::TempDir, urls: Vec<String>) -> LdapSet
         bind_password: Secret::new(ldap.admin_password.clone()),
         starttls: false,
         ca_file: None,
+        client_cert: None,
         connect_timeout: Duration::from_secs(3),
         operation_timeout: Duration::from_secs(5),
         pool_size: 2,

@@ -40,6 +40,7 @@ fn settings(dir: &std::path::Path, urls: &[&str]) -> LdapSettings {
         bind_password: Secret::new("secret".into()),
         starttls: false,
         ca_file: None,
+        client_cert: None,
         connect_timeout: Duration::from_secs(2),
         operation_timeout: Duration::from_secs(2),
         pool_size: 2,
@@ -406,9 +407,9 @@ fn bad_settings_are_refused_at_open() {
     let e = open(settings(dir.path(), &["http://x"]), schema.clone()).expect("bad scheme");
     assert!(e.to_string().contains("not an ldap"), "{e}");
     let mut with_ca = settings(dir.path(), &["ldaps://x"]);
-    with_ca.ca_file = Some("/etc/ca.pem".into());
-    let e = open(with_ca, schema.clone()).expect("ca_file");
-    assert!(e.to_string().contains("ca_file is not supported"), "{e}");
+    with_ca.ca_file = Some("/nonexistent/ca.pem".into());
+    let e = open(with_ca, schema.clone()).expect("unreadable ca_file");
+    assert!(e.to_string().contains("/nonexistent/ca.pem"), "{e}");
     let mut mapped_class = users();
     mapped_class
         .attributes
