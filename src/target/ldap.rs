@@ -115,6 +115,7 @@
 //! archive OUs and purging (`archived_before` is always empty).
 
 mod dn;
+pub mod subschema;
 mod links;
 mod pool;
 #[cfg(test)]
@@ -541,7 +542,7 @@ impl LdapTarget {
         validate(&settings, &schema)?;
         let links = Links::open(&settings.links_path)?;
         let target = LdapTarget {
-            pool: Pool::new(&settings),
+            pool: Pool::new(&settings)?,
             schema,
             links,
         };

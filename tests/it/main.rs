@@ -2,13 +2,16 @@
 //! `scim-bridge` daemon through `harness::Daemon` and talks HTTP to it.
 
 mod cli;
+mod contract;
 mod durability;
 mod entra;
 mod harness;
 mod journal;
+mod ldap_check;
 mod ldap_e2e;
 mod ldap_harness_smoke;
 mod ldap_target;
+mod ldap_tls;
 mod protocol;
 mod regressions;
 mod slapd;

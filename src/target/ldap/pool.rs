@@ -63,8 +63,9 @@ struct State {
 }
 
 impl Pool {
-    pub(super) fn new(settings: &LdapSettings) -> Pool {
-        Pool {
+    /// Err: the TLS files (CA, client certificate) cannot be read.
+    pub(super) fn new(settings: &LdapSettings) -> Result<Pool, crate::target::TargetError> {
+        Ok(Pool {
             urls: settings.urls.clone(),
             bind_dn: settings.bind_dn.clone(),
             bind_password: settings.bind_password.clone(),
@@ -77,7 +78,7 @@ impl Pool {
                 open: 0,
             }),
             freed: Condvar::new(),
-        }
+        })
     }
 
     /// The pool's bookkeeping only: a panic while holding it leaves it consistent.

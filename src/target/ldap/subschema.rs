@@ -1,0 +1,1 @@
+//! Reading the directory's subschema (being written).
