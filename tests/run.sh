@@ -13,6 +13,8 @@ if ! command -v slapd >/dev/null 2>&1 && [ ! -x /usr/sbin/slapd ]; then
   missing+=(slapd)
 fi
 command -v ldapsearch >/dev/null 2>&1 || missing+=(ldap-utils)
+# The LDAP TLS tests generate a throw-away CA and certificates with the openssl tool.
+command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 if ((${#missing[@]})); then
   echo "tests/run.sh: installing ${missing[*]}" >&2
   sudo=""

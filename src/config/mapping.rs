@@ -8,8 +8,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 use super::raw::{
-    RawColumn, RawLdapTarget, RawMapping, RawMemberships, RawResourceMap, RawSecret, RawTarget,
-    RawText,
+    RawColumn, RawDisablePolicy, RawLdapTarget, RawMapping, RawMemberships, RawOnDisable,
+    RawResourceMap, RawSecret, RawTarget, RawText,
 };
 use super::validate::{Checker, parse_duration};
 use super::{Environment, Secret, TargetConfig, TargetKind};
@@ -20,8 +20,8 @@ use crate::mapping::model::{
 use crate::mapping::source::SourcePath;
 use crate::scim::schema::ResourceKind;
 use crate::target::{
-    ColumnSpec, ColumnType, EntrySpec, LdapSchema, LdapSettings, MemberSpec, MembershipSpec,
-    TableSpec, TargetSchema,
+    ColumnSpec, ColumnType, EntrySpec, LdapSchema, LdapSettings, MemberSpec, MemberValue,
+    MembershipSpec, OnExisting, TableSpec, TargetSchema,
 };
 
 /// Table and column names: plain SQL identifiers, so every application can name them
@@ -159,6 +159,22 @@ pub(super) fn target(
             "default groups need a 'mapping.memberships' table to be written to".into(),
         );
     }
+    if let (Some(users), Some(groups)) = (&users, &groups)
+        && let (Some(u), Some(g)) = (&users.entry, &groups.entry)
+        && let Some(MemberSpec {
+            value: MemberValue::Attribute(attr),
+            ..
+        }) = &g.members
+        && !u
+            .attributes
+            .iter()
+            .any(|a| a.name.eq_ignore_ascii_case(attr))
+    {
+        checker.report(
+            "mapping.groups.members.value",
+            format!("'{attr}' is not an attribute of mapping.users; groups list the value the users' entries get"),
+        );
+    }
     if checker.problem_count() > before {
         return None;
     }
@@ -175,6 +191,7 @@ pub(super) fn target(
     };
     let entry = |m: &Option<Compiled>| m.as_ref().and_then(|m| m.entry.clone());
     let ldap_schema = LdapSchema {
+        base: ldap.unwrap_or_default().to_string(),
         users: entry(&users),
         groups: entry(&groups),
     };
@@ -599,6 +616,7 @@ fn resource_map(
 ) -> Compiled {
     let mut dn = None;
     let mut entry = None;
+    let mut archive_parent = None;
     if let Some(base) = ldap_base {
         for (given, name) in [
             (raw.table.is_some(), "table"),
@@ -639,20 +657,50 @@ fn resource_map(
         }
         let members = raw.members.take().map(|m| MemberSpec {
             attribute: m.attribute.unwrap_or_else(|| "member".into()),
+            value: match m.value.as_deref().map(str::trim) {
+                None | Some("dn") => MemberValue::Dn,
+                Some(attr) => {
+                    if let Some(p) = ldap_attr_problem(attr) {
+                        checker.report(
+                            &format!("{at}.members.value"),
+                            format!("{p}; give dn, or the user attribute groups list (e.g. uid for memberUid)"),
+                        );
+                    }
+                    MemberValue::Attribute(attr.to_string())
+                }
+            },
             placeholder: m.placeholder.map(|p| p.replace("{base}", base)),
         });
         if members.is_some() && kind == ResourceKind::User {
             checker.report(&format!("{at}.members"), "members belong to groups".into());
         }
-        if raw.purge_after.is_some() {
-            checker.report(&format!("{at}.purge_after"), "purging archived entries is not supported for LDAP targets yet; use on_delete: delete or disable".into());
-        }
+        let on_existing = match raw.on_existing.as_deref().map(str::trim) {
+            None | Some("adopt") => OnExisting::Adopt,
+            Some("conflict") => OnExisting::Conflict,
+            Some(other) => {
+                checker.report(
+                    &format!("{at}.on_existing"),
+                    format!("'{other}' is not adopt or conflict"),
+                );
+                OnExisting::Adopt
+            }
+        };
+        archive_parent = raw.archive_to.take().map(|p| p.replace("{base}", base));
         raw.table = Some("ldap".into());
         raw.columns = raw.attributes.take();
         entry = Some(EntrySpec {
             object_classes,
             attributes: Vec::new(),
             members,
+            create_parents: flag(
+                checker,
+                &format!("{at}.create_parents"),
+                raw.create_parents.as_deref(),
+            ),
+            match_attrs: raw.match_attrs.take().unwrap_or_default(),
+            on_existing,
+            disable_bits: Vec::new(),
+            disable_drops_memberships: false,
         });
     } else {
         for (given, name) in [
@@ -660,6 +708,10 @@ fn resource_map(
             (raw.object_classes.is_some(), "object_classes"),
             (raw.attributes.is_some(), "attributes"),
             (raw.members.is_some(), "members"),
+            (raw.create_parents.is_some(), "create_parents"),
+            (raw.match_attrs.is_some(), "match"),
+            (raw.on_existing.is_some(), "on_existing"),
+            (raw.archive_to.is_some(), "archive_to"),
         ] {
             if given {
                 checker.report(
@@ -770,28 +822,153 @@ fn resource_map(
             "archived_at",
         )
     });
+    let (set, policy, set_path) = match raw.on_disable {
+        None => (BTreeMap::new(), RawDisablePolicy::default(), String::new()),
+        Some(RawOnDisable::Values(values)) => (
+            values,
+            RawDisablePolicy::default(),
+            format!("{at}.on_disable"),
+        ),
+        Some(RawOnDisable::Policy(mut policy)) => (
+            policy.set.take().unwrap_or_default(),
+            policy,
+            format!("{at}.on_disable.set"),
+        ),
+    };
     let mut on_disable = Vec::new();
-    for (column, value) in raw.on_disable.unwrap_or_default() {
-        let Some(spec) = columns
+    for (column, value) in set {
+        let at_value = format!("{set_path}.{column}");
+        let known = columns
             .iter()
-            .find(|c| c.spec.name == column)
-            .map(|c| c.spec.clone())
-        else {
-            let known: Vec<&str> = columns.iter().map(|c| c.spec.name.as_str()).collect();
-            let hint = super::locate::did_you_mean(&column, known.iter().copied())
-                .map(|s| format!(" (did you mean '{s}'?)"))
-                .unwrap_or_default();
-            checker.report(
-                &format!("{at}.on_disable.{column}"),
-                format!("unknown column '{column}'{hint}; on_disable sets mapped columns"),
-            );
-            continue;
+            .find(|c| c.spec.name.eq_ignore_ascii_case(&column))
+            .map(|c| c.spec.clone());
+        let spec = match known {
+            Some(spec) => spec,
+            None if ldap_base.is_some() => {
+                // An attribute only a disabled entry has (pwdAccountLockedTime,
+                // nsAccountLock): owned by the mapping, absent while enabled.
+                if let Some(p) = ldap_attr_problem(&column) {
+                    checker.report(&at_value, p);
+                    continue;
+                }
+                let spec = ColumnSpec {
+                    name: column.clone(),
+                    ty: ColumnType::Text,
+                    unique: false,
+                    create_only: false,
+                    keep_when_empty: false,
+                    dn_reference: false,
+                };
+                columns.push(ColumnMap {
+                    spec: spec.clone(),
+                    source: Src::Const(Value::Null),
+                    required: false,
+                    default: None,
+                    multi: false,
+                });
+                spec
+            }
+            None => {
+                let known: Vec<&str> = columns.iter().map(|c| c.spec.name.as_str()).collect();
+                let hint = super::locate::did_you_mean(&column, known.iter().copied())
+                    .map(|s| format!(" (did you mean '{s}'?)"))
+                    .unwrap_or_default();
+                checker.report(
+                    &at_value,
+                    format!("unknown column '{column}'{hint}; on_disable sets mapped columns"),
+                );
+                continue;
+            }
         };
         let v = constant(spec.ty, &value);
         if let Err(e) = to_cell(&spec, &v) {
-            checker.report(&format!("{at}.on_disable.{column}"), e);
+            checker.report(&at_value, e);
         }
-        on_disable.push((column, v));
+        on_disable.push((spec.name.clone(), v));
+    }
+    let mut disable_bits = Vec::new();
+    for (attr, mask) in policy.bits.unwrap_or_default() {
+        let at_bits = format!("{at}.on_disable.bits.{attr}");
+        if let Some(p) = ldap_attr_problem(&attr) {
+            checker.report(&at_bits, p);
+            continue;
+        }
+        let trimmed = mask.trim();
+        let parsed = match trimmed
+            .strip_prefix("0x")
+            .or_else(|| trimmed.strip_prefix("0X"))
+        {
+            Some(hex) => u64::from_str_radix(hex, 16).ok(),
+            None => trimmed.parse::<u64>().ok(),
+        };
+        match parsed {
+            Some(m) if m != 0 && m <= i64::MAX as u64 => {
+                if ldap_base.is_some()
+                    && !columns
+                        .iter()
+                        .any(|c| c.spec.name.eq_ignore_ascii_case(&attr))
+                {
+                    // Owned by the policy: the bits change, other bits stay as they are.
+                    columns.push(ColumnMap {
+                        spec: ColumnSpec {
+                            name: attr.clone(),
+                            ty: ColumnType::Text,
+                            unique: false,
+                            create_only: false,
+                            keep_when_empty: true,
+                            dn_reference: false,
+                        },
+                        source: Src::Const(Value::Null),
+                        required: false,
+                        default: None,
+                        multi: false,
+                    });
+                }
+                disable_bits.push((attr, m))
+            }
+            _ => checker.report(
+                &at_bits,
+                format!(
+                    "'{mask}' is not a bit mask (a positive integer, e.g. 2 for ACCOUNTDISABLE)"
+                ),
+            ),
+        }
+    }
+    let disabled_parent = policy.move_to.map(|p| match ldap_base {
+        Some(base) => p.replace("{base}", base),
+        None => p,
+    });
+    let drops_memberships = flag(
+        checker,
+        &format!("{at}.on_disable.remove_memberships"),
+        policy.remove_memberships.as_deref(),
+    );
+    if ldap_base.is_none() {
+        for (given, name) in [
+            (!disable_bits.is_empty(), "bits"),
+            (disabled_parent.is_some(), "move_to"),
+            (drops_memberships, "remove_memberships"),
+        ] {
+            if given {
+                checker.report(
+                    &format!("{at}.on_disable.{name}"),
+                    format!("'{name}' is for an LDAP target; a SQLite mapping sets column values"),
+                );
+            }
+        }
+    } else if kind == ResourceKind::Group
+        && (!disable_bits.is_empty() || disabled_parent.is_some() || drops_memberships)
+    {
+        checker.report(
+            &format!("{at}.on_disable"),
+            "groups are never disabled; bits, move_to and remove_memberships apply to users".into(),
+        );
+    }
+    if archive_parent.is_some() && on_delete != DeletePolicy::Archive {
+        checker.report(
+            &format!("{at}.archive_to"),
+            "archive_to applies to on_delete: archive only".into(),
+        );
     }
     if kind == ResourceKind::Group && !on_disable.is_empty() && on_delete == DeletePolicy::Delete {
         checker.report(
@@ -818,6 +995,24 @@ fn resource_map(
     }
     if let Some(e) = &mut entry {
         e.attributes = columns.iter().map(|c| c.spec.clone()).collect();
+        e.disable_bits = disable_bits;
+        e.disable_drops_memberships = drops_memberships;
+        for (i, name) in e.match_attrs.iter().enumerate() {
+            if !e
+                .attributes
+                .iter()
+                .any(|a| a.name.eq_ignore_ascii_case(name))
+            {
+                let known: Vec<&str> = e.attributes.iter().map(|a| a.name.as_str()).collect();
+                let hint = super::locate::did_you_mean(name, known.iter().copied())
+                    .map(|s| format!(" (did you mean '{s}'?)"))
+                    .unwrap_or_default();
+                checker.report(
+                    &format!("{at}.match[{i}]"),
+                    format!("'{name}' is not a mapped attribute{hint}; match compares the values the mapping writes"),
+                );
+            }
+        }
     }
     Compiled {
         map: ResourceMap {
@@ -835,6 +1030,8 @@ fn resource_map(
             on_delete,
             purge_after,
             dn,
+            disabled_parent,
+            archive_parent,
         },
         entry,
     }

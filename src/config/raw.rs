@@ -83,7 +83,7 @@ pub(super) struct RawResourceMap {
     pub scope: Option<String>,
     pub columns: Option<std::collections::BTreeMap<String, RawColumn>>,
     pub default_groups: Option<Vec<String>>,
-    pub on_disable: Option<std::collections::BTreeMap<String, String>>,
+    pub on_disable: Option<RawOnDisable>,
     pub on_delete: Option<String>,
     pub purge_after: Option<String>,
     pub archive_column: Option<String>,
@@ -92,12 +92,36 @@ pub(super) struct RawResourceMap {
     pub object_classes: Option<Vec<String>>,
     pub attributes: Option<std::collections::BTreeMap<String, RawColumn>>,
     pub members: Option<RawMembers>,
+    pub create_parents: Option<String>,
+    #[serde(rename = "match")]
+    pub match_attrs: Option<Vec<String>>,
+    pub on_existing: Option<String>,
+    pub archive_to: Option<String>,
+}
+
+/// `on_disable:` either maps attributes/columns to the values they take while disabled,
+/// or (LDAP) spells the policy out.
+#[derive(Deserialize)]
+#[serde(untagged)]
+pub(super) enum RawOnDisable {
+    Policy(RawDisablePolicy),
+    Values(std::collections::BTreeMap<String, String>),
+}
+
+#[derive(Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(super) struct RawDisablePolicy {
+    pub set: Option<std::collections::BTreeMap<String, String>>,
+    pub bits: Option<std::collections::BTreeMap<String, String>>,
+    pub move_to: Option<String>,
+    pub remove_memberships: Option<String>,
 }
 
 #[derive(Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub(super) struct RawMembers {
     pub attribute: Option<String>,
+    pub value: Option<String>,
     pub placeholder: Option<String>,
 }
 

@@ -120,6 +120,30 @@ impl DnTemplate {
     }
 }
 
+/// The first RDN of `dn` (as written, escapes kept) and the rest, the parent's DN (`None`
+/// for a one-RDN DN). Splits at the first comma (or `;`) that is neither escaped nor quoted.
+pub fn split_first(dn: &str) -> (&str, Option<&str>) {
+    let bytes = dn.as_bytes();
+    let mut quoted = false;
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            // The escaped byte is skipped; a hex pair's second digit is never a separator.
+            b'\\' => i += 1,
+            b'"' => quoted = !quoted,
+            b',' | b';' if !quoted => return (dn[..i].trim(), Some(dn[i + 1..].trim())),
+            _ => {}
+        }
+        i += 1;
+    }
+    (dn.trim(), None)
+}
+
+/// `dn` moved under `parent`: its first RDN, then `parent`.
+pub fn under(dn: &str, parent: &str) -> String {
+    format!("{},{}", split_first(dn).0, parent.trim())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

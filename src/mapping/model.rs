@@ -58,6 +58,10 @@ pub struct ResourceMap {
     pub purge_after: Option<Duration>,
     /// LDAP: the entry's DN.
     pub dn: Option<crate::mapping::dn::DnTemplate>,
+    /// LDAP: where a disabled user's entry goes (its RDN under this DN).
+    pub disabled_parent: Option<String>,
+    /// LDAP: where an archived entry goes (its RDN under this DN).
+    pub archive_parent: Option<String>,
 }
 
 /// The whole compiled mapping.
@@ -169,8 +173,7 @@ impl ResourceMap {
     /// is missing, a value does not fit its column): the target rejects it.
     pub fn cells(&self, doc: &Map<String, Json>) -> Result<Vec<(String, Cell)>, String> {
         let src = self.source(doc);
-        let disabled =
-            self.kind == ResourceKind::User && doc.get("active") == Some(&Json::Bool(false));
+        let disabled = self.is_disabled(doc);
         let mut out = Vec::with_capacity(self.columns.len());
         for c in &self.columns {
             let value = match &c.source {
@@ -244,6 +247,20 @@ impl ResourceMap {
             .transpose()
     }
 
+    /// The DN of a disabled resource: under `disabled_parent` when the policy moves it.
+    fn disabled_dn(&self, doc: &Map<String, Json>) -> Result<Option<String>, String> {
+        let dn = self.render_dn(doc)?;
+        Ok(match (&self.disabled_parent, dn) {
+            (Some(parent), Some(dn)) => Some(crate::mapping::dn::under(&dn, parent)),
+            (_, dn) => dn,
+        })
+    }
+
+    /// Whether the image is a disabled user.
+    fn is_disabled(&self, doc: &Map<String, Json>) -> bool {
+        self.kind == ResourceKind::User && doc.get("active") == Some(&Json::Bool(false))
+    }
+
     /// The change a journal record asks of the target.
     pub fn change(&self, record: &Record) -> Result<Change, String> {
         let Json::Object(doc) = &record.image else {
@@ -266,15 +283,22 @@ impl ResourceMap {
                     Ok(Change::Upsert {
                         kind: self.kind,
                         key,
-                        dn: self.render_dn(doc)?,
+                        dn: self.disabled_dn(doc)?,
                         cells,
                         members: (self.kind == ResourceKind::Group).then(Vec::new),
                         default_groups: Vec::new(),
+                        disabled: true,
                     })
                 }
                 DeletePolicy::Archive => Ok(Change::Archive {
                     kind: self.kind,
                     key,
+                    dn: match &self.archive_parent {
+                        Some(parent) => self
+                            .render_dn(doc)?
+                            .map(|dn| crate::mapping::dn::under(&dn, parent)),
+                        None => None,
+                    },
                     cells: self.disabled_cells()?,
                     at: record.time.clone(),
                 }),
@@ -291,13 +315,19 @@ impl ResourceMap {
                         key,
                     });
                 }
+                let disabled = self.is_disabled(doc);
                 Ok(Change::Upsert {
                     kind: self.kind,
                     key,
-                    dn: self.render_dn(doc)?,
+                    dn: if disabled {
+                        self.disabled_dn(doc)?
+                    } else {
+                        self.render_dn(doc)?
+                    },
                     cells: self.cells(doc)?,
                     members: (self.kind == ResourceKind::Group).then(|| Self::members(doc)),
                     default_groups: self.default_groups.clone(),
+                    disabled,
                 })
             }
         }

@@ -109,15 +109,13 @@
 //!
 //! # Not supported yet
 //!
-//! A `ca_file` (custom CA certificates: a TLS configuration needs rustls types this crate
-//! does not depend on; the system roots are used), client certificates (SASL EXTERNAL),
 //! `create_parents`, adoption by `match` attributes,
 //! archive OUs and purging (`archived_before` is always empty).
 
 mod dn;
-pub mod subschema;
 mod links;
 mod pool;
+pub mod subschema;
 #[cfg(test)]
 mod tests;
 
@@ -129,8 +127,8 @@ use self::dn::DnKey;
 use self::links::Links;
 use self::pool::{NO_SUCH_OBJECT, OpError, Pool, Session, outside_runtime};
 use super::{
-    Cell, Change, ColumnSpec, ColumnType, EntrySpec, LdapSchema, LdapSettings, MemberSpec, Outcome,
-    Target, TargetError,
+    Cell, Change, ColumnSpec, ColumnType, EntrySpec, LdapSchema, LdapSettings, MemberSpec,
+    MemberValue, OnExisting, Outcome, Target, TargetError,
 };
 use crate::scim::schema::ResourceKind;
 
@@ -224,11 +222,55 @@ impl<'a> Wanted<'a> {
     }
 
     /// The attributes to read from an existing entry to compare it.
-    fn read_attrs(&self) -> Vec<&str> {
+    fn read_attrs(&self) -> Vec<String> {
         std::iter::once(OBJECT_CLASS)
             .chain(self.attributes.iter().map(|(spec, _)| spec.name.as_str()))
             .chain(self.member_attr())
+            .map(str::to_string)
             .collect()
+    }
+
+    /// Sets (disabled) or clears (enabled) the `bits` in their attributes: the mapped
+    /// value, else the entry's, is the base; no base and enabled: left alone.
+    fn apply_bits(&mut self, entry: Option<&SearchEntry>, bits: &[(String, u64)], disabled: bool) {
+        for (attr, mask) in bits {
+            let Some(slot) = self
+                .attributes
+                .iter_mut()
+                .find(|(spec, _)| spec.name.eq_ignore_ascii_case(attr))
+            else {
+                continue;
+            };
+            let current = match &slot.1 {
+                Some(values) => values.first().cloned(),
+                None => entry.and_then(|e| values_of(e, attr).into_iter().next()),
+            };
+            let base = match current.as_deref().map(str::trim) {
+                None => None,
+                Some(text) => match text.parse::<i64>() {
+                    Ok(n) => Some(n),
+                    Err(_) => {
+                        tracing::warn!(attribute = %attr, value = %text, "a flag attribute does not hold an integer; left alone");
+                        continue;
+                    }
+                },
+            };
+            let mask = i64::try_from(*mask).unwrap_or(i64::MAX);
+            let value = match (base, disabled) {
+                (Some(n), true) => Some(n | mask),
+                (Some(n), false) => Some(n & !mask),
+                (None, true) => Some(mask),
+                (None, false) => None,
+            };
+            if let Some(v) = value {
+                slot.1 = Some(vec![v.to_string()]);
+            }
+        }
+    }
+
+    /// Whether the member values are DNs (compared as DNs) rather than plain values.
+    fn members_are_dns(&self) -> bool {
+        self.member_spec.is_none_or(|m| m.value == MemberValue::Dn)
     }
 
     /// The attributes of a new entry: object classes, then every attribute with a value.
@@ -299,12 +341,17 @@ impl<'a> Wanted<'a> {
             }
         }
         if let (Some(attr), Some(wanted)) = (self.member_attr(), &self.members) {
-            let have: HashSet<DnKey> = values_of(entry, attr)
-                .iter()
-                .map(|v| DnKey::of(v))
-                .collect();
-            let want: HashSet<DnKey> = wanted.iter().map(|v| DnKey::of(v)).collect();
-            if have != want {
+            let differs = if self.members_are_dns() {
+                let have: HashSet<DnKey> = values_of(entry, attr)
+                    .iter()
+                    .map(|v| DnKey::of(v))
+                    .collect();
+                have != wanted.iter().map(|v| DnKey::of(v)).collect()
+            } else {
+                let have: HashSet<String> = values_of(entry, attr).into_iter().collect();
+                have != wanted.iter().cloned().collect()
+            };
+            if differs {
                 mods.push(Mod::Replace(
                     attr.to_string(),
                     wanted.iter().cloned().collect(),
@@ -313,6 +360,11 @@ impl<'a> Wanted<'a> {
         }
         mods
     }
+}
+
+/// The names in `attrs`, borrowed (as the session's searches take them).
+fn refs(attrs: &[String]) -> Vec<&str> {
+    attrs.iter().map(String::as_str).collect()
 }
 
 /// The values of `attr` in `entry` (attribute names compared case-insensitively; values
@@ -659,41 +711,78 @@ impl LdapTarget {
                 cells,
                 members,
                 default_groups,
+                disabled,
             } => {
                 let spec = self.spec(*kind)?;
                 let Some(dn) = dn else {
                     return Err(Fail::Reject("the mapping gives no DN".into()));
                 };
-                let members = match (&spec.members, members) {
-                    (Some(_), Some(ids)) => Some(self.member_dns(ids)?),
+                let member_values = match (&spec.members, members) {
+                    (Some(_), Some(ids)) => Some(self.member_values(ids)?),
                     _ => None,
                 };
                 let attributes = self.resolve_refs(key, checked_cells(*kind, spec, cells)?)?;
-                let wanted = Wanted::new(spec, attributes, members);
+                let mut wanted = Wanted::new(spec, attributes, member_values);
                 let default_groups = match kind {
                     ResourceKind::User => default_groups.as_slice(),
                     ResourceKind::Group => &[],
                 };
-                self.upsert(s, *kind, key, dn, &wanted, default_groups)
+                self.upsert(
+                    s,
+                    Upsert {
+                        kind: *kind,
+                        key,
+                        dn,
+                        spec,
+                        default_groups,
+                        disabled: *disabled,
+                    },
+                    &mut wanted,
+                )?;
+                if let (Some(_), Some(ids)) = (&spec.members, members) {
+                    self.links.set_wanted(key, ids)?;
+                }
+                Ok(())
             }
             Change::Remove { key, .. } => self.remove(s, key),
             Change::Archive {
-                kind, key, cells, ..
+                kind,
+                key,
+                dn,
+                cells,
+                at,
             } => {
                 let spec = self.spec(*kind)?;
                 let attributes = self.resolve_refs(key, checked_cells(*kind, spec, cells)?)?;
-                let wanted = Wanted::new(spec, attributes, None);
-                let Some(linked) = self.links.get(key)? else {
+                let mut wanted = Wanted::new(spec, attributes, None);
+                let Some(link) = self.links.link(key)? else {
                     return Ok(());
                 };
-                let Some(entry) = s.read(&linked, &wanted.read_attrs())? else {
-                    // Nothing to archive: the entry was never written, or removed by hand.
+                let old_value = self.member_value(&link.dn, link.value.as_deref());
+                let Some(mut entry) = s.read(&link.dn, &refs(&wanted.read_attrs()))? else {
+                    // The entry was removed by hand: nothing to keep; purged in due course.
+                    self.links
+                        .set_state(key, link.value.as_deref(), true, Some(at))?;
                     return Ok(());
                 };
+                wanted.apply_bits(Some(&entry), &spec.disable_bits, true);
+                let target = dn.as_deref().unwrap_or(&link.dn);
+                if !dn::same(&entry.dn, target) {
+                    entry = self.rename(s, spec, &entry.dn, target, &wanted.read_attrs())?;
+                }
                 let mods = wanted.diff(&entry);
                 if !mods.is_empty() {
-                    s.modify(&linked, mods)?;
+                    s.modify(target, mods)?;
                 }
+                if let Some(old) = &old_value {
+                    self.fix_groups(s, old, None)?;
+                }
+                if !dn::same(&link.dn, target) {
+                    self.fix_refs(s, &link.dn, Some(target))?;
+                }
+                self.links.set(*kind, key, target)?;
+                self.links
+                    .set_state(key, link.value.as_deref(), true, Some(at))?;
                 Ok(())
             }
         }
@@ -702,89 +791,350 @@ impl LdapTarget {
     fn upsert(
         &self,
         s: &mut Session<'_>,
-        kind: ResourceKind,
-        key: &str,
-        dn: &str,
-        wanted: &Wanted<'_>,
-        default_groups: &[String],
+        u: Upsert<'_>,
+        wanted: &mut Wanted<'_>,
     ) -> Result<(), Fail> {
+        let Upsert {
+            kind,
+            key,
+            dn,
+            spec,
+            default_groups,
+            disabled,
+        } = u;
         let attrs = wanted.read_attrs();
-        let linked = self.links.get(key)?;
-        let mut entry = match &linked {
-            Some(linked) => s.read(linked, &attrs)?,
+        let link = self.links.link(key)?;
+        let mut entry = match &link {
+            Some(link) => s.read(&link.dn, &refs(&attrs))?,
             None => None,
         };
-        if entry.is_none() {
-            entry = s.read(dn, &attrs)?;
+        if entry.is_none()
+            && let Some(found) = s.read(dn, &refs(&attrs))?
+        {
+            self.claim(key, spec, &found.dn)?;
+            entry = Some(found);
         }
+        if entry.is_none() && link.is_none() {
+            entry = self.find_match(s, key, spec, wanted, &attrs)?;
+        }
+        wanted.apply_bits(entry.as_ref(), &spec.disable_bits, disabled);
         let entry = match entry {
             Some(entry) => Some(entry),
-            None => match s.add(dn, wanted.add_attrs()) {
-                Ok(()) => None,
-                Err(e) if e.rc() == Some(ENTRY_ALREADY_EXISTS) => match s.read(dn, &attrs)? {
-                    // Added meanwhile, or there but not readable before: converge it.
-                    Some(entry) => Some(entry),
-                    None => return Err(e.into()),
-                },
-                Err(e) => return Err(e.into()),
-            },
+            None => {
+                if spec.on_existing == OnExisting::Conflict && link.is_none() {
+                    // Linked first: a retry after a crash finds its own entry, not a conflict.
+                    self.links.set_fresh(kind, key, dn)?;
+                }
+                match self.add(s, spec, dn, wanted.add_attrs()) {
+                    Ok(()) => None,
+                    Err(Fail::Ldap(e)) if e.rc() == Some(ENTRY_ALREADY_EXISTS) => {
+                        match s.read(dn, &refs(&attrs))? {
+                            // Added meanwhile, or there but not readable before.
+                            Some(entry) => {
+                                self.claim(key, spec, &entry.dn)?;
+                                wanted.apply_bits(Some(&entry), &spec.disable_bits, disabled);
+                                Some(entry)
+                            }
+                            None => return Err(Fail::Ldap(e)),
+                        }
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
         };
+        let mut reached = None;
         if let Some(mut entry) = entry {
             if !dn::same(&entry.dn, dn) {
-                let (rdn, parent) = dn::split_first(dn);
-                let new_parent = parent.filter(|p| {
-                    dn::parent(&entry.dn).is_none_or(|old| DnKey::of(old) != DnKey::of(p))
-                });
-                s.rename(&entry.dn, rdn, new_parent)?;
-                entry = s
-                    .read(dn, &attrs)?
-                    .ok_or_else(|| Fail::Vanished(dn.to_string()))?;
+                entry = self.rename(s, spec, &entry.dn, dn, &attrs)?;
             }
             let mods = wanted.diff(&entry);
             if !mods.is_empty() {
                 s.modify(dn, mods)?;
             }
+            reached = Some(entry);
         }
-        if let Some(old) = linked.as_deref().filter(|old| !dn::same(old, dn)) {
-            self.fix_groups(s, old, Some(dn))?;
-            self.fix_refs(s, old, Some(dn))?;
+        // The value groups list for this entry, as it is now.
+        let value = match self.member_spec().map(|m| &m.value) {
+            Some(MemberValue::Attribute(attr)) if kind == ResourceKind::User => {
+                let mapped = wanted
+                    .attributes
+                    .iter()
+                    .find(|(a, _)| a.name.eq_ignore_ascii_case(attr));
+                let kept = reached
+                    .as_ref()
+                    .filter(|_| mapped.is_some_and(|(a, _)| a.create_only))
+                    .and_then(|e| values_of(e, attr).into_iter().next());
+                kept.or_else(|| mapped.and_then(|(_, v)| v.as_ref()?.first().cloned()))
+            }
+            _ => None,
+        };
+        let new_value = self.member_value(dn, value.as_deref());
+        let drops = disabled && spec.disable_drops_memberships;
+        let first = link.as_ref().is_none_or(|l| l.fresh);
+        if let Some(link) = &link {
+            let old_value = self.member_value(&link.dn, link.value.as_deref());
+            if let Some(old) = &old_value {
+                match &new_value {
+                    _ if drops => self.fix_groups(s, old, None)?,
+                    Some(new) if !self.same_member(old, new) => {
+                        self.fix_groups(s, old, Some(new))?
+                    }
+                    _ => {}
+                }
+            }
+            if !dn::same(&link.dn, dn) {
+                self.fix_refs(s, &link.dn, Some(dn))?;
+            }
         }
-        if linked.is_none() {
-            self.join_default_groups(s, dn, default_groups)?;
+        if drops && let Some(new) = &new_value {
+            // Also the groups a previous attempt, or a hand edit, left it in.
+            self.fix_groups(s, new, None)?;
+        }
+        if let Some(value) = new_value.as_deref().filter(|_| !drops) {
+            let rejoin = first || link.as_ref().is_some_and(|l| l.disabled);
+            if rejoin {
+                let mut groups = Vec::new();
+                for group in self.links.groups_wanting(key)? {
+                    if let Some(g) = self.links.link(&group)?
+                        && g.archived.is_none()
+                    {
+                        groups.push(g.dn);
+                    }
+                }
+                if first {
+                    groups.extend(default_groups.iter().cloned());
+                }
+                self.join_groups(s, value, &groups)?;
+            }
         }
         self.links.set(kind, key, dn)?;
+        self.links.set_state(key, value.as_deref(), drops, None)?;
         self.resolve_pending(s, key)?;
         Ok(())
     }
 
-    /// Adds the new entry `dn` to the groups at the DNs `groups` (its default groups): to
-    /// the groups' member attribute (`member` unless the groups map another), dropping the
-    /// placeholder. A group listing it already is left alone; a group that does not
-    /// exist, or refuses the member, is logged and skipped.
-    fn join_default_groups(
+    /// Refuses to take the entry at `found` for `key` when another resource's entry is
+    /// there, or when the mapping does not adopt entries it did not create.
+    fn claim(&self, key: &str, spec: &EntrySpec, found: &str) -> Result<(), Fail> {
+        match self.links.id_at(found)? {
+            Some(owner) if owner == key => Ok(()),
+            Some(owner) => Err(Fail::Reject(format!(
+                "entryAlreadyExists: {found} is the entry of another resource ({owner})"
+            ))),
+            None if spec.on_existing == OnExisting::Conflict => Err(Fail::Reject(format!(
+                "entryAlreadyExists: {found} exists and was not created by scim-bridge (on_existing: conflict)"
+            ))),
+            None => {
+                tracing::info!(id = %key, dn = %found, "adopting an existing directory entry");
+                Ok(())
+            }
+        }
+    }
+
+    /// The entry to adopt found by the `match` attributes (their first wanted values,
+    /// any of them matching, among entries of the first object class), if any.
+    fn find_match(
         &self,
         s: &mut Session<'_>,
+        key: &str,
+        spec: &EntrySpec,
+        wanted: &Wanted<'_>,
+        attrs: &[String],
+    ) -> Result<Option<SearchEntry>, Fail> {
+        let mut parts = Vec::new();
+        for name in &spec.match_attrs {
+            let value = wanted
+                .attributes
+                .iter()
+                .find(|(a, _)| a.name.eq_ignore_ascii_case(name))
+                .and_then(|(_, v)| v.as_ref()?.first());
+            if let Some(value) = value {
+                parts.push(format!("({name}={})", ldap3::ldap_escape(value)));
+            }
+        }
+        if parts.is_empty() {
+            return Ok(None);
+        }
+        let any = if parts.len() == 1 {
+            parts.remove(0)
+        } else {
+            format!("(|{})", parts.concat())
+        };
+        let filter = match spec.object_classes.first() {
+            Some(class) => format!("(&(objectClass={}){any})", ldap3::ldap_escape(class)),
+            None => any,
+        };
+        let mut found = s.subtree(&self.schema.base, &filter, &refs(attrs))?;
+        match found.len() {
+            0 => Ok(None),
+            1 => {
+                let entry = found.remove(0);
+                self.claim(key, spec, &entry.dn)?;
+                Ok(Some(entry))
+            }
+            n => Err(Fail::Reject(format!(
+                "constraintViolation: {n} entries match {filter} under {}; cannot choose one to adopt",
+                self.schema.base
+            ))),
+        }
+    }
+
+    /// Adds the entry, creating missing parents first when the mapping says so.
+    fn add(
+        &self,
+        s: &mut Session<'_>,
+        spec: &EntrySpec,
         dn: &str,
-        groups: &[String],
+        attrs: Vec<(String, HashSet<String>)>,
     ) -> Result<(), Fail> {
-        let members = self.schema.groups.as_ref().and_then(|g| g.members.as_ref());
+        match s.add(dn, attrs.clone()) {
+            Err(e) if e.rc() == Some(NO_SUCH_OBJECT) => {
+                let parent = dn::parent(dn).unwrap_or_default();
+                if !spec.create_parents {
+                    return Err(Fail::Reject(format!(
+                        "noSuchObject: the parent entry {parent} does not exist (create it, or set create_parents: true)"
+                    )));
+                }
+                self.ensure_parent(s, parent, 0)?;
+                s.add(dn, attrs).map_err(Fail::Ldap)
+            }
+            other => other.map_err(Fail::Ldap),
+        }
+    }
+
+    /// Moves or renames the entry at `from` to `to` (new parents created when the mapping
+    /// says so) and reads it again.
+    fn rename(
+        &self,
+        s: &mut Session<'_>,
+        spec: &EntrySpec,
+        from: &str,
+        to: &str,
+        attrs: &[String],
+    ) -> Result<SearchEntry, Fail> {
+        let (rdn, parent) = dn::split_first(to);
+        let new_parent =
+            parent.filter(|p| dn::parent(from).is_none_or(|old| DnKey::of(old) != DnKey::of(p)));
+        match s.rename(from, rdn, new_parent) {
+            Err(e) if e.rc() == Some(NO_SUCH_OBJECT) && new_parent.is_some() => {
+                let parent = new_parent.unwrap_or_default();
+                if !spec.create_parents {
+                    return Err(Fail::Reject(format!(
+                        "noSuchObject: the new parent entry {parent} does not exist (create it, or set create_parents: true)"
+                    )));
+                }
+                self.ensure_parent(s, parent, 0)?;
+                s.rename(from, rdn, new_parent)?;
+            }
+            other => other?,
+        }
+        s.read(to, &refs(attrs))?
+            .ok_or_else(|| Fail::Vanished(to.to_string()))
+    }
+
+    /// Adds the container entry `dn` (`ou`, `o`, `l` or `dc` named), its missing parents
+    /// first. One already there is fine.
+    fn ensure_parent(&self, s: &mut Session<'_>, dn: &str, depth: usize) -> Result<(), Fail> {
+        let avas = dn::first_rdn(dn).unwrap_or_default();
+        let [(ty, value)] = avas.as_slice() else {
+            return Err(Fail::Reject(format!(
+                "noSuchObject: cannot create the parent entry {dn} (not a single-valued RDN)"
+            )));
+        };
+        let class = match ty.as_str() {
+            "ou" => "organizationalUnit",
+            "o" => "organization",
+            "l" => "locality",
+            "dc" => "domain",
+            _ => {
+                return Err(Fail::Reject(format!(
+                    "noSuchObject: the parent entry {dn} does not exist and create_parents creates ou=, o=, l= and dc= entries only"
+                )));
+            }
+        };
+        let attrs = vec![
+            (
+                OBJECT_CLASS.to_string(),
+                HashSet::from([class.to_string(), "top".to_string()]),
+            ),
+            (ty.clone(), HashSet::from([value.clone()])),
+        ];
+        match s.add(dn, attrs.clone()) {
+            Ok(()) => {
+                tracing::info!(dn = %dn, "created a missing parent entry");
+                Ok(())
+            }
+            Err(e) if e.rc() == Some(ENTRY_ALREADY_EXISTS) => Ok(()),
+            Err(e) if e.rc() == Some(NO_SUCH_OBJECT) && depth < 16 => {
+                let Some(parent) = dn::parent(dn) else {
+                    return Err(e.into());
+                };
+                self.ensure_parent(s, parent, depth + 1)?;
+                match s.add(dn, attrs) {
+                    Ok(()) => {
+                        tracing::info!(dn = %dn, "created a missing parent entry");
+                        Ok(())
+                    }
+                    Err(e) if e.rc() == Some(ENTRY_ALREADY_EXISTS) => Ok(()),
+                    Err(e) => Err(e.into()),
+                }
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// How groups list their members.
+    fn member_spec(&self) -> Option<&MemberSpec> {
+        self.schema.groups.as_ref().and_then(|g| g.members.as_ref())
+    }
+
+    /// The value groups list for an entry at `dn` whose member value is `value`: the DN,
+    /// or the value when groups list an attribute (`None` when it has none).
+    fn member_value(&self, dn: &str, value: Option<&str>) -> Option<String> {
+        match self.member_spec().map(|m| &m.value) {
+            Some(MemberValue::Attribute(_)) => value.map(str::to_string),
+            _ => Some(dn.to_string()),
+        }
+    }
+
+    /// Whether two member values name the same member.
+    fn same_member(&self, a: &str, b: &str) -> bool {
+        match self.member_spec().map(|m| &m.value) {
+            Some(MemberValue::Attribute(_)) => a == b,
+            _ => dn::same(a, b),
+        }
+    }
+
+    /// Adds the member value `value` to the groups at the DNs `groups` (default groups,
+    /// groups that want it): to the groups' member attribute, dropping the placeholder. A
+    /// group listing it already is left alone; a group that does not exist, or refuses
+    /// the member, is logged and skipped.
+    fn join_groups(&self, s: &mut Session<'_>, value: &str, groups: &[String]) -> Result<(), Fail> {
+        let members = self.member_spec();
         let attr = members.map_or("member", |m| m.attribute.as_str());
         let placeholder = members.and_then(|m| m.placeholder.as_deref());
-        let key = DnKey::of(dn);
+        let mut done: Vec<&str> = Vec::new();
         for group in groups {
+            if done.iter().any(|d| dn::same(d, group)) {
+                continue;
+            }
+            done.push(group);
             let Some(entry) = s.read(group, &[attr])? else {
-                tracing::warn!(group = %group, member = %dn, "a default group does not exist; the new entry is not added to it");
+                tracing::warn!(group = %group, member = %value, "a group to join does not exist; skipped");
                 continue;
             };
             let values = values_of(&entry, attr);
-            if values.iter().any(|v| DnKey::of(v) == key) {
+            if values.iter().any(|v| self.same_member(v, value)) {
                 continue;
             }
-            let mut mods = vec![Mod::Add(attr.to_string(), HashSet::from([dn.to_string()]))];
+            let mut mods = vec![Mod::Add(
+                attr.to_string(),
+                HashSet::from([value.to_string()]),
+            )];
             if let Some(placeholder) = placeholder {
                 let held: HashSet<String> = values
                     .iter()
-                    .filter(|v| DnKey::of(v) == DnKey::of(placeholder))
+                    .filter(|v| dn::same(v, placeholder))
                     .cloned()
                     .collect();
                 if !held.is_empty() {
@@ -794,7 +1144,7 @@ impl LdapTarget {
             match s.modify(&entry.dn, mods) {
                 Ok(()) => {}
                 Err(e) if e.rc().is_some_and(refused) || e.rc() == Some(NO_SUCH_OBJECT) => {
-                    tracing::warn!(group = %group, member = %dn, error = %e.error, "a default group refuses the new entry; skipped");
+                    tracing::warn!(group = %group, member = %value, error = %e.error, "a group refuses a member; skipped");
                 }
                 Err(e) => return Err(e.into()),
             }
@@ -803,12 +1153,14 @@ impl LdapTarget {
     }
 
     fn remove(&self, s: &mut Session<'_>, key: &str) -> Result<(), Fail> {
-        let Some(linked) = self.links.get(key)? else {
+        let Some(link) = self.links.link(key)? else {
             return Ok(());
         };
-        self.fix_groups(s, &linked, None)?;
-        self.fix_refs(s, &linked, None)?;
-        s.delete(&linked)?;
+        if let Some(value) = self.member_value(&link.dn, link.value.as_deref()) {
+            self.fix_groups(s, &value, None)?;
+        }
+        self.fix_refs(s, &link.dn, None)?;
+        s.delete(&link.dn)?;
         self.links.remove(key)?;
         self.links.clear_pending_of(key)?;
         Ok(())
@@ -937,31 +1289,34 @@ impl LdapTarget {
         Ok(())
     }
 
-    /// The linked DNs of member ids, in order, without duplicates; ids not linked yet are
-    /// left out.
-    fn member_dns(&self, ids: &[String]) -> Result<Vec<String>, Fail> {
-        let mut seen = HashSet::new();
-        let mut dns = Vec::with_capacity(ids.len());
+    /// The member values (linked DNs, or member attribute values) of member ids, in
+    /// order, without duplicates. Ids not linked yet are left out (they join when they
+    /// are linked), and so are disabled users whose policy drops memberships and archived
+    /// entries.
+    fn member_values(&self, ids: &[String]) -> Result<Vec<String>, Fail> {
+        let mut values: Vec<String> = Vec::with_capacity(ids.len());
         for id in ids {
-            match self.links.get(id)? {
-                Some(dn) => {
-                    if seen.insert(DnKey::of(&dn)) {
-                        dns.push(dn);
-                    }
-                }
-                None => {
-                    tracing::debug!(member = %id, "member not in the directory yet; added when the group is converged again")
-                }
+            let Some(link) = self.links.link(id)? else {
+                tracing::debug!(member = %id, "member not in the directory yet; added when it is");
+                continue;
+            };
+            if link.disabled || link.archived.is_some() {
+                continue;
+            }
+            if let Some(value) = self.member_value(&link.dn, link.value.as_deref())
+                && !values.iter().any(|v| self.same_member(v, &value))
+            {
+                values.push(value);
             }
         }
-        Ok(dns)
+        Ok(values)
     }
 
-    /// Makes the linked groups that list `old` as a member list `new` instead (a rename
-    /// or move), or no longer list it (`None`: a removal; the placeholder comes back when
-    /// it was the last member). See the module doc.
+    /// Makes the linked groups that list the member value `old` list `new` instead (a
+    /// rename or move), or no longer list it (`None`: a removal; the placeholder comes
+    /// back when it was the last member). See the module doc.
     fn fix_groups(&self, s: &mut Session<'_>, old: &str, new: Option<&str>) -> Result<(), Fail> {
-        let Some(members) = self.schema.groups.as_ref().and_then(|g| g.members.as_ref()) else {
+        let Some(members) = self.member_spec() else {
             return Ok(());
         };
         let attr = members.attribute.as_str();
@@ -974,24 +1329,27 @@ impl LdapTarget {
             }
         }
         let filter = format!("({attr}={})", ldap3::ldap_escape(old));
-        let old_key = DnKey::of(old);
         for parent in parents.values() {
             for group in s.children(parent, &filter, &[attr])? {
                 if !linked.contains(&DnKey::of(&group.dn)) {
                     continue;
                 }
                 let values = values_of(&group, attr);
-                let others: Vec<&String> =
-                    values.iter().filter(|v| DnKey::of(v) != old_key).collect();
-                let mut mods = vec![Mod::Delete(
-                    attr.to_string(),
-                    HashSet::from([old.to_string()]),
-                )];
+                let held: HashSet<String> = values
+                    .iter()
+                    .filter(|v| self.same_member(v, old))
+                    .cloned()
+                    .collect();
+                if held.is_empty() {
+                    continue;
+                }
+                let others: Vec<&String> = values
+                    .iter()
+                    .filter(|v| !self.same_member(v, old))
+                    .collect();
+                let mut mods = vec![Mod::Delete(attr.to_string(), held)];
                 let replacement = match new {
-                    Some(new) => {
-                        let new_key = DnKey::of(new);
-                        (!others.iter().any(|v| DnKey::of(v) == new_key)).then_some(new)
-                    }
+                    Some(new) => (!others.iter().any(|v| self.same_member(v, new))).then_some(new),
                     None if others.is_empty() => members.placeholder.as_deref(),
                     None => None,
                 };
@@ -1006,6 +1364,16 @@ impl LdapTarget {
         }
         Ok(())
     }
+}
+
+/// One upsert, as `converge` hands it over.
+struct Upsert<'a> {
+    kind: ResourceKind,
+    key: &'a str,
+    dn: &'a str,
+    spec: &'a EntrySpec,
+    default_groups: &'a [String],
+    disabled: bool,
 }
 
 /// The cells of a change matched with their attribute specs, as attribute values.
@@ -1044,12 +1412,12 @@ impl Target for LdapTarget {
         LdapTarget::apply(self, change)
     }
 
-    /// Archive OUs are not implemented yet: nothing is ever due for purging.
+    /// Entries archived (`on_delete: archive`) before `before`, from the links file.
     fn archived_before(
         &self,
-        _kind: ResourceKind,
-        _before: &str,
+        kind: ResourceKind,
+        before: &str,
     ) -> Result<Vec<String>, TargetError> {
-        Ok(Vec::new())
+        Ok(self.links.archived_before(kind, before)?)
     }
 }

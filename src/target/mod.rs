@@ -113,6 +113,10 @@ pub enum Change {
         cells: Vec<(String, Cell)>,
         members: Option<Vec<String>>,
         default_groups: Vec<String>,
+        /// The resource is disabled (a user with `active: false`, or deleted under the
+        /// disable policy): `cells` already hold the `on_disable` values; targets with
+        /// disable behaviour beyond values (LDAP: flag bits, dropped memberships) apply it.
+        disabled: bool,
     },
     /// Remove the row and every membership it takes part in (deleted, or out of scope).
     Remove { kind: ResourceKind, key: String },
@@ -121,6 +125,8 @@ pub enum Change {
     Archive {
         kind: ResourceKind,
         key: String,
+        /// Where the entry goes (LDAP, with an archive OU); `None`: it stays where it is.
+        dn: Option<String>,
         cells: Vec<(String, Cell)>,
         at: String,
     },
@@ -171,7 +177,7 @@ impl Target for sqlite::SqliteTarget {
 }
 
 /// What the LDAP target writes for one resource type.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct EntrySpec {
     /// Object classes the entry must have (added if missing, never removed).
     pub object_classes: Vec<String>,
@@ -179,13 +185,45 @@ pub struct EntrySpec {
     pub attributes: Vec<ColumnSpec>,
     /// For groups: how members are written.
     pub members: Option<MemberSpec>,
+    /// Add the missing `ou=` (or other) entries above the DN before adding an entry.
+    pub create_parents: bool,
+    /// Mapped attributes identifying an existing entry to adopt on create (searched under
+    /// the base when nothing is linked and nothing is at the DN).
+    pub match_attrs: Vec<String>,
+    pub on_existing: OnExisting,
+    /// Bits set in an integer attribute while the resource is disabled, cleared while it
+    /// is enabled (`userAccountControl: 2`): read, or-ed / and-not-ed, written when changed.
+    pub disable_bits: Vec<(String, u64)>,
+    /// A disabled user leaves every group this target manages, and rejoins when enabled.
+    pub disable_drops_memberships: bool,
+}
+
+/// What happens when the mapping meets an entry it did not create.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OnExisting {
+    /// Take the entry over and converge it.
+    #[default]
+    Adopt,
+    /// Refuse the resource (SCIM 400): the entry belongs to somebody else.
+    Conflict,
+}
+
+/// What a group's member values are.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum MemberValue {
+    /// The member entries' DNs (`member`, `uniqueMember`).
+    #[default]
+    Dn,
+    /// The value of this attribute of the member entries (`memberUid` holds `uid`s).
+    Attribute(String),
 }
 
 /// How a group's members become attribute values.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct MemberSpec {
-    /// `member` or `uniqueMember` (values: member DNs).
+    /// `member`, `uniqueMember` (values: member DNs) or `memberUid` (values: uids).
     pub attribute: String,
+    pub value: MemberValue,
     /// A DN written when the group has no members, for schemas that require at least
     /// one (`groupOfNames`); removed again as soon as a real member exists.
     pub placeholder: Option<String>,
@@ -194,6 +232,8 @@ pub struct MemberSpec {
 /// Everything the LDAP target writes.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct LdapSchema {
+    /// The base DN: where `match` searches for entries to adopt.
+    pub base: String,
     pub users: Option<EntrySpec>,
     pub groups: Option<EntrySpec>,
 }

@@ -329,6 +329,7 @@ impl SqliteTarget {
                 key,
                 cells,
                 at,
+                ..
             } => {
                 let table = self.table(*kind)?;
                 if table.archive_column.is_none() {

@@ -18,7 +18,7 @@ use scim_bridge::target::{
     Target,
 };
 
-use crate::slapd::{GROUPS_DN, PEOPLE_DN, Slapd};
+use crate::slapd::{BASE, GROUPS_DN, PEOPLE_DN, Slapd};
 
 const PLACEHOLDER: &str = "cn=placeholder,dc=example,dc=com";
 
@@ -33,7 +33,7 @@ fn attr(name: &str) -> ColumnSpec {
     }
 }
 
-fn schema() -> LdapSchema {
+pub(crate) fn schema() -> LdapSchema {
     LdapSchema {
         users: Some(EntrySpec {
             object_classes: vec![
@@ -63,6 +63,7 @@ fn schema() -> LdapSchema {
                 },
             ],
             members: None,
+            ..Default::default()
         }),
         groups: Some(EntrySpec {
             object_classes: vec!["groupOfNames".into(), "top".into()],
@@ -70,12 +71,15 @@ fn schema() -> LdapSchema {
             members: Some(MemberSpec {
                 attribute: "member".into(),
                 placeholder: Some(PLACEHOLDER.into()),
+                ..Default::default()
             }),
+            ..Default::default()
         }),
+        base: BASE.to_string(),
     }
 }
 
-fn settings(ldap: &Slapd, dir: &tempfile::TempDir, urls: Vec<String>) -> LdapSettings {
+pub(crate) fn settings(ldap: &Slapd, dir: &tempfile::TempDir, urls: Vec<String>) -> LdapSettings {
     LdapSettings {
         urls,
         bind_dn: ldap.admin_dn.clone(),
@@ -174,7 +178,7 @@ impl Fixture {
     }
 }
 
-fn user_dn(uid: &str) -> String {
+pub(crate) fn user_dn(uid: &str) -> String {
     format!("uid={},{PEOPLE_DN}", dn_escape(uid))
 }
 
@@ -198,6 +202,7 @@ fn user(key: &str, dn: &str, cells: Vec<(String, Cell)>) -> Change {
         cells,
         members: None,
         default_groups: Vec::new(),
+        disabled: false,
     }
 }
 
@@ -215,7 +220,7 @@ fn alice(uid: &str, mail: &str) -> Change {
     )
 }
 
-fn person(key: &str, uid: &str) -> Change {
+pub(crate) fn person(key: &str, uid: &str) -> Change {
     user(
         key,
         &user_dn(uid),
@@ -231,6 +236,7 @@ fn group(key: &str, cn: &str, members: &[&str]) -> Change {
         cells: vec![text("cn", cn)],
         members: Some(members.iter().map(|m| m.to_string()).collect()),
         default_groups: Vec::new(),
+        disabled: false,
     }
 }
 
@@ -531,6 +537,7 @@ fn a_new_user_joins_its_default_groups_and_an_update_does_not() {
             cells,
             members,
             default_groups: groups.to_vec(),
+            disabled: false,
         },
         other => other,
     };
@@ -715,6 +722,7 @@ fn an_archive_writes_its_cells_and_keeps_the_link() {
     let f = Fixture::new();
     f.applied(&alice("alice", "alice@example.com"));
     f.applied(&Change::Archive {
+        dn: None,
         kind: ResourceKind::User,
         key: "id-alice".into(),
         cells: vec![text("description", "disabled"), null("mail")],

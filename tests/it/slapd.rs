@@ -21,6 +21,18 @@
 //!   `cn=default,ou=policies,…` (`pwdLockout: TRUE`), when the ppolicy module is
 //!   installed (it is on Debian): a user with `pwdAccountLockedTime: 000001010000Z`
 //!   then really cannot bind.
+//!
+//! [`Slapd::start_tls`] starts one that also speaks TLS: StartTLS on the `ldap://` URL and
+//! a second listener on `ldaps://127.0.0.1:PORT2`, with a throw-away CA, a server
+//! certificate for `IP:127.0.0.1` and `DNS:localhost`, and a client certificate (subject
+//! [`CLIENT_SUBJECT`]) that SASL EXTERNAL maps to the admin, all generated with the
+//! `openssl` command-line tool. Client certificates are asked for (`TLSVerifyClient try`),
+//! not required. The harness's own ldapsearch/ldapadd stay on plain `ldap://`.
+//!
+//! ```ignore
+//! let ldap = Slapd::start_tls();
+//! let tls = ldap.tls(); // ldaps_url, ca_file, client_cert_file, client_key_file, unknown_ca_file
+//! ```
 #![allow(dead_code)]
 
 use std::fs::{File, OpenOptions};
@@ -41,6 +53,9 @@ pub const PEOPLE_DN: &str = "ou=people,dc=example,dc=com";
 pub const GROUPS_DN: &str = "ou=groups,dc=example,dc=com";
 /// The default password policy, present when the ppolicy module is installed.
 pub const PPOLICY_DN: &str = "cn=default,ou=policies,dc=example,dc=com";
+/// The subject of the client certificate of [`Slapd::start_tls`], as slapd writes it: the
+/// identity SASL EXTERNAL authenticates, which `authz-regexp` maps to [`ADMIN_DN`].
+pub const CLIENT_SUBJECT: &str = "cn=scim-bridge,o=Example";
 
 /// How long slapd may take to answer a base search after it is spawned.
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(15);
@@ -68,6 +83,8 @@ const MODULE_DIRS: &[&str] = &[
 const SCHEMA_DIRS: &[&str] = &["/etc/ldap/schema", "/etc/openldap/schema"];
 /// Directories searched for slapd/slapadd besides PATH (/usr/sbin is not on a user's PATH).
 const SBIN_DIRS: &[&str] = &["/usr/sbin", "/usr/local/sbin", "/sbin"];
+/// How long the test certificates are valid: long enough for any test run.
+const CERT_DAYS: &str = "2";
 
 /// A running slapd on `ldap://127.0.0.1:PORT`. Dropping it stops slapd and removes its
 /// temporary directory (config, database and log).
@@ -81,6 +98,8 @@ pub struct Slapd {
     pub admin_password: String,
     child: Option<Child>,
     port: u16,
+    /// The TLS side, when started with [`Slapd::start_tls`].
+    tls: Option<SlapdTls>,
     slapd: PathBuf,
     // Declared last so it is removed after slapd is gone.
     dir: tempfile::TempDir,
@@ -92,16 +111,29 @@ impl Slapd {
     /// Panics if slapd or the ldap-utils tools are not installed (run `bash tests/run.sh`),
     /// or if slapd does not come up within 15 s (with slapd's output in the message).
     pub fn start() -> Slapd {
+        Slapd::start_with(false)
+    }
+
+    /// Like [`Slapd::start`], with TLS as well (see the module doc): StartTLS on `url`,
+    /// and `ldaps://` on a second port ([`SlapdTls::ldaps_url`]).
+    ///
+    /// Panics also if the `openssl` command-line tool is missing or fails.
+    pub fn start_tls() -> Slapd {
+        Slapd::start_with(true)
+    }
+
+    fn start_with(tls: bool) -> Slapd {
         let tools = Tools::find();
         let dir = tempfile::Builder::new()
             .prefix("slapd-")
             .tempdir()
             .expect("create a temporary directory for slapd");
         std::fs::create_dir(dir.path().join("db")).expect("create slapd's database directory");
+        let tls = tls.then(|| SlapdTls::generate(&dir.path().join("tls")));
 
         let modules = find_module_dir();
         let ppolicy = modules.as_deref().is_some_and(|m| has_module(m, "ppolicy"));
-        let conf = slapd_conf(dir.path(), modules.as_deref(), ppolicy);
+        let conf = slapd_conf(dir.path(), modules.as_deref(), ppolicy, tls.as_ref());
         std::fs::write(dir.path().join("slapd.conf"), conf).expect("write slapd.conf");
         let ldif = base_ldif(ppolicy);
         std::fs::write(dir.path().join("base.ldif"), ldif).expect("write base.ldif");
@@ -131,11 +163,16 @@ impl Slapd {
             admin_password: ADMIN_PASSWORD.to_string(),
             child: None,
             port: 0,
+            tls,
             slapd: tools.slapd,
             dir,
         };
         for attempt in 1..=PORT_ATTEMPTS {
             slapd.set_port(free_port());
+            if let Some(tls) = slapd.tls.as_mut() {
+                let port = slapd.port;
+                tls.set_port(std::iter::repeat_with(free_port).find(|p| *p != port));
+            }
             match slapd.launch() {
                 Ok(()) => return slapd,
                 Err(Launch::AddressInUse) if attempt < PORT_ATTEMPTS => continue,
@@ -188,6 +225,14 @@ impl Slapd {
     /// The TCP port slapd listens on (127.0.0.1 only).
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// The TLS side: the `ldaps://` URL and the certificate files. Panics unless slapd was
+    /// started with [`Slapd::start_tls`].
+    pub fn tls(&self) -> &SlapdTls {
+        self.tls
+            .as_ref()
+            .expect("this slapd has no TLS: start it with Slapd::start_tls()")
     }
 
     /// The temporary directory with slapd.conf, the database (`db/`) and `slapd.log`.
@@ -307,11 +352,15 @@ impl Slapd {
         // and a SIGTERM + wait stops it cleanly, and prints only the messages logged at
         // every level: startup, shutdown and errors such as a failed bind(2) or a bad
         // config line. `-d 0` would print nothing at all, not even errors.
+        let mut listeners = format!("{}/", self.url);
+        if let Some(tls) = &self.tls {
+            listeners += &format!(" {}/", tls.ldaps_url);
+        }
         let child = Command::new(&self.slapd)
             .arg("-f")
             .arg(self.dir.path().join("slapd.conf"))
             .arg("-h")
-            .arg(format!("{}/", self.url))
+            .arg(listeners)
             .args(["-d", "32768"])
             .current_dir(self.dir.path())
             .stdin(Stdio::null())
@@ -376,7 +425,13 @@ impl Slapd {
 
     fn launch_failed(&self, e: Launch) -> ! {
         let why = match e {
-            Launch::AddressInUse => format!("slapd could not bind 127.0.0.1:{}", self.port),
+            Launch::AddressInUse => match &self.tls {
+                Some(tls) => format!(
+                    "slapd could not bind 127.0.0.1:{} or {}",
+                    self.port, tls.ldaps_url
+                ),
+                None => format!("slapd could not bind 127.0.0.1:{}", self.port),
+            },
             Launch::Exited(why) => why,
         };
         panic!(
@@ -393,6 +448,144 @@ impl Slapd {
 impl Drop for Slapd {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+/// The TLS side of a slapd started with [`Slapd::start_tls`]: all files PEM, in the
+/// server's temporary directory.
+pub struct SlapdTls {
+    /// `ldaps://127.0.0.1:PORT2`, no trailing slash (a different port from `url`'s).
+    pub ldaps_url: String,
+    /// The test CA, which signed the server and the client certificates.
+    pub ca_file: PathBuf,
+    /// The client certificate (subject [`CLIENT_SUBJECT`]) and its private key.
+    pub client_cert_file: PathBuf,
+    pub client_key_file: PathBuf,
+    /// Another CA, which signed nothing slapd presents: trusting only it must fail.
+    pub unknown_ca_file: PathBuf,
+    /// The server's certificate (for 127.0.0.1 and localhost) and its private key.
+    pub server_cert_file: PathBuf,
+    pub server_key_file: PathBuf,
+    ldaps_port: u16,
+}
+
+impl SlapdTls {
+    /// The port of [`SlapdTls::ldaps_url`].
+    pub fn ldaps_port(&self) -> u16 {
+        self.ldaps_port
+    }
+
+    fn set_port(&mut self, port: Option<u16>) {
+        let port = port.expect("free ports never run out");
+        self.ldaps_port = port;
+        self.ldaps_url = format!("ldaps://127.0.0.1:{port}");
+    }
+
+    /// Generates in `dir` (created) the test CA, the server certificate, the client
+    /// certificate and the unknown CA: P-256 keys, unencrypted, valid for [`CERT_DAYS`].
+    fn generate(dir: &Path) -> SlapdTls {
+        let openssl = find_program("openssl", &[]).unwrap_or_else(|| {
+            panic!(
+                "the LDAP TLS tests need the openssl command-line tool, which was not found on \
+                 PATH. Run the test suite with `bash tests/run.sh`, which installs it (Debian \
+                 package `openssl`), or `apt-get install openssl` yourself."
+            )
+        });
+        std::fs::create_dir(dir).expect("create the directory for the test certificates");
+        let openssl = |args: &[&str]| {
+            let mut command = Command::new(&openssl);
+            command.args(args).current_dir(dir);
+            let out = run(command, None, TOOL_TIMEOUT)
+                .unwrap_or_else(|e| panic!("openssl {args:?}: {e}"));
+            if !out.status.success() {
+                panic!(
+                    "openssl {args:?} failed ({}):\n{}{}",
+                    out.status,
+                    String::from_utf8_lossy(&out.stdout),
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+        };
+        let new_key = [
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+        ];
+        let ca = |name: &str, subject: &str| {
+            let (key, cert) = (format!("{name}.key"), format!("{name}.pem"));
+            let mut args = vec!["req", "-x509"];
+            args.extend(new_key);
+            args.extend(["-keyout", &key, "-out", &cert, "-days", CERT_DAYS]);
+            args.extend(["-subj", subject]);
+            args.extend(["-addext", "basicConstraints=critical,CA:TRUE"]);
+            args.extend(["-addext", "keyUsage=critical,keyCertSign,cRLSign"]);
+            openssl(&args);
+        };
+        // An end-entity certificate signed by the test CA, with the extensions in `ext`.
+        let leaf = |name: &str, subject: &str, serial: &str, ext: &str| {
+            let (key, csr, cert, ext_file) = (
+                format!("{name}.key"),
+                format!("{name}.csr"),
+                format!("{name}.pem"),
+                format!("{name}.ext"),
+            );
+            std::fs::write(
+                dir.join(&ext_file),
+                format!(
+                    "basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\n{ext}"
+                ),
+            )
+            .expect("write a certificate extension file");
+            let mut args = vec!["req", "-new"];
+            args.extend(new_key);
+            args.extend(["-keyout", &key, "-out", &csr, "-subj", subject]);
+            openssl(&args);
+            openssl(&[
+                "x509",
+                "-req",
+                "-in",
+                &csr,
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca.key",
+                "-set_serial",
+                serial,
+                "-days",
+                CERT_DAYS,
+                "-extfile",
+                &ext_file,
+                "-out",
+                &cert,
+            ]);
+        };
+        ca("ca", "/O=Example/CN=scim-bridge test CA");
+        ca("unknown-ca", "/O=Elsewhere/CN=an unrelated CA");
+        leaf(
+            "server",
+            "/O=Example/CN=localhost",
+            "2",
+            "extendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1,DNS:localhost\n",
+        );
+        // OpenSSL's subject order is the reverse of the DN's: this is CLIENT_SUBJECT.
+        leaf(
+            "client",
+            "/O=Example/CN=scim-bridge",
+            "3",
+            "extendedKeyUsage=clientAuth\n",
+        );
+        SlapdTls {
+            ldaps_url: String::new(),
+            ca_file: dir.join("ca.pem"),
+            client_cert_file: dir.join("client.pem"),
+            client_key_file: dir.join("client.key"),
+            unknown_ca_file: dir.join("unknown-ca.pem"),
+            server_cert_file: dir.join("server.pem"),
+            server_key_file: dir.join("server.key"),
+            ldaps_port: 0,
+        }
     }
 }
 
@@ -479,7 +672,7 @@ fn quoted(value: &Path) -> String {
     format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
 }
 
-fn slapd_conf(dir: &Path, modules: Option<&Path>, ppolicy: bool) -> String {
+fn slapd_conf(dir: &Path, modules: Option<&Path>, ppolicy: bool, tls: Option<&SlapdTls>) -> String {
     let schemas = schema_dir();
     let mut conf = String::from("# Generated by tests/it/slapd.rs\n");
     for schema in ["core", "cosine", "inetorgperson", "nis"] {
@@ -496,8 +689,28 @@ fn slapd_conf(dir: &Path, modules: Option<&Path>, ppolicy: bool) -> String {
     conf += &format!(
         "pidfile {}\nargsfile {}\n\
          # Per-operation logs would go to syslog; errors are printed on stderr (-d 32768).\n\
-         loglevel none\n\
-         \n\
+         loglevel none\n",
+        quoted(&dir.join("slapd.pid")),
+        quoted(&dir.join("slapd.args")),
+    );
+    if let Some(tls) = tls {
+        // `try`: a client certificate is asked for and, when sent, must verify; a client
+        // without one (a simple bind over TLS) is fine. The EXTERNAL identity is the
+        // certificate's subject, normalized (lower-cased), mapped to the root DN.
+        conf += &format!(
+            "TLSCACertificateFile {}\n\
+             TLSCertificateFile {}\n\
+             TLSCertificateKeyFile {}\n\
+             TLSVerifyClient try\n\
+             authz-regexp \"^{}$\" \"{ADMIN_DN}\"\n",
+            quoted(&tls.ca_file),
+            quoted(&tls.server_cert_file),
+            quoted(&tls.server_key_file),
+            CLIENT_SUBJECT.to_ascii_lowercase(),
+        );
+    }
+    conf += &format!(
+        "\n\
          database mdb\n\
          maxsize 1073741824\n\
          suffix \"{BASE}\"\n\
@@ -505,8 +718,6 @@ fn slapd_conf(dir: &Path, modules: Option<&Path>, ppolicy: bool) -> String {
          rootpw \"{ADMIN_PASSWORD}\"\n\
          directory {}\n\
          index objectClass,uid,cn,mail,member,uniqueMember,memberUid,entryUUID eq\n",
-        quoted(&dir.join("slapd.pid")),
-        quoted(&dir.join("slapd.args")),
         quoted(&dir.join("db")),
     );
     if ppolicy {

@@ -31,24 +31,7 @@ pub(super) fn same(a: &str, b: &str) -> bool {
     a == b || DnKey::of(a) == DnKey::of(b)
 }
 
-/// The first RDN of `dn` (as written, escapes kept) and the rest, the parent's DN (`None`
-/// for a one-RDN DN). Splits at the first comma (or `;`) that is neither escaped nor quoted.
-pub(super) fn split_first(dn: &str) -> (&str, Option<&str>) {
-    let bytes = dn.as_bytes();
-    let mut quoted = false;
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            // The escaped byte is skipped; a hex pair's second digit is never a separator.
-            b'\\' => i += 1,
-            b'"' => quoted = !quoted,
-            b',' | b';' if !quoted => return (dn[..i].trim(), Some(dn[i + 1..].trim())),
-            _ => {}
-        }
-        i += 1;
-    }
-    (dn.trim(), None)
-}
+pub(super) use crate::mapping::dn::split_first;
 
 /// The parent's DN of `dn`, if it has one.
 pub(super) fn parent(dn: &str) -> Option<&str> {
@@ -59,9 +42,29 @@ fn hex(c: u8) -> Option<u8> {
     (c as char).to_digit(16).map(|d| d as u8)
 }
 
-/// Parses `dn` (RFC 4514, with the RFC 2253 leniencies: `;` separators, spaces around
-/// separators, quoted values) into normalized RDNs. `None` when it is not a DN.
+/// Parses `dn` into normalized RDNs (values as [`normalize`]d, the AVAs of each RDN
+/// sorted). `None` when it is not a DN.
 fn parse(dn: &str) -> Option<Vec<Vec<(String, String)>>> {
+    let mut rdns = parse_raw(dn)?;
+    for rdn in &mut rdns {
+        for ava in rdn.iter_mut() {
+            ava.1 = normalize(&ava.1);
+        }
+        rdn.sort();
+    }
+    Some(rdns)
+}
+
+/// The attribute types (lower case) and values (escapes undone, as written otherwise) of
+/// the first RDN of `dn`. `None` when it is not a DN.
+pub(super) fn first_rdn(dn: &str) -> Option<Vec<(String, String)>> {
+    parse_raw(split_first(dn).0)?.into_iter().next()
+}
+
+/// Parses `dn` (RFC 4514, with the RFC 2253 leniencies: `;` separators, spaces around
+/// separators, quoted values) into RDNs of (type in lower case, value with escapes undone).
+/// `None` when it is not a DN.
+fn parse_raw(dn: &str) -> Option<Vec<Vec<(String, String)>>> {
     let bytes = dn.trim().as_bytes();
     let len = bytes.len();
     let mut rdns = Vec::new();
@@ -126,21 +129,19 @@ fn parse(dn: &str) -> Option<Vec<Vec<(String, String)>>> {
                 }
             }
         }
-        rdn.push((ty, normalize(&String::from_utf8(value).ok()?)));
+        rdn.push((ty, String::from_utf8(value).ok()?));
         if i == len {
             break;
         }
         match bytes[i] {
             b'+' => {}
             b',' | b';' => {
-                rdn.sort();
                 rdns.push(std::mem::take(&mut rdn));
             }
             _ => return None,
         }
         i += 1;
     }
-    rdn.sort();
     rdns.push(rdn);
     Some(rdns)
 }

@@ -1,15 +1,27 @@
 //! The links file: which directory entry each SCIM resource became.
 //!
-//! A small SQLite database owned by the target (`LdapSettings::links_path`), two tables:
+//! A small SQLite database owned by the target (`LdapSettings::links_path`), three tables:
 //!
 //! ```sql
-//! CREATE TABLE IF NOT EXISTS links (kind TEXT NOT NULL, id TEXT PRIMARY KEY, dn TEXT NOT NULL)
-//! CREATE TABLE IF NOT EXISTS pending_refs (id TEXT NOT NULL, attribute TEXT NOT NULL,
+//! CREATE TABLE links (kind TEXT NOT NULL, id TEXT PRIMARY KEY, dn TEXT NOT NULL,
+//!     value TEXT, disabled INTEGER NOT NULL DEFAULT 0, archived TEXT,
+//!     fresh INTEGER NOT NULL DEFAULT 0)
+//! CREATE TABLE pending_refs (id TEXT NOT NULL, attribute TEXT NOT NULL,
 //!     target TEXT NOT NULL, PRIMARY KEY (id, attribute))
+//! CREATE TABLE wanted_members (group_id TEXT NOT NULL, member_id TEXT NOT NULL,
+//!     PRIMARY KEY (group_id, member_id))
 //! ```
 //!
 //! `kind` is `User` or `Group`, `id` the SCIM id, `dn` the DN the entry was last converged
-//! to, as the mapping wrote it (RFC 4514-escaped). A `pending_refs` row is a reference
+//! to, as the mapping wrote it (RFC 4514-escaped); `value` the value groups list for it
+//! when they list an attribute rather than DNs (`memberUid`: its `uid`); `disabled` 1
+//! while a user is disabled under a policy that drops its memberships; `archived` the
+//! archive time of an entry deleted under the archive policy; `fresh` 1 between linking
+//! a new entry ahead of its add (so a retry knows the entry is its own) and the end of
+//! its first converge. `wanted_members` holds each group's SCIM member ids as last
+//! converged: a member linked, or enabled, later joins the groups that want it. The
+//! columns after `dn` and `wanted_members` came with `user_version` 1; older files are
+//! migrated when opened. A `pending_refs` row is a reference
 //! attribute (`dn_reference`, e.g. `manager`) of the entry of `id` that names the SCIM id
 //! `target`, not linked yet: written once `target` is. Opened with `journal_mode=WAL` and
 //! `synchronous=FULL`: a link lost in a crash would make the next rename add a second
@@ -26,6 +38,46 @@ use crate::target::TargetError;
 
 pub(super) struct Links {
     conn: Mutex<Connection>,
+}
+
+/// What the links file knows of one resource.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Link {
+    pub(super) kind: String,
+    pub(super) dn: String,
+    pub(super) value: Option<String>,
+    pub(super) disabled: bool,
+    pub(super) archived: Option<String>,
+    pub(super) fresh: bool,
+}
+
+/// Creates the tables, or brings an older file up to date, in one transaction.
+fn migrate(conn: &Connection) -> rusqlite::Result<()> {
+    let version: i64 = conn.pragma_query_value(None, "user_version", |row| row.get(0))?;
+    if version >= 1 {
+        return Ok(());
+    }
+    let tx = conn.unchecked_transaction()?;
+    tx.execute(
+        "CREATE TABLE IF NOT EXISTS links (kind TEXT NOT NULL, id TEXT PRIMARY KEY, dn TEXT NOT NULL)",
+        [],
+    )?;
+    tx.execute(
+        "CREATE TABLE IF NOT EXISTS pending_refs (id TEXT NOT NULL, attribute TEXT NOT NULL, \
+         target TEXT NOT NULL, PRIMARY KEY (id, attribute))",
+        [],
+    )?;
+    tx.execute_batch(
+        "ALTER TABLE links ADD COLUMN value TEXT;
+         ALTER TABLE links ADD COLUMN disabled INTEGER NOT NULL DEFAULT 0;
+         ALTER TABLE links ADD COLUMN archived TEXT;
+         ALTER TABLE links ADD COLUMN fresh INTEGER NOT NULL DEFAULT 0;
+         CREATE TABLE wanted_members (group_id TEXT NOT NULL, member_id TEXT NOT NULL,
+             PRIMARY KEY (group_id, member_id));
+         CREATE INDEX wanted_members_member ON wanted_members (member_id);
+         PRAGMA user_version = 1;",
+    )?;
+    tx.commit()
 }
 
 impl Links {
@@ -47,17 +99,7 @@ impl Links {
         }
         conn.pragma_update(None, "synchronous", "FULL")
             .map_err(|e| open_error(e.to_string()))?;
-        conn.execute(
-            "CREATE TABLE IF NOT EXISTS links (kind TEXT NOT NULL, id TEXT PRIMARY KEY, dn TEXT NOT NULL)",
-            [],
-        )
-        .map_err(|e| open_error(e.to_string()))?;
-        conn.execute(
-            "CREATE TABLE IF NOT EXISTS pending_refs (id TEXT NOT NULL, attribute TEXT NOT NULL, \
-             target TEXT NOT NULL, PRIMARY KEY (id, attribute))",
-            [],
-        )
-        .map_err(|e| open_error(e.to_string()))?;
+        migrate(&conn).map_err(|e| open_error(e.to_string()))?;
         Ok(Links {
             conn: Mutex::new(conn),
         })
@@ -79,6 +121,115 @@ impl Links {
             .optional()
     }
 
+    /// Everything known of `id`.
+    pub(super) fn link(&self, id: &str) -> rusqlite::Result<Option<Link>> {
+        self.conn()
+            .prepare_cached(
+                "SELECT kind, dn, value, disabled, archived, fresh FROM links WHERE id = ?1",
+            )?
+            .query_row([id], |row| {
+                Ok(Link {
+                    kind: row.get(0)?,
+                    dn: row.get(1)?,
+                    value: row.get(2)?,
+                    disabled: row.get(3)?,
+                    archived: row.get(4)?,
+                    fresh: row.get(5)?,
+                })
+            })
+            .optional()
+    }
+
+    /// The id linked to the entry at `dn` (compared as written, then by `same`).
+    pub(super) fn id_at(&self, dn: &str) -> rusqlite::Result<Option<String>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached("SELECT id, dn FROM links")?;
+        let rows = stmt.query_map([], |row| {
+            Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
+        })?;
+        for row in rows {
+            let (id, linked) = row?;
+            if super::dn::same(&linked, dn) {
+                return Ok(Some(id));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Records the state of a converged entry: its member value, whether it is disabled
+    /// (memberships dropped) and its archive time; clears `fresh`.
+    pub(super) fn set_state(
+        &self,
+        id: &str,
+        value: Option<&str>,
+        disabled: bool,
+        archived: Option<&str>,
+    ) -> rusqlite::Result<()> {
+        self.conn()
+            .prepare_cached(
+                "UPDATE links SET value = ?2, disabled = ?3, archived = ?4, fresh = 0 \
+                 WHERE id = ?1 AND (value IS NOT ?2 OR disabled IS NOT ?3 \
+                 OR archived IS NOT ?4 OR fresh != 0)",
+            )?
+            .execute(rusqlite::params![id, value, disabled, archived])?;
+        Ok(())
+    }
+
+    /// Links `id` to `dn` before its entry is added, marked fresh (see the module doc).
+    pub(super) fn set_fresh(&self, kind: ResourceKind, id: &str, dn: &str) -> rusqlite::Result<()> {
+        self.set(kind, id, dn)?;
+        self.conn()
+            .prepare_cached("UPDATE links SET fresh = 1 WHERE id = ?1")?
+            .execute([id])?;
+        Ok(())
+    }
+
+    /// The ids of the resources of `kind` archived before `before` (fixed-width RFC 3339).
+    pub(super) fn archived_before(
+        &self,
+        kind: ResourceKind,
+        before: &str,
+    ) -> rusqlite::Result<Vec<String>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT id FROM links WHERE kind = ?1 AND archived IS NOT NULL AND archived < ?2 ORDER BY id",
+        )?;
+        let rows = stmt.query_map([kind.name(), before], |row| row.get(0))?;
+        rows.collect()
+    }
+
+    /// Remembers the SCIM member ids of group `group` as last converged.
+    pub(super) fn set_wanted(&self, group: &str, members: &[String]) -> rusqlite::Result<()> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let have: std::collections::HashSet<String> = {
+            let mut stmt =
+                tx.prepare_cached("SELECT member_id FROM wanted_members WHERE group_id = ?1")?;
+            let rows = stmt.query_map([group], |row| row.get(0))?;
+            rows.collect::<rusqlite::Result<_>>()?
+        };
+        let want: std::collections::HashSet<&str> = members.iter().map(String::as_str).collect();
+        for gone in have.iter().filter(|m| !want.contains(m.as_str())) {
+            tx.prepare_cached("DELETE FROM wanted_members WHERE group_id = ?1 AND member_id = ?2")?
+                .execute([group, gone])?;
+        }
+        for new in want.iter().filter(|m| !have.contains(**m)) {
+            tx.prepare_cached("INSERT INTO wanted_members (group_id, member_id) VALUES (?1, ?2)")?
+                .execute([group, new])?;
+        }
+        tx.commit()
+    }
+
+    /// The groups whose SCIM members include `member`, sorted.
+    pub(super) fn groups_wanting(&self, member: &str) -> rusqlite::Result<Vec<String>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT group_id FROM wanted_members WHERE member_id = ?1 ORDER BY group_id",
+        )?;
+        let rows = stmt.query_map([member], |row| row.get(0))?;
+        rows.collect()
+    }
+
     pub(super) fn set(&self, kind: ResourceKind, id: &str, dn: &str) -> rusqlite::Result<()> {
         self.conn()
             .prepare_cached(
@@ -90,9 +241,12 @@ impl Links {
         Ok(())
     }
 
+    /// Forgets `id`: its link, and the members it wants if it is a group.
     pub(super) fn remove(&self, id: &str) -> rusqlite::Result<()> {
-        self.conn()
-            .prepare_cached("DELETE FROM links WHERE id = ?1")?
+        let conn = self.conn();
+        conn.prepare_cached("DELETE FROM links WHERE id = ?1")?
+            .execute([id])?;
+        conn.prepare_cached("DELETE FROM wanted_members WHERE group_id = ?1")?
             .execute([id])?;
         Ok(())
     }

@@ -3,11 +3,18 @@
 //!
 //! At most `pool_size` connections exist. A connection is opened when a change needs one
 //! and none is idle, trying the URLs in order (the first that connects and binds wins:
-//! that is the failover), bound once (a simple bind with `bind_dn`/`bind_password`, or
-//! none — anonymous — when `bind_dn` is empty), then reused change after change. Every
-//! operation carries the operation timeout; opening carries the connect timeout. A
-//! connection that failed (an I/O error, a timeout, a server going away) is discarded,
-//! never returned to the pool; the next change opens a fresh one.
+//! that is the failover), bound once — with a client certificate, a SASL EXTERNAL bind
+//! (the directory maps the certificate to an identity); otherwise a simple bind with
+//! `bind_dn`/`bind_password`, or none (anonymous) when `bind_dn` is empty — then reused
+//! change after change. Every operation carries the operation timeout; opening carries the
+//! connect timeout. A connection that failed (an I/O error, a timeout, a server going
+//! away) is discarded, never returned to the pool; the next change opens a fresh one.
+//!
+//! TLS: `ldaps://` URLs, and `ldap://` ones upgraded with StartTLS when `starttls` is set.
+//! Server certificates are always verified (chain and name): against the system roots
+//! (loaded by `ldap3`) or, with a `ca_file`, against its CA certificates only. The rustls
+//! configuration for a `ca_file` or a client certificate is built once, by [`Pool::new`],
+//! which refuses files that cannot be read or hold nothing usable; connections share it.
 //!
 //! `ldap3`'s synchronous connection drives its own single-threaded Tokio runtime, which
 //! must not be entered, nor dropped, on a thread that runs async code: callers run
@@ -15,13 +22,17 @@
 //! plain thread when it is dropped on one.
 
 use std::collections::HashSet;
-use std::sync::{Condvar, Mutex, MutexGuard};
+use std::path::Path;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
 use ldap3::{LdapConn, LdapConnSettings, LdapError, Mod, Scope, SearchEntry};
+use rustls::pki_types::pem::{self, PemObject};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::{ClientConfig, RootCertStore};
 
 use crate::config::Secret;
-use crate::target::LdapSettings;
+use crate::target::{ClientCert, LdapSettings, TargetError};
 
 /// The result code of a missing entry (or a missing search base).
 pub(super) const NO_SUCH_OBJECT: u32 = 32;
@@ -49,6 +60,11 @@ pub(super) struct Pool {
     bind_dn: String,
     bind_password: Secret,
     starttls: bool,
+    /// The TLS configuration when the defaults (system roots, no client certificate) do
+    /// not do; `None` lets `ldap3` build its default one.
+    tls: Option<Arc<ClientConfig>>,
+    /// Bind with SASL EXTERNAL (the TLS client certificate) instead of a simple bind.
+    external: bool,
     connect_timeout: Duration,
     operation_timeout: Duration,
     size: usize,
@@ -63,13 +79,18 @@ struct State {
 }
 
 impl Pool {
-    /// Err: the TLS files (CA, client certificate) cannot be read.
-    pub(super) fn new(settings: &LdapSettings) -> Result<Pool, crate::target::TargetError> {
+    /// Err ([`TargetError::Open`]): the TLS files (CA, client certificate) cannot be read
+    /// or hold nothing usable (naming the file), or a client certificate is given for an
+    /// `ldap://` URL without StartTLS (naming the URL: the certificate is only sent
+    /// over TLS).
+    pub(super) fn new(settings: &LdapSettings) -> Result<Pool, TargetError> {
         Ok(Pool {
             urls: settings.urls.clone(),
             bind_dn: settings.bind_dn.clone(),
             bind_password: settings.bind_password.clone(),
             starttls: settings.starttls,
+            tls: tls_config(settings)?.map(Arc::new),
+            external: settings.client_cert.is_some(),
             connect_timeout: settings.connect_timeout,
             operation_timeout: settings.operation_timeout,
             size: settings.pool_size.max(1),
@@ -148,9 +169,12 @@ impl Pool {
             let plain = url
                 .get(..7)
                 .is_some_and(|s| s.eq_ignore_ascii_case("ldap://"));
-            let settings = LdapConnSettings::new()
+            let mut settings = LdapConnSettings::new()
                 .set_conn_timeout(self.connect_timeout)
                 .set_starttls(self.starttls && plain);
+            if let Some(tls) = &self.tls {
+                settings = settings.set_config(Arc::clone(tls));
+            }
             let mut conn = match LdapConn::with_settings(settings, url) {
                 Ok(conn) => conn,
                 Err(e) => {
@@ -159,26 +183,34 @@ impl Pool {
                     continue;
                 }
             };
-            if self.bind_dn.is_empty() {
+            let (bound, identity) = if self.external {
+                let bound = conn
+                    .with_timeout(self.operation_timeout)
+                    .sasl_external_bind()
+                    .and_then(|r| r.success());
+                (bound, "SASL EXTERNAL (the client certificate)")
+            } else if self.bind_dn.is_empty() {
                 tracing::debug!(url = %url, "connected to the LDAP directory (anonymous)");
                 return Ok(conn);
-            }
-            let bound = conn
-                .with_timeout(self.operation_timeout)
-                .simple_bind(&self.bind_dn, self.bind_password.expose())
-                .and_then(|r| r.success());
+            } else {
+                let bound = conn
+                    .with_timeout(self.operation_timeout)
+                    .simple_bind(&self.bind_dn, self.bind_password.expose())
+                    .and_then(|r| r.success());
+                (bound, self.bind_dn.as_str())
+            };
             match bound {
                 Ok(_) => {
-                    tracing::debug!(url = %url, bind_dn = %self.bind_dn, "connected and bound to the LDAP directory");
+                    tracing::debug!(url = %url, bind = identity, "connected and bound to the LDAP directory");
                     return Ok(conn);
                 }
                 Err(e) => {
                     if let LdapError::LdapResult { result } = &e {
                         // The directory refuses the credentials: retrying will not help
                         // until the operator fixes them.
-                        tracing::error!(url = %url, bind_dn = %self.bind_dn, rc = result.rc, text = %result.text, "the LDAP directory refuses the bind");
+                        tracing::error!(url = %url, bind = identity, rc = result.rc, text = %result.text, "the LDAP directory refuses the bind");
                     }
-                    reasons.push(format!("{url}: bind as {}: {e}", self.bind_dn));
+                    reasons.push(format!("{url}: bind as {identity}: {e}"));
                 }
             }
         }
@@ -186,6 +218,122 @@ impl Pool {
             "cannot connect to the LDAP directory: {}",
             reasons.join("; ")
         ))
+    }
+}
+
+/// The rustls configuration for `settings`, built once: `None` when the system roots and
+/// no client certificate do, as `ldap3` then builds that configuration itself. The crypto
+/// provider is named (aws-lc-rs, the one `ldap3` is built with) rather than taken from a
+/// process default that another dependency could make ambiguous.
+fn tls_config(settings: &LdapSettings) -> Result<Option<ClientConfig>, TargetError> {
+    if settings.ca_file.is_none() && settings.client_cert.is_none() {
+        return Ok(None);
+    }
+    if settings.client_cert.is_some() && !settings.starttls {
+        let plain = settings.urls.iter().find(|url| {
+            url.get(..7)
+                .is_some_and(|s| s.eq_ignore_ascii_case("ldap://"))
+        });
+        if let Some(url) = plain {
+            return Err(TargetError::Open {
+                path: url.clone(),
+                detail: "a client certificate is only sent over TLS: use ldaps:// or set starttls"
+                    .into(),
+            });
+        }
+    }
+    let roots = match &settings.ca_file {
+        Some(path) => ca_roots(path)?,
+        None => system_roots(),
+    };
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let builder = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| TargetError::Open {
+            path: "ldap".into(),
+            detail: format!("TLS configuration: {e}"),
+        })?
+        .with_root_certificates(roots);
+    Ok(Some(match &settings.client_cert {
+        None => builder.with_no_client_auth(),
+        Some(ClientCert {
+            cert_file,
+            key_file,
+        }) => {
+            let chain = certificates(cert_file, "client certificate")?;
+            let key = PrivateKeyDer::from_pem_file(key_file).map_err(|e| {
+                pem_error(
+                    key_file,
+                    "private key (PRIVATE KEY, RSA PRIVATE KEY or EC PRIVATE KEY)",
+                    e,
+                )
+            })?;
+            builder
+                .with_client_auth_cert(chain, key)
+                .map_err(|e| TargetError::Open {
+                    path: cert_file.display().to_string(),
+                    detail: format!(
+                        "the client certificate cannot be used with the key in {}: {e}",
+                        key_file.display()
+                    ),
+                })?
+        }
+    }))
+}
+
+/// The CA certificates in the PEM file `path`, as the only trust anchors.
+fn ca_roots(path: &Path) -> Result<RootCertStore, TargetError> {
+    let mut roots = RootCertStore::empty();
+    let certs = certificates(path, "CA certificate")?;
+    for (i, cert) in certs.into_iter().enumerate() {
+        roots.add(cert).map_err(|e| TargetError::Open {
+            path: path.display().to_string(),
+            detail: format!("certificate {} is not a usable CA certificate: {e}", i + 1),
+        })?;
+    }
+    Ok(roots)
+}
+
+/// The system's trusted CA certificates, as `ldap3` loads them when it builds the
+/// configuration itself; problems are logged (no usable root: every server is refused).
+fn system_roots() -> RootCertStore {
+    let found = rustls_native_certs::load_native_certs();
+    for error in &found.errors {
+        tracing::warn!(error = %error, "a system CA certificate store cannot be read");
+    }
+    let mut roots = RootCertStore::empty();
+    let (added, ignored) = roots.add_parsable_certificates(found.certs);
+    if ignored > 0 {
+        tracing::debug!(ignored, "unusable system CA certificates ignored");
+    }
+    if added == 0 {
+        tracing::warn!(
+            "no system CA certificate found: no LDAP server certificate can be verified (set ca_file)"
+        );
+    }
+    roots
+}
+
+/// The certificates (`BEGIN CERTIFICATE` sections) in the PEM file `path`; at least one.
+fn certificates(path: &Path, what: &str) -> Result<Vec<CertificateDer<'static>>, TargetError> {
+    let certs = CertificateDer::pem_file_iter(path)
+        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| pem_error(path, what, e))?;
+    if certs.is_empty() {
+        return Err(pem_error(path, what, pem::Error::NoItemsFound));
+    }
+    Ok(certs)
+}
+
+fn pem_error(path: &Path, what: &str, error: pem::Error) -> TargetError {
+    let detail = match error {
+        pem::Error::Io(e) => format!("cannot read the {what} file: {e}"),
+        pem::Error::NoItemsFound => format!("no PEM {what} found in the file"),
+        e => format!("the {what} file is not valid PEM: {e}"),
+    };
+    TargetError::Open {
+        path: path.display().to_string(),
+        detail,
     }
 }
 
@@ -265,6 +413,17 @@ impl Session<'_> {
         attrs: &[&str],
     ) -> Result<Vec<SearchEntry>, OpError> {
         self.search("search", base, Scope::OneLevel, filter, attrs)
+    }
+
+    /// The entries at or anywhere below `base` matching `filter`; empty when `base` does
+    /// not exist.
+    pub(super) fn subtree(
+        &mut self,
+        base: &str,
+        filter: &str,
+        attrs: &[&str],
+    ) -> Result<Vec<SearchEntry>, OpError> {
+        self.search("search", base, Scope::Subtree, filter, attrs)
     }
 
     fn search(

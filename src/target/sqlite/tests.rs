@@ -103,6 +103,7 @@ fn text(s: &str) -> Cell {
 /// The change the mapping makes for a user, with the default group `everyone`.
 fn user(key: &str, name: &str) -> Change {
     Change::Upsert {
+        disabled: false,
         kind: ResourceKind::User,
         key: key.into(),
         dn: None,
@@ -132,6 +133,7 @@ fn with(mut change: Change, column: &str, cell: Cell) -> Change {
 
 fn group(key: &str, name: &str, members: &[&str]) -> Change {
     Change::Upsert {
+        disabled: false,
         kind: ResourceKind::Group,
         key: key.into(),
         dn: None,
@@ -143,6 +145,7 @@ fn group(key: &str, name: &str, members: &[&str]) -> Change {
 
 fn archive(kind: ResourceKind, key: &str, at: &str) -> Change {
     Change::Archive {
+        dn: None,
         kind,
         key: key.into(),
         cells: match kind {
@@ -1104,6 +1107,7 @@ fn names_with_spaces_and_quotes_are_quoted_as_identifiers() {
     };
     let target = SqliteTarget::open(&db(&dir), odd.clone()).expect("opens");
     let change = Change::Upsert {
+        disabled: false,
         kind: ResourceKind::User,
         key: "u1".into(),
         dn: None,
@@ -1118,6 +1122,7 @@ fn names_with_spaces_and_quotes_are_quoted_as_identifiers() {
     applied(
         &target,
         &Change::Archive {
+            dn: None,
             kind: ResourceKind::User,
             key: "u1".into(),
             cells: vec![("it's".into(), Cell::Integer(0))],
