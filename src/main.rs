@@ -18,6 +18,7 @@ use scim_bridge::store::Store;
 
 mod journal_cli;
 mod mapping_cli;
+mod reconcile_cli;
 
 #[derive(Parser)]
 #[command(
@@ -52,6 +53,18 @@ enum Command {
     CheckConfig {
         #[arg(long, short = 'c')]
         config: PathBuf,
+        /// Also read the LDAP directory's subschema and check the mapping against it
+        /// (unknown object classes and attributes, MUST attributes not filled).
+        #[arg(long)]
+        online: bool,
+    },
+    /// Compare every stored resource with the target and converge the drift.
+    Reconcile {
+        #[arg(long, short = 'c', env = "SCIM_BRIDGE_CONFIG")]
+        config: PathBuf,
+        /// Print what differs (LDIF for a directory) without writing; exit 1 on drift.
+        #[arg(long)]
+        dry_run: bool,
     },
     /// Inspect the attribute mapping.
     Mapping {
@@ -173,7 +186,7 @@ enum ReplayInto {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::CheckConfig { config } => check_config(&config),
+        Command::CheckConfig { config, online } => check_config(&config, online),
         Command::Mapping {
             command:
                 MappingCommand::Preview {
@@ -189,6 +202,17 @@ fn main() -> ExitCode {
             };
             let result = journal_cli::load_config(Some(&config), None)
                 .and_then(|cfg| mapping_cli::preview(&cfg, endpoint.as_deref(), kind, &file));
+            match result {
+                Ok(code) => code,
+                Err(e) => {
+                    eprintln!("scim-bridge: {e:#}");
+                    ExitCode::from(2)
+                }
+            }
+        }
+        Command::Reconcile { config, dry_run } => {
+            let result = journal_cli::load_config(Some(&config), None)
+                .and_then(|cfg| reconcile_cli::run(&cfg, dry_run));
             match result {
                 Ok(code) => code,
                 Err(e) => {
@@ -246,12 +270,35 @@ fn main() -> ExitCode {
     }
 }
 
-fn check_config(path: &std::path::Path) -> ExitCode {
+fn check_config(path: &std::path::Path, online: bool) -> ExitCode {
     match config::load(path, &ProcessEnv) {
-        Ok(_) => {
+        Ok(_) if !online => {
             println!("{}: configuration is valid", path.display());
             ExitCode::SUCCESS
         }
+        Ok(cfg) => match scim_bridge::target::ldap::subschema::check_online(&cfg) {
+            Err(e) => {
+                eprintln!("scim-bridge: {e}");
+                ExitCode::from(2)
+            }
+            Ok(findings) => {
+                for f in &findings {
+                    eprintln!("{f}");
+                }
+                let errors = findings.iter().filter(|f| f.is_error()).count();
+                println!(
+                    "{}: configuration is valid; the directory's schema: {} error(s), {} warning(s)",
+                    path.display(),
+                    errors,
+                    findings.len() - errors
+                );
+                if errors > 0 {
+                    ExitCode::from(1)
+                } else {
+                    ExitCode::SUCCESS
+                }
+            }
+        },
         Err(e @ ConfigError::Invalid(_)) => {
             eprintln!("{e}");
             ExitCode::from(1)

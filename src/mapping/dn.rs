@@ -131,17 +131,54 @@ pub fn split_first(dn: &str) -> (&str, Option<&str>) {
             // The escaped byte is skipped; a hex pair's second digit is never a separator.
             b'\\' => i += 1,
             b'"' => quoted = !quoted,
-            b',' | b';' if !quoted => return (dn[..i].trim(), Some(dn[i + 1..].trim())),
+            b',' | b';' if !quoted => return (trim(&dn[..i]), Some(trim(&dn[i + 1..]))),
             _ => {}
         }
         i += 1;
     }
-    (dn.trim(), None)
+    (trim(dn), None)
+}
+
+/// `part` without the spaces around it, an escaped trailing space (`\ `) kept.
+fn trim(part: &str) -> &str {
+    let part = part.trim_start();
+    let mut end = part.len();
+    while end > 0 && part.as_bytes()[end - 1] == b' ' {
+        let backslashes = part.as_bytes()[..end - 1]
+            .iter()
+            .rev()
+            .take_while(|&&b| b == b'\\')
+            .count();
+        if backslashes % 2 == 1 {
+            break;
+        }
+        end -= 1;
+    }
+    &part[..end]
 }
 
 /// `dn` moved under `parent`: its first RDN, then `parent`.
 pub fn under(dn: &str, parent: &str) -> String {
     format!("{},{}", split_first(dn).0, parent.trim())
+}
+
+#[cfg(test)]
+mod split_tests {
+    use super::*;
+
+    #[test]
+    fn an_escaped_trailing_space_stays_with_its_rdn() {
+        assert_eq!(
+            split_first("uid=Jane Doe\\ ,ou=people,dc=x"),
+            ("uid=Jane Doe\\ ", Some("ou=people,dc=x"))
+        );
+        assert_eq!(split_first(" uid=a\\  "), ("uid=a\\ ", None));
+        assert_eq!(split_first("uid=a\\\\ ,dc=x"), ("uid=a\\\\", Some("dc=x")));
+        assert_eq!(
+            under("uid=Jane Doe\\ ,ou=people,dc=x", "ou=disabled,dc=x"),
+            "uid=Jane Doe\\ ,ou=disabled,dc=x"
+        );
+    }
 }
 
 #[cfg(test)]

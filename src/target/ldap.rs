@@ -113,6 +113,7 @@
 //! archive OUs and purging (`archived_before` is always empty).
 
 mod dn;
+mod ldif;
 mod links;
 mod pool;
 pub mod subschema;
@@ -618,6 +619,117 @@ impl LdapTarget {
         }
     }
 
+    /// What applying `change` would send, as LDIF, without writing anything (neither the
+    /// directory nor the links file): the add, the modRDN and the modify of an upsert or
+    /// archive, the delete of a removal. Empty when the entry already matches. References
+    /// and members not linked yet are left out, as the converge leaves them out.
+    pub fn plan(&self, change: &Change) -> Result<Vec<String>, Outcome> {
+        if matches!(change, Change::Nothing) {
+            return Ok(Vec::new());
+        }
+        outside_runtime(|| {
+            self.precheck(change).map_err(verdict)?;
+            let mut session = self.pool.session().map_err(Outcome::Unavailable)?;
+            let result = self.plan_with(&mut session, change).map_err(verdict);
+            if matches!(result, Err(Outcome::Unavailable(_))) {
+                session.discard();
+            }
+            result
+        })
+    }
+
+    fn plan_with(&self, s: &mut Session<'_>, change: &Change) -> Result<Vec<String>, Fail> {
+        let (kind, key, dn, cells, members, disabled) = match change {
+            Change::Nothing => return Ok(Vec::new()),
+            Change::Remove { key, .. } => {
+                let Some(link) = self.links.link(key)? else {
+                    return Ok(Vec::new());
+                };
+                return Ok(match s.read(&link.dn, &[OBJECT_CLASS])? {
+                    Some(entry) => vec![ldif::delete(&entry.dn)],
+                    None => Vec::new(),
+                });
+            }
+            Change::Upsert {
+                kind,
+                key,
+                dn,
+                cells,
+                members,
+                disabled,
+                ..
+            } => (*kind, key, dn.clone(), cells, members.as_ref(), *disabled),
+            Change::Archive {
+                kind,
+                key,
+                dn,
+                cells,
+                ..
+            } => {
+                let Some(link) = self.links.link(key)? else {
+                    return Ok(Vec::new());
+                };
+                (
+                    *kind,
+                    key,
+                    Some(dn.clone().unwrap_or(link.dn)),
+                    cells,
+                    None,
+                    true,
+                )
+            }
+        };
+        let spec = self.spec(kind)?;
+        let Some(dn) = dn else {
+            return Err(Fail::Reject("the mapping gives no DN".into()));
+        };
+        let member_values = match (&spec.members, members) {
+            (Some(_), Some(ids)) => Some(self.member_values(ids)?),
+            _ => None,
+        };
+        let attributes = self.resolve_refs(key, checked_cells(kind, spec, cells)?, false)?;
+        let mut wanted = Wanted::new(spec, attributes, member_values);
+        let attrs = wanted.read_attrs();
+        let link = self.links.link(key)?;
+        let mut entry = match &link {
+            Some(link) => s.read(&link.dn, &refs(&attrs))?,
+            None => None,
+        };
+        if entry.is_none()
+            && let Some(found) = s.read(&dn, &refs(&attrs))?
+        {
+            self.claim(key, spec, &found.dn)?;
+            entry = Some(found);
+        }
+        if entry.is_none() && link.is_none() && matches!(change, Change::Upsert { .. }) {
+            entry = self.find_match(s, key, spec, &wanted, &attrs)?;
+        }
+        wanted.apply_bits(entry.as_ref(), &spec.disable_bits, disabled);
+        let Some(entry) = entry else {
+            return Ok(match change {
+                Change::Upsert { .. } => vec![ldif::add(&dn, &wanted.add_attrs())],
+                _ => Vec::new(),
+            });
+        };
+        let mut out = Vec::new();
+        if !dn::same(&entry.dn, &dn) {
+            let (rdn, parent) = dn::split_first(&dn);
+            let new_parent = parent
+                .filter(|p| dn::parent(&entry.dn).is_none_or(|old| DnKey::of(old) != DnKey::of(p)));
+            out.push(ldif::modrdn(&entry.dn, rdn, new_parent));
+        }
+        let mods = wanted.diff(&entry);
+        if !mods.is_empty() {
+            out.push(ldif::modify(&dn, &mods));
+        }
+        Ok(out)
+    }
+
+    /// The resources this target holds entries for (not archived), by kind, sorted.
+    pub fn held(&self, kind: ResourceKind) -> Result<Vec<String>, TargetError> {
+        Ok(self.links.held(kind)?)
+    }
+
     /// Converges one change (see the module doc). Idempotent: applying it again sends no
     /// write. May block up to the connect and operation timeouts (per URL and operation);
     /// runs off the async runtime on its own when called from it.
@@ -721,7 +833,8 @@ impl LdapTarget {
                     (Some(_), Some(ids)) => Some(self.member_values(ids)?),
                     _ => None,
                 };
-                let attributes = self.resolve_refs(key, checked_cells(*kind, spec, cells)?)?;
+                let attributes =
+                    self.resolve_refs(key, checked_cells(*kind, spec, cells)?, true)?;
                 let mut wanted = Wanted::new(spec, attributes, member_values);
                 let default_groups = match kind {
                     ResourceKind::User => default_groups.as_slice(),
@@ -753,7 +866,8 @@ impl LdapTarget {
                 at,
             } => {
                 let spec = self.spec(*kind)?;
-                let attributes = self.resolve_refs(key, checked_cells(*kind, spec, cells)?)?;
+                let attributes =
+                    self.resolve_refs(key, checked_cells(*kind, spec, cells)?, true)?;
                 let mut wanted = Wanted::new(spec, attributes, None);
                 let Some(link) = self.links.link(key)? else {
                     return Ok(());
@@ -1174,6 +1288,7 @@ impl LdapTarget {
         &self,
         key: &str,
         attributes: Attributes<'a>,
+        record: bool,
     ) -> Result<Attributes<'a>, Fail> {
         let mut out = Vec::with_capacity(attributes.len());
         for (spec, values) in attributes {
@@ -1182,7 +1297,9 @@ impl LdapTarget {
                 continue;
             }
             let Some(target) = values.as_ref().and_then(|ids| ids.first()) else {
-                self.links.clear_pending(key, &spec.name)?;
+                if record {
+                    self.links.clear_pending(key, &spec.name)?;
+                }
                 out.push((spec, None));
                 continue;
             };
@@ -1191,13 +1308,16 @@ impl LdapTarget {
             }
             match self.links.get(target)? {
                 Some(dn) => {
-                    self.links.clear_pending(key, &spec.name)?;
+                    if record {
+                        self.links.clear_pending(key, &spec.name)?;
+                    }
                     out.push((spec, Some(vec![dn])));
                 }
-                None => {
+                None if record => {
                     tracing::debug!(id = %key, attribute = %spec.name, target = %target, "reference not in the directory yet; written when it is");
                     self.links.set_pending(key, &spec.name, target)?;
                 }
+                None => {}
             }
         }
         Ok(out)
@@ -1410,6 +1530,12 @@ fn checked_cells<'a>(
 impl Target for LdapTarget {
     fn apply(&self, change: &Change) -> Outcome {
         LdapTarget::apply(self, change)
+    }
+    fn plan(&self, change: &Change) -> Result<Vec<String>, Outcome> {
+        LdapTarget::plan(self, change)
+    }
+    fn held(&self, kind: ResourceKind) -> Result<Vec<String>, TargetError> {
+        LdapTarget::held(self, kind)
     }
 
     /// Entries archived (`on_delete: archive`) before `before`, from the links file.

@@ -158,6 +158,13 @@ pub enum TargetError {
 /// A target the delivery worker can converge changes into.
 pub trait Target: Send + Sync {
     fn apply(&self, change: &Change) -> Outcome;
+    /// What applying `change` would write, without writing anything (reconcile
+    /// `--dry-run`, previews): human-readable lines (LDIF for a directory); empty when
+    /// the target already matches. Err: the outcome applying it would have now (rejected,
+    /// or the target is unavailable).
+    fn plan(&self, change: &Change) -> Result<Vec<String>, Outcome>;
+    /// The ids of the resources of `kind` the target holds (archived ones excluded).
+    fn held(&self, kind: ResourceKind) -> Result<Vec<String>, TargetError>;
     /// Keys of rows archived before `before` (RFC 3339, fixed width), due for purging.
     fn archived_before(&self, kind: ResourceKind, before: &str)
     -> Result<Vec<String>, TargetError>;
@@ -166,6 +173,12 @@ pub trait Target: Send + Sync {
 impl Target for sqlite::SqliteTarget {
     fn apply(&self, change: &Change) -> Outcome {
         sqlite::SqliteTarget::apply(self, change)
+    }
+    fn plan(&self, change: &Change) -> Result<Vec<String>, Outcome> {
+        sqlite::SqliteTarget::plan(self, change)
+    }
+    fn held(&self, kind: ResourceKind) -> Result<Vec<String>, TargetError> {
+        sqlite::SqliteTarget::held(self, kind)
     }
     fn archived_before(
         &self,

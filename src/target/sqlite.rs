@@ -156,11 +156,68 @@ impl SqliteTarget {
             return Outcome::Applied;
         }
         let mut conn = self.conn();
-        match self.converge(&mut conn, change) {
+        match self.converge(&mut conn, change, true) {
             Ok(()) => Outcome::Applied,
             Err(Fail::Reject(detail)) => Outcome::Rejected(detail),
             Err(Fail::Sql(e)) => verdict(e),
         }
+    }
+
+    /// What applying `change` would write, without writing: the change is converged in
+    /// a transaction that is rolled back, and the rows it touched are described. Empty:
+    /// the table already matches.
+    pub fn plan(&self, change: &Change) -> Result<Vec<String>, Outcome> {
+        if matches!(change, Change::Nothing) {
+            return Ok(Vec::new());
+        }
+        let mut conn = self.conn();
+        let before = conn.total_changes();
+        let result = self.converge(&mut conn, change, false);
+        let written = conn.total_changes() - before;
+        match result {
+            Ok(()) if written == 0 => Ok(Vec::new()),
+            Ok(()) => {
+                let (kind, key) = match change {
+                    Change::Upsert { kind, key, .. }
+                    | Change::Remove { kind, key }
+                    | Change::Archive { kind, key, .. } => (*kind, key.as_str()),
+                    Change::Nothing => return Ok(Vec::new()),
+                };
+                let table = self.schema.table(kind).map_or("?", |t| t.name.as_str());
+                let what = match change {
+                    Change::Remove { .. } => "delete",
+                    Change::Archive { .. } => "archive",
+                    _ => "insert or update",
+                };
+                Ok(vec![format!(
+                    "# {} {key}: {what} in table {table} ({written} row write(s), memberships included)",
+                    kind.name()
+                )])
+            }
+            Err(Fail::Reject(detail)) => Err(Outcome::Rejected(detail)),
+            Err(Fail::Sql(e)) => Err(verdict(e)),
+        }
+    }
+
+    /// The keys of the rows of `kind` that are not archived, sorted.
+    pub fn held(&self, kind: ResourceKind) -> Result<Vec<String>, TargetError> {
+        let Some(table) = self.schema.table(kind) else {
+            return Ok(Vec::new());
+        };
+        let sql = format!(
+            "SELECT {k} FROM {t}{w} ORDER BY {k}",
+            k = quote(&table.key_column),
+            t = quote(&table.name),
+            w = table
+                .archive_column
+                .as_deref()
+                .map(|a| format!(" WHERE {} IS NULL", quote(a)))
+                .unwrap_or_default(),
+        );
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(&sql)?;
+        let keys = stmt.query_map([], |row| row.get::<_, Value>(0).map(to_text))?;
+        Ok(keys.collect::<Result<_, _>>()?)
     }
 
     /// The keys of the rows of `kind` archived before `before` (RFC 3339, compared as
@@ -287,7 +344,7 @@ impl SqliteTarget {
         })
     }
 
-    fn converge(&self, conn: &mut Connection, change: &Change) -> Result<(), Fail> {
+    fn converge(&self, conn: &mut Connection, change: &Change, commit: bool) -> Result<(), Fail> {
         match change {
             Change::Nothing => Ok(()),
             Change::Upsert {
@@ -315,14 +372,14 @@ impl SqliteTarget {
                         converge_members(&tx, m, key, members)?;
                     }
                 }
-                Ok(tx.commit()?)
+                Ok(finish(tx, commit)?)
             }
             Change::Remove { kind, key } => {
                 let table = self.table(*kind)?;
                 let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
                 delete_row(&tx, table, key)?;
                 self.drop_memberships(&tx, *kind, key)?;
-                Ok(tx.commit()?)
+                Ok(finish(tx, commit)?)
             }
             Change::Archive {
                 kind,
@@ -342,7 +399,7 @@ impl SqliteTarget {
                 let cells = checked_cells(table, cells)?;
                 let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
                 self.archive(&tx, *kind, table, key, &cells, at)?;
-                Ok(tx.commit()?)
+                Ok(finish(tx, commit)?)
             }
         }
     }
@@ -611,6 +668,11 @@ fn delete_row(conn: &Connection, table: &TableSpec, key: &str) -> rusqlite::Resu
     );
     conn.prepare_cached(&sql)?.execute([key])?;
     Ok(())
+}
+
+/// Commits the transaction, or rolls it back (a plan).
+fn finish(tx: Transaction<'_>, commit: bool) -> rusqlite::Result<()> {
+    if commit { tx.commit() } else { tx.rollback() }
 }
 
 fn archived_keys(

@@ -3,7 +3,7 @@
 //! starting from `config.ldap.example.yaml`'s mapping.
 
 use scim_bridge::config::{self, Config, Environment};
-use scim_bridge::target::ldap::subschema::{Finding, Severity, check_online};
+use scim_bridge::target::ldap::subschema::{Finding, Severity, check_online, read_subschema};
 
 use crate::slapd::Slapd;
 
@@ -72,7 +72,9 @@ fn online_check_flags_an_object_class_the_directory_does_not_know() {
     let findings = check_online(&config).expect("the directory is read");
     assert_eq!(
         messages(&findings),
-        ["error: users: object class 'inetOrgPersn' is not in the directory's schema (did you mean 'inetOrgPerson'?)"]
+        [
+            "error: users: object class 'inetOrgPersn' is not in the directory's schema (did you mean 'inetOrgPerson'?)"
+        ]
     );
     assert!(findings[0].is_error());
 }
@@ -80,14 +82,13 @@ fn online_check_flags_an_object_class_the_directory_does_not_know() {
 #[test]
 fn online_check_flags_an_attribute_the_directory_does_not_know() {
     let slapd = Slapd::start();
-    let config = config_for(
-        &slapd,
-        &[("      title:\n", "      titel:\n")],
-    );
+    let config = config_for(&slapd, &[("      title:\n", "      titel:\n")]);
     let findings = check_online(&config).expect("the directory is read");
     assert_eq!(
         messages(&findings),
-        ["error: users: attribute 'titel' is not in the directory's schema (did you mean 'title'?)"]
+        [
+            "error: users: attribute 'titel' is not in the directory's schema (did you mean 'title'?)"
+        ]
     );
 }
 
@@ -105,7 +106,9 @@ fn online_check_flags_an_attribute_the_entrys_classes_do_not_allow() {
     let findings = check_online(&config).expect("the directory is read");
     assert_eq!(
         messages(&findings),
-        ["error: groups: attribute 'mail' is not allowed by the object classes 'groupOfNames', 'top' (nor their superclasses)"]
+        [
+            "error: groups: attribute 'mail' is not allowed by the object classes 'groupOfNames', 'top' (nor their superclasses)"
+        ]
     );
 }
 
@@ -123,7 +126,9 @@ fn online_check_flags_a_must_attribute_the_mapping_does_not_set() {
     let findings = check_online(&config).expect("the directory is read");
     assert_eq!(
         messages(&findings),
-        ["error: users: 'sn' is required by object class 'person' but the mapping does not set it (map it under 'attributes:' or name the entry by it in 'dn:')"]
+        [
+            "error: users: 'sn' is required by object class 'person' but the mapping does not set it (map it under 'attributes:' or name the entry by it in 'dn:')"
+        ]
     );
 }
 
@@ -188,7 +193,10 @@ fn online_check_reports_a_bind_the_directory_refuses() {
     let slapd = Slapd::start();
     let config = example_config(&slapd.url, &slapd.admin_dn, "not-the-password", &[]);
     let error = check_online(&config).expect_err("the bind is refused");
-    assert!(error.contains("bind as cn=admin,dc=example,dc=com"), "{error}");
+    assert!(
+        error.contains("bind as cn=admin,dc=example,dc=com"),
+        "{error}"
+    );
 }
 
 #[test]
@@ -211,4 +219,40 @@ mapping:
     let config = config::parse(text, "sqlite.yaml", &NoEnv).unwrap_or_else(|e| panic!("{e}"));
     let error = check_online(&config).expect_err("not LDAP");
     assert!(error.contains("not an LDAP directory"), "{error}");
+}
+
+#[test]
+fn online_read_of_openldaps_subschema_parses_every_definition() {
+    let slapd = Slapd::start();
+    let config = config_for(&slapd, &[]);
+    let Some(config::TargetConfig {
+        kind: config::TargetKind::Ldap(settings),
+        ..
+    }) = &config.target
+    else {
+        panic!("an LDAP target");
+    };
+    let (schema, errors) = read_subschema(settings).expect("the directory is read");
+    assert_eq!(errors, vec![]);
+    // Core, cosine, inetorgperson and nis, and slapd's own: dozens of each.
+    assert!(
+        schema.object_classes().len() > 50,
+        "{}",
+        schema.object_classes().len()
+    );
+    assert!(
+        schema.attribute_types().len() > 200,
+        "{}",
+        schema.attribute_types().len()
+    );
+    assert!(schema.same_attribute("cn", "commonName"));
+    let chain: Vec<&str> = schema
+        .with_superclasses("inetOrgPerson")
+        .iter()
+        .map(|c| c.name())
+        .collect();
+    assert_eq!(
+        chain,
+        ["inetOrgPerson", "organizationalPerson", "person", "top"]
+    );
 }

@@ -230,6 +230,16 @@ impl Links {
         rows.collect()
     }
 
+    /// The ids of the resources of `kind` linked and not archived, sorted.
+    pub(super) fn held(&self, kind: ResourceKind) -> rusqlite::Result<Vec<String>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT id FROM links WHERE kind = ?1 AND archived IS NULL ORDER BY id",
+        )?;
+        let rows = stmt.query_map([kind.name()], |row| row.get(0))?;
+        rows.collect()
+    }
+
     pub(super) fn set(&self, kind: ResourceKind, id: &str, dn: &str) -> rusqlite::Result<()> {
         self.conn()
             .prepare_cached(
