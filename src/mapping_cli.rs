@@ -14,6 +14,78 @@ use scim_bridge::scim::schema::ResourceKind;
 use scim_bridge::target::Cell;
 use serde_json::Value;
 
+/// The LDAP preview: the entry's LDIF, then the LDIF of what converging it would send to
+/// the directory as it is now (read-only: nothing is written, the links file is only
+/// read). A directory out of reach only drops the second part.
+fn preview_ldap(
+    settings: &scim_bridge::target::LdapSettings,
+    mapping: &scim_bridge::mapping::model::Mapping,
+    kind: ResourceKind,
+    key: &str,
+    doc: serde_json::Map<String, Value>,
+) -> anyhow::Result<ExitCode> {
+    use scim_bridge::journal::record::{Op, Record};
+    use scim_bridge::target::{Change, Outcome};
+    let record = Record {
+        seq: 0,
+        prev: String::new(),
+        time: scim_bridge::journal::timestamp(time::OffsetDateTime::now_utc()),
+        endpoint: scim_bridge::engine::DEFAULT_ENDPOINT.to_string(),
+        actor: "preview".into(),
+        client: None,
+        request_id: None,
+        op: Op::Replace,
+        kind: kind.name().to_string(),
+        id: key.to_string(),
+        version_before: None,
+        version_after: None,
+        image: Value::Object(doc),
+    };
+    let change = match mapping.change(&record) {
+        Ok(change) => change,
+        Err(reason) => {
+            println!("the target would reject it: {reason}");
+            return Ok(ExitCode::from(1));
+        }
+    };
+    let target = scim_bridge::target::ldap::LdapTarget::open_for_preview(
+        settings.clone(),
+        mapping.ldap.clone(),
+    )?;
+    if let Change::Upsert { dn: Some(dn), .. } = &change {
+        println!("dn: {dn}");
+    }
+    match target.entry_ldif(&change) {
+        Ok(ldif) => {
+            println!("\n# the entry\n{ldif}");
+        }
+        Err(reason) => {
+            println!("the target would reject it: {reason}");
+            return Ok(ExitCode::from(1));
+        }
+    }
+    match target.plan(&change) {
+        Ok(plan) if plan.is_empty() => {
+            println!("# the directory's entry matches: nothing would be written");
+        }
+        Ok(plan) => {
+            println!("# what converging it would send to the directory now");
+            for block in plan {
+                println!("{block}");
+            }
+        }
+        Err(Outcome::Rejected(detail)) => {
+            println!("# the directory would refuse it: {detail}");
+            return Ok(ExitCode::from(1));
+        }
+        Err(Outcome::Unavailable(e)) => {
+            println!("# the directory cannot be read now ({e}): the changes are not shown");
+        }
+        Err(Outcome::Applied) => {}
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 fn show(cell: &Cell) -> String {
     match cell {
         Cell::Null => "NULL".into(),
@@ -121,14 +193,8 @@ pub fn preview(
             return Ok(ExitCode::from(1));
         }
     };
-    if let Some(dn) = &map.dn {
-        match dn.render(kind, &doc) {
-            Ok(dn) => println!("dn: {dn}"),
-            Err(e) => {
-                println!("the target would reject it: {e}");
-                return Ok(ExitCode::from(1));
-            }
-        }
+    if let config::TargetKind::Ldap(settings) = &target.kind {
+        return preview_ldap(settings, &target.mapping, kind, &key, doc);
     }
     let stored = match target.sqlite_path() {
         Some(path) => stored_row(path, map, &key)?,

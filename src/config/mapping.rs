@@ -8,8 +8,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 use super::raw::{
-    RawColumn, RawDisablePolicy, RawLdapTarget, RawMapping, RawMemberships, RawOnDisable,
-    RawResourceMap, RawSecret, RawTarget, RawText,
+    RawColumn, RawDisableEntry, RawLdapTarget, RawMapping, RawMemberships, RawResourceMap,
+    RawSecret, RawTarget, RawText,
 };
 use super::validate::{Checker, parse_duration};
 use super::{Environment, Secret, TargetConfig, TargetKind};
@@ -822,19 +822,36 @@ fn resource_map(
             "archived_at",
         )
     });
-    let (set, policy, set_path) = match raw.on_disable {
-        None => (BTreeMap::new(), RawDisablePolicy::default(), String::new()),
-        Some(RawOnDisable::Values(values)) => (
-            values,
-            RawDisablePolicy::default(),
-            format!("{at}.on_disable"),
-        ),
-        Some(RawOnDisable::Policy(mut policy)) => (
-            policy.set.take().unwrap_or_default(),
-            policy,
-            format!("{at}.on_disable.set"),
-        ),
-    };
+    let mut set = BTreeMap::new();
+    let mut bits = BTreeMap::new();
+    let mut move_to = None;
+    let mut remove_memberships = None;
+    let mut set_path = format!("{at}.on_disable");
+    for (key, entry) in raw.on_disable.unwrap_or_default() {
+        let path = format!("{at}.on_disable.{key}");
+        match (key.as_str(), entry) {
+            ("set", RawDisableEntry::Map(values)) => {
+                set_path = path;
+                set.extend(values.into_iter().map(|(k, v)| (k, v.0)));
+            }
+            ("bits", RawDisableEntry::Map(values)) => {
+                bits.extend(values.into_iter().map(|(k, v)| (k, v.0)));
+            }
+            ("move_to", RawDisableEntry::Value(v)) => move_to = Some(v.0),
+            ("remove_memberships", RawDisableEntry::Value(v)) => remove_memberships = Some(v.0),
+            ("set" | "bits", RawDisableEntry::Value(_)) => checker.report(
+                &path,
+                format!("'{key}' takes a map (e.g. {key}: {{ userAccountControl: 2 }})"),
+            ),
+            (_, RawDisableEntry::Map(_)) => checker.report(
+                &path,
+                format!("'{key}' takes one value; a map belongs under 'set:' or 'bits:'"),
+            ),
+            (_, RawDisableEntry::Value(v)) => {
+                set.insert(key, v.0);
+            }
+        }
+    }
     let mut on_disable = Vec::new();
     for (column, value) in set {
         let at_value = format!("{set_path}.{column}");
@@ -887,7 +904,7 @@ fn resource_map(
         on_disable.push((spec.name.clone(), v));
     }
     let mut disable_bits = Vec::new();
-    for (attr, mask) in policy.bits.unwrap_or_default() {
+    for (attr, mask) in bits {
         let at_bits = format!("{at}.on_disable.bits.{attr}");
         if let Some(p) = ldap_attr_problem(&attr) {
             checker.report(&at_bits, p);
@@ -934,14 +951,14 @@ fn resource_map(
             ),
         }
     }
-    let disabled_parent = policy.move_to.map(|p| match ldap_base {
+    let disabled_parent = move_to.map(|p| match ldap_base {
         Some(base) => p.replace("{base}", base),
         None => p,
     });
     let drops_memberships = flag(
         checker,
         &format!("{at}.on_disable.remove_memberships"),
-        policy.remove_memberships.as_deref(),
+        remove_memberships.as_deref(),
     );
     if ldap_base.is_none() {
         for (given, name) in [

@@ -99,22 +99,49 @@ pub(super) struct RawResourceMap {
     pub archive_to: Option<String>,
 }
 
-/// `on_disable:` either maps attributes/columns to the values they take while disabled,
-/// or (LDAP) spells the policy out.
+/// `on_disable:` maps attributes/columns to the values they take while disabled; for an
+/// LDAP target the keys `set:` and `bits:` (maps) and `move_to:` and `remove_memberships:`
+/// spell the rest of the policy out (sorted out in `mapping.rs`).
+pub(super) type RawOnDisable = std::collections::BTreeMap<String, RawDisableEntry>;
+
+/// One `on_disable:` entry: a value, or a map (`set:`, `bits:`).
 #[derive(Deserialize)]
 #[serde(untagged)]
-pub(super) enum RawOnDisable {
-    Policy(RawDisablePolicy),
-    Values(std::collections::BTreeMap<String, String>),
+pub(super) enum RawDisableEntry {
+    Value(RawScalar),
+    Map(std::collections::BTreeMap<String, RawScalar>),
 }
 
-#[derive(Default, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub(super) struct RawDisablePolicy {
-    pub set: Option<std::collections::BTreeMap<String, String>>,
-    pub bits: Option<std::collections::BTreeMap<String, String>>,
-    pub move_to: Option<String>,
-    pub remove_memberships: Option<String>,
+/// A scalar of any YAML type, kept as text. Unlike a `String` field, it also reads
+/// `true`/`12` inside an untagged enum (where serde buffers values by their YAML type).
+pub(super) struct RawScalar(pub String);
+
+impl<'de> Deserialize<'de> for RawScalar {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = RawScalar;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a value (text, number or true/false)")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<RawScalar, E> {
+                Ok(RawScalar(v.to_string()))
+            }
+            fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<RawScalar, E> {
+                Ok(RawScalar(v.to_string()))
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<RawScalar, E> {
+                Ok(RawScalar(v.to_string()))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<RawScalar, E> {
+                Ok(RawScalar(v.to_string()))
+            }
+            fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<RawScalar, E> {
+                Ok(RawScalar(v.to_string()))
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
 }
 
 #[derive(Default, Deserialize)]

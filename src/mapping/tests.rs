@@ -342,3 +342,169 @@ fn the_ldap_example_compiles_with_its_settings_from_the_environment() {
         other => panic!("{other:?}"),
     }
 }
+
+/// An LDAP config (users and groups) with `users_extra` and `groups_extra` added to the
+/// mappings.
+fn ldap_config(users_extra: &str, groups_extra: &str) -> Result<config::Config, ConfigError> {
+    let yaml = format!(
+        "auth:
+  tokens:
+    - name: t
+      secret: {{ value: 0123456789abcdef0123456789abcdef }}
+target:
+  ldap:
+    urls: [ldap://127.0.0.1:389]
+    base: dc=example,dc=com
+mapping:
+  users:
+    dn: 'uid={{userName}},ou=people,{{base}}'
+    object_classes: [inetOrgPerson, top]
+    attributes:
+      uid: {{ source: userName }}
+      cn: {{ source: userName }}
+      sn: {{ source: name.familyName, default: '-' }}
+      mail: {{ source: 'emails[type eq \"work\"].value' }}
+{users_extra}
+  groups:
+    dn: 'cn={{displayName}},ou=groups,{{base}}'
+    object_classes: [posixGroup, top]
+    attributes:
+      cn: {{ source: displayName }}
+      gidNumber: {{ value: '5000', type: integer }}
+{groups_extra}"
+    );
+    config::parse(&yaml, "config.yaml", &Env)
+}
+
+fn mapping_of(cfg: Result<config::Config, ConfigError>) -> std::sync::Arc<Mapping> {
+    match cfg {
+        Ok(c) => c.target.expect("target").mapping,
+        Err(e) => panic!("{e}"),
+    }
+}
+
+#[test]
+fn ldap_disable_and_delete_policies_compile_into_the_entry_spec_and_the_dns() {
+    let mapping = mapping_of(ldap_config(
+        "    create_parents: true
+    match: [mail]
+    on_existing: conflict
+    on_disable:
+      set: { pwdAccountLockedTime: '000001010000Z' }
+      bits: { userAccountControl: 2 }
+      move_to: 'ou=disabled,{base}'
+      remove_memberships: true
+    on_delete: archive
+    archive_to: 'ou=archive,{base}'
+    purge_after: 30d",
+        "    members: { attribute: memberUid, value: uid }",
+    ));
+    let users = mapping.ldap.users.as_ref().expect("users");
+    assert!(users.create_parents);
+    assert_eq!(users.match_attrs, ["mail"]);
+    assert_eq!(users.on_existing, crate::target::OnExisting::Conflict);
+    assert_eq!(users.disable_bits, [("userAccountControl".to_string(), 2)]);
+    assert!(users.disable_drops_memberships);
+    // Attributes only the policy writes are owned by the mapping.
+    for owned in ["pwdAccountLockedTime", "userAccountControl"] {
+        assert!(
+            users.attributes.iter().any(|a| a.name == owned),
+            "{owned} is an attribute of the entries"
+        );
+    }
+    let groups = mapping.ldap.groups.as_ref().expect("groups");
+    let members = groups.members.as_ref().expect("members");
+    assert_eq!(members.attribute, "memberUid");
+    assert_eq!(
+        members.value,
+        crate::target::MemberValue::Attribute("uid".into())
+    );
+
+    let disabled = json!({"userName": "jdoe", "active": false});
+    match mapping
+        .change(&record(Op::Patch, ResourceKind::User, disabled.clone()))
+        .expect("maps")
+    {
+        Change::Upsert {
+            dn,
+            cells,
+            disabled,
+            ..
+        } => {
+            assert!(disabled);
+            assert_eq!(
+                dn.as_deref(),
+                Some("uid=jdoe,ou=disabled,dc=example,dc=com")
+            );
+            assert_eq!(cell(&cells, "pwdAccountLockedTime"), &text("000001010000Z"));
+        }
+        other => panic!("{other:?}"),
+    }
+    let enabled = json!({"userName": "jdoe", "active": true});
+    match mapping
+        .change(&record(Op::Patch, ResourceKind::User, enabled))
+        .expect("maps")
+    {
+        Change::Upsert {
+            dn,
+            cells,
+            disabled,
+            ..
+        } => {
+            assert!(!disabled);
+            assert_eq!(dn.as_deref(), Some("uid=jdoe,ou=people,dc=example,dc=com"));
+            assert_eq!(cell(&cells, "pwdAccountLockedTime"), &Cell::Null);
+        }
+        other => panic!("{other:?}"),
+    }
+    match mapping
+        .change(&record(Op::Delete, ResourceKind::User, disabled))
+        .expect("maps")
+    {
+        Change::Archive { dn, .. } => {
+            assert_eq!(dn.as_deref(), Some("uid=jdoe,ou=archive,dc=example,dc=com"));
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn bad_ldap_policy_settings_are_each_reported_at_their_key() {
+    let err = match ldap_config(
+        "    match: [mial]
+    on_existing: maybe
+    on_disable:
+      bits: { userAccountControl: two }
+      set: 'x'",
+        "    members: { attribute: memberUid, value: uidNumber }",
+    ) {
+        Ok(_) => panic!("accepted"),
+        Err(e) => e.to_string(),
+    };
+    for expected in [
+        "mapping.users.match[0]: 'mial' is not a mapped attribute (did you mean 'mail'?)",
+        "mapping.users.on_existing: 'maybe' is not adopt or conflict",
+        "mapping.users.on_disable.bits.userAccountControl: 'two' is not a bit mask",
+        "mapping.users.on_disable.set: 'set' takes a map",
+        "mapping.groups.members.value: 'uidNumber' is not an attribute of mapping.users",
+    ] {
+        assert!(err.contains(expected), "{expected}\n---\n{err}");
+    }
+}
+
+#[test]
+fn ldap_only_disable_policies_are_refused_for_a_sqlite_target() {
+    let yaml = config::EMBEDDED_EXAMPLE.replace(
+        "      enabled: \"false\"\n",
+        "      enabled: \"false\"\n      move_to: 'ou=disabled,dc=x'\n",
+    );
+    assert_ne!(yaml, config::EMBEDDED_EXAMPLE, "the example has on_disable");
+    let err = match config::parse(&yaml, "config.yaml", &Env) {
+        Ok(_) => panic!("accepted"),
+        Err(e) => e.to_string(),
+    };
+    assert!(
+        err.contains("on_disable.move_to: 'move_to' is for an LDAP target"),
+        "{err}"
+    );
+}

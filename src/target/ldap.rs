@@ -608,6 +608,52 @@ impl LdapTarget {
         Ok(target)
     }
 
+    /// A target for previews: the links file is only read (an empty one when the daemon
+    /// has none yet) and no connection is opened until [`Self::plan`] is called.
+    pub fn open_for_preview(
+        settings: LdapSettings,
+        schema: LdapSchema,
+    ) -> Result<LdapTarget, TargetError> {
+        validate(&settings, &schema)?;
+        Ok(LdapTarget {
+            links: Links::open_read_only(&settings.links_path)?,
+            pool: Pool::new(&settings)?,
+            schema,
+        })
+    }
+
+    /// The LDIF of the entry an upsert describes, as an add would write it (references
+    /// and members not linked yet left out). Err: the change cannot be written.
+    pub fn entry_ldif(&self, change: &Change) -> Result<String, String> {
+        let Change::Upsert {
+            kind,
+            key,
+            dn,
+            cells,
+            members,
+            disabled,
+            ..
+        } = change
+        else {
+            return Err("the change is not an upsert: no entry to show".into());
+        };
+        let fail = |f: Fail| match verdict(f) {
+            Outcome::Rejected(d) | Outcome::Unavailable(d) => d,
+            Outcome::Applied => String::new(),
+        };
+        let spec = self.spec(*kind).map_err(fail)?;
+        let dn = dn.as_deref().ok_or("the mapping gives no DN")?;
+        let member_values = match (&spec.members, members) {
+            (Some(_), Some(ids)) => Some(self.member_values(ids).map_err(fail)?),
+            _ => None,
+        };
+        let cells = checked_cells(*kind, spec, cells).map_err(fail)?;
+        let attributes = self.resolve_refs(key, cells, false).map_err(fail)?;
+        let mut wanted = Wanted::new(spec, attributes, member_values);
+        wanted.apply_bits(None, &spec.disable_bits, *disabled);
+        Ok(ldif::add(dn, &wanted.add_attrs()))
+    }
+
     /// The DN currently linked to the SCIM id `id` (the entry it was last converged to).
     pub fn linked_dn(&self, id: &str) -> Option<String> {
         match self.links.get(id) {
@@ -931,28 +977,48 @@ impl LdapTarget {
         if entry.is_none() && link.is_none() {
             entry = self.find_match(s, key, spec, wanted, &attrs)?;
         }
+        let unflagged = wanted.attributes.clone();
         wanted.apply_bits(entry.as_ref(), &spec.disable_bits, disabled);
         let entry = match entry {
             Some(entry) => Some(entry),
             None => {
-                if spec.on_existing == OnExisting::Conflict && link.is_none() {
-                    // Linked first: a retry after a crash finds its own entry, not a conflict.
+                // Under `conflict`, linked first: a retry after a crash then finds its own
+                // entry, not a conflict. Dropped again when the add fails.
+                let pre_linked = spec.on_existing == OnExisting::Conflict && link.is_none();
+                if pre_linked {
                     self.links.set_fresh(kind, key, dn)?;
                 }
-                match self.add(s, spec, dn, wanted.add_attrs()) {
-                    Ok(()) => None,
+                let added = match self.add(s, spec, dn, wanted.add_attrs()) {
+                    Ok(()) => Ok(None),
+                    Err(Fail::Ldap(e)) if e.rc() == Some(ENTRY_ALREADY_EXISTS) && pre_linked => {
+                        Err(Fail::Reject(format!(
+                            "entryAlreadyExists: {dn} exists and was not created by scim-bridge (on_existing: conflict)"
+                        )))
+                    }
                     Err(Fail::Ldap(e)) if e.rc() == Some(ENTRY_ALREADY_EXISTS) => {
                         match s.read(dn, &refs(&attrs))? {
                             // Added meanwhile, or there but not readable before.
-                            Some(entry) => {
-                                self.claim(key, spec, &entry.dn)?;
-                                wanted.apply_bits(Some(&entry), &spec.disable_bits, disabled);
-                                Some(entry)
-                            }
-                            None => return Err(Fail::Ldap(e)),
+                            Some(entry) => match self.claim(key, spec, &entry.dn) {
+                                Ok(()) => {
+                                    wanted.attributes = unflagged;
+                                    wanted.apply_bits(Some(&entry), &spec.disable_bits, disabled);
+                                    Ok(Some(entry))
+                                }
+                                Err(e) => Err(e),
+                            },
+                            None => Err(Fail::Ldap(e)),
                         }
                     }
-                    Err(e) => return Err(e),
+                    Err(e) => Err(e),
+                };
+                match added {
+                    Ok(entry) => entry,
+                    Err(e) => {
+                        if pre_linked {
+                            self.links.remove(key)?;
+                        }
+                        return Err(e);
+                    }
                 }
             }
         };

@@ -10,6 +10,7 @@ mod journal;
 mod ldap_check;
 mod ldap_e2e;
 mod ldap_harness_smoke;
+mod ldap_ops;
 mod ldap_policies;
 mod ldap_target;
 mod ldap_tls;

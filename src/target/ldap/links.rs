@@ -105,6 +105,36 @@ impl Links {
         })
     }
 
+    /// The links file opened read-only, for previews: the daemon's file when it exists
+    /// (and is up to date), else an empty in-memory one. Nothing is ever written to disk.
+    pub(super) fn open_read_only(path: &Path) -> Result<Links, TargetError> {
+        let open_error = |detail: String| TargetError::Open {
+            path: path.display().to_string(),
+            detail: format!("the LDAP links file: {detail}"),
+        };
+        let conn = if path.exists() {
+            let conn =
+                Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+                    .map_err(|e| open_error(e.to_string()))?;
+            let version: i64 = conn
+                .pragma_query_value(None, "user_version", |row| row.get(0))
+                .map_err(|e| open_error(e.to_string()))?;
+            if version < 1 {
+                return Err(open_error(
+                    "written by an older version; start the daemon once to migrate it".into(),
+                ));
+            }
+            conn
+        } else {
+            let conn = Connection::open_in_memory().map_err(|e| open_error(e.to_string()))?;
+            migrate(&conn).map_err(|e| open_error(e.to_string()))?;
+            conn
+        };
+        Ok(Links {
+            conn: Mutex::new(conn),
+        })
+    }
+
     /// A panic while the lock was held cannot leave a statement half-done (each is
     /// atomic), so a poisoned lock is still usable.
     fn conn(&self) -> MutexGuard<'_, Connection> {
