@@ -644,7 +644,7 @@ impl LdapTarget {
         let spec = self.spec(*kind).map_err(fail)?;
         let dn = dn.as_deref().ok_or("the mapping gives no DN")?;
         let member_values = match (&spec.members, members) {
-            (Some(_), Some(ids)) => Some(self.member_values(ids).map_err(fail)?),
+            (Some(_), Some(ids)) => Some(self.group_members(dn, ids).map_err(fail)?),
             _ => None,
         };
         let cells = checked_cells(*kind, spec, cells).map_err(fail)?;
@@ -730,7 +730,7 @@ impl LdapTarget {
             return Err(Fail::Reject("the mapping gives no DN".into()));
         };
         let member_values = match (&spec.members, members) {
-            (Some(_), Some(ids)) => Some(self.member_values(ids)?),
+            (Some(_), Some(ids)) => Some(self.group_members(&dn, ids)?),
             _ => None,
         };
         let attributes = self.resolve_refs(key, checked_cells(kind, spec, cells)?, false)?;
@@ -876,7 +876,7 @@ impl LdapTarget {
                     return Err(Fail::Reject("the mapping gives no DN".into()));
                 };
                 let member_values = match (&spec.members, members) {
-                    (Some(_), Some(ids)) => Some(self.member_values(ids)?),
+                    (Some(_), Some(ids)) => Some(self.group_members(dn, ids)?),
                     _ => None,
                 };
                 let attributes =
@@ -1082,6 +1082,9 @@ impl LdapTarget {
                     }
                 }
                 if first {
+                    for group in default_groups {
+                        self.links.add_default(key, group)?;
+                    }
                     groups.extend(default_groups.iter().cloned());
                 }
                 self.join_groups(s, value, &groups)?;
@@ -1496,6 +1499,19 @@ impl LdapTarget {
             }
         }
         Ok(values)
+    }
+
+    /// The member values of the group at `dn`: those of its SCIM members, then those of
+    /// the users that joined it as their default group (LDAP has no membership origin:
+    /// they are kept by remembering them).
+    fn group_members(&self, dn: &str, ids: &[String]) -> Result<Vec<String>, Fail> {
+        let defaults = self.links.default_members(dn)?;
+        if defaults.is_empty() {
+            return self.member_values(ids);
+        }
+        let mut all = ids.to_vec();
+        all.extend(defaults);
+        self.member_values(&all)
     }
 
     /// Makes the linked groups that list the member value `old` list `new` instead (a

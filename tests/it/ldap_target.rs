@@ -582,6 +582,15 @@ fn a_new_user_joins_its_default_groups_and_an_update_does_not() {
         &[group_dn("everyone")],
     ));
     assert!(!f.lists(&group_dn("everyone"), &user_dn("bob")));
+
+    // A managed group converged with its SCIM members keeps the default members.
+    f.applied(&group("id-staff", "staff", &["id-bob"]));
+    assert!(
+        f.lists(&group_dn("staff"), &alice_dn) && f.lists(&group_dn("staff"), &user_dn("bob")),
+        "the default member stays"
+    );
+    f.applied(&group("id-staff", "staff", &[]));
+    assert_eq!(f.values(&group_dn("staff"), "member"), [alice_dn.clone()]);
 }
 
 #[test]

@@ -26,6 +26,22 @@ impl DnKey {
     }
 }
 
+/// `dn` as text that is equal for DNs naming the same entry (a [`DnKey`] written out),
+/// for storing and indexing.
+pub(super) fn canonical(dn: &str) -> String {
+    DnKey::of(dn)
+        .0
+        .iter()
+        .map(|rdn| {
+            rdn.iter()
+                .map(|(t, v)| format!("{t}={v}"))
+                .collect::<Vec<_>>()
+                .join("\u{1}+")
+        })
+        .collect::<Vec<_>>()
+        .join("\u{1},")
+}
+
 /// Whether `a` and `b` name the same entry.
 pub(super) fn same(a: &str, b: &str) -> bool {
     a == b || DnKey::of(a) == DnKey::of(b)

@@ -20,8 +20,9 @@
 //! a new entry ahead of its add (so a retry knows the entry is its own) and the end of
 //! its first converge. `wanted_members` holds each group's SCIM member ids as last
 //! converged: a member linked, or enabled, later joins the groups that want it. The
-//! columns after `dn` and `wanted_members` came with `user_version` 1; older files are
-//! migrated when opened. A `pending_refs` row is a reference
+//! columns after `dn` and `wanted_members` came with `user_version` 1; `default_members`
+//! (the default groups each user joined, kept through the groups' own converges) with 2;
+//! older files are migrated when opened. A `pending_refs` row is a reference
 //! attribute (`dn_reference`, e.g. `manager`) of the entry of `id` that names the SCIM id
 //! `target`, not linked yet: written once `target` is. Opened with `journal_mode=WAL` and
 //! `synchronous=FULL`: a link lost in a crash would make the next rename add a second
@@ -54,10 +55,14 @@ pub(super) struct Link {
 /// Creates the tables, or brings an older file up to date, in one transaction.
 fn migrate(conn: &Connection) -> rusqlite::Result<()> {
     let version: i64 = conn.pragma_query_value(None, "user_version", |row| row.get(0))?;
-    if version >= 1 {
+    if version >= 2 {
         return Ok(());
     }
     let tx = conn.unchecked_transaction()?;
+    if version == 1 {
+        tx.execute_batch(DEFAULT_MEMBERS)?;
+        return tx.commit();
+    }
     tx.execute(
         "CREATE TABLE IF NOT EXISTS links (kind TEXT NOT NULL, id TEXT PRIMARY KEY, dn TEXT NOT NULL)",
         [],
@@ -74,11 +79,18 @@ fn migrate(conn: &Connection) -> rusqlite::Result<()> {
          ALTER TABLE links ADD COLUMN fresh INTEGER NOT NULL DEFAULT 0;
          CREATE TABLE wanted_members (group_id TEXT NOT NULL, member_id TEXT NOT NULL,
              PRIMARY KEY (group_id, member_id));
-         CREATE INDEX wanted_members_member ON wanted_members (member_id);
-         PRAGMA user_version = 1;",
+         CREATE INDEX wanted_members_member ON wanted_members (member_id);",
     )?;
+    tx.execute_batch(DEFAULT_MEMBERS)?;
     tx.commit()
 }
+
+/// Version 2: the default groups each user joined (`group_key`: the group's DN in
+/// comparable form, see `dn::canonical`).
+const DEFAULT_MEMBERS: &str = "CREATE TABLE default_members (member_id TEXT NOT NULL,
+     group_key TEXT NOT NULL, PRIMARY KEY (member_id, group_key));
+ CREATE INDEX default_members_group ON default_members (group_key);
+ PRAGMA user_version = 2;";
 
 impl Links {
     pub(super) fn open(path: &Path) -> Result<Links, TargetError> {
@@ -119,7 +131,7 @@ impl Links {
             let version: i64 = conn
                 .pragma_query_value(None, "user_version", |row| row.get(0))
                 .map_err(|e| open_error(e.to_string()))?;
-            if version < 1 {
+            if version < 2 {
                 return Err(open_error(
                     "written by an older version; start the daemon once to migrate it".into(),
                 ));
@@ -288,7 +300,29 @@ impl Links {
             .execute([id])?;
         conn.prepare_cached("DELETE FROM wanted_members WHERE group_id = ?1")?
             .execute([id])?;
+        conn.prepare_cached("DELETE FROM default_members WHERE member_id = ?1")?
+            .execute([id])?;
         Ok(())
+    }
+
+    /// Remembers that `member` joined the default group at `group_dn`.
+    pub(super) fn add_default(&self, member: &str, group_dn: &str) -> rusqlite::Result<()> {
+        self.conn()
+            .prepare_cached(
+                "INSERT OR IGNORE INTO default_members (member_id, group_key) VALUES (?1, ?2)",
+            )?
+            .execute([member, &super::dn::canonical(group_dn)])?;
+        Ok(())
+    }
+
+    /// The members that joined the group at `group_dn` as their default group, sorted.
+    pub(super) fn default_members(&self, group_dn: &str) -> rusqlite::Result<Vec<String>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT member_id FROM default_members WHERE group_key = ?1 ORDER BY member_id",
+        )?;
+        let rows = stmt.query_map([super::dn::canonical(group_dn)], |row| row.get(0))?;
+        rows.collect()
     }
 
     /// The DNs linked to resources of `kind`, sorted.
