@@ -202,20 +202,62 @@ async fn with_the_directory_down_writes_succeed_and_are_delivered_in_order_when_
         "Operations": [{"op": "Replace", "path": "title", "value": "two"}]})
     .to_string();
     assert_eq!(d.patch(&format!("/Users/{uid}"), &patch).await.status, 200);
+    let group = d
+        .post(
+            "/Groups",
+            &json!({"displayName": "outage crew", "members": [{"value": uid}]}).to_string(),
+        )
+        .await;
+    assert_eq!(group.status, 201, "{}", group.text);
+    let rename = json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+        "Operations": [{"op": "Replace", "path": "userName", "value": "after"}]})
+    .to_string();
+    assert_eq!(d.patch(&format!("/Users/{uid}"), &rename).await.status, 200);
     slapd.start_again();
     let people = format!("ou=people,{}", slapd.base);
+    let crew = format!("cn=outage crew,ou=groups,{}", slapd.base);
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let entry = slapd.ldapsearch(&people, "(uid=during)", &["title"]);
-        if has(&entry, "title: two") {
+        let entry = slapd.ldapsearch(&people, "(uid=after)", &["title"]);
+        let members = slapd.ldapsearch(&crew, "(objectClass=*)", &["member"]);
+        if has(&entry, "title: two") && has(&members, &format!("member: uid=after,{people}")) {
             break;
         }
         assert!(
             Instant::now() < deadline,
-            "pending changes were not delivered in order: {entry}"
+            "pending changes were not delivered in order: {entry}\n{members}"
         );
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
+    assert!(
+        !slapd
+            .ldapsearch(&people, "(uid=during)", &["uid"])
+            .contains("dn:"),
+        "the rename moved the entry"
+    );
+    assert!(
+        slapd
+            .ldapsearch(&people, "(uid=before)", &["uid"])
+            .contains("dn:")
+    );
+    // Nothing lost, nothing left over: reconcile finds no drift.
+    let out = Command::new(env!("CARGO_BIN_EXE_scim-bridge"))
+        .current_dir(d.dir())
+        .args(["reconcile", "--dry-run", "--config"])
+        .arg(&d.config_path)
+        .output()
+        .expect("run reconcile");
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{report}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        report.contains("3 resources compared: 3 in sync, 0 differ, 0 orphan"),
+        "{report}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

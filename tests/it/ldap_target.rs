@@ -590,7 +590,10 @@ fn a_new_user_joins_its_default_groups_and_an_update_does_not() {
         "the default member stays"
     );
     f.applied(&group("id-staff", "staff", &[]));
-    assert_eq!(f.values(&group_dn("staff"), "member"), std::slice::from_ref(&alice_dn));
+    assert_eq!(
+        f.values(&group_dn("staff"), "member"),
+        std::slice::from_ref(&alice_dn)
+    );
 }
 
 #[test]
