@@ -18,15 +18,24 @@
 //! # Converging an `Upsert`
 //!
 //! 1. Find the entry: the linked DN if that entry still exists, else the entry already at
-//!    the desired DN (adopted), else none. Every read is a base-scope search for the
-//!    object classes, the mapped attributes and the member attribute.
+//!    the desired DN, else (nothing linked) one found by the `match` attributes — a
+//!    subtree search under the base for `(&(objectClass=<first class>)(|(mail=…)…))` with
+//!    the wanted values, RFC 4515-escaped; two found is a rejection. Every read is a
+//!    base-scope search for the object classes, the mapped attributes and the member
+//!    attribute. An entry found that is linked to another resource is refused; one not
+//!    linked at all is adopted (`on_existing: adopt`, logged) or refused
+//!    (`on_existing: conflict`, which links the id before its own add so that a retry
+//!    recognises the entry it added; the link is dropped when the add fails).
 //! 2. None → one `add` with the object classes and every non-empty value (for a group, the
-//!    member DNs, or the placeholder when there are none). An `entryAlreadyExists` answer
-//!    (an entry the read could not see, or a concurrent add) re-reads: an entry that is
-//!    there now is converged like any other; otherwise the change is rejected.
+//!    member values, or the placeholder when there are none). A missing parent
+//!    (`noSuchObject`) is created first with `create_parents` (`ou`/`o`/`l`/`dc` entries,
+//!    their own missing parents first), else the change is rejected naming it. An
+//!    `entryAlreadyExists` answer (an entry the read could not see, or a concurrent add)
+//!    re-reads: an entry that is there now is claimed and converged like any other;
+//!    otherwise the change is rejected.
 //! 3. At another DN (compared as DNs, see `dn.rs`) → `modifyDN`: new RDN = the first RDN
 //!    of the desired DN, the old RDN's values deleted, `newSuperior` when the parent
-//!    differs; the entry is then read again.
+//!    differs (created first with `create_parents`); the entry is then read again.
 //! 4. One `modify` with only the differences — object classes missing are added (never
 //!    removed); per mapped attribute: `create_only` ones are skipped once the entry has a
 //!    value, an absent value (`Null`) leaves a `keep_when_empty` attribute alone and
@@ -44,8 +53,23 @@
 //! `Integer` is written in decimal, booleans as `TRUE`/`FALSE`; a `Timestamp` in RFC 3339
 //! is written as a GeneralizedTime (`20260101000000Z`, milliseconds kept when not zero).
 //!
-//! Group members are the linked DNs of the member ids; a member not converged yet has no
-//! link and is left out — it is added when the group is converged again.
+//! Group members are the member values of the member ids — their linked DNs (`member`,
+//! `uniqueMember`), or the value of a user attribute (`memberUid` lists `uid`s, recorded in
+//! the links file as the user is converged) — plus the users that joined the group as
+//! their default group (remembered in the links file: LDAP has no membership origin).
+//! Disabled users whose policy drops memberships and archived entries are left out. A
+//! member not converged yet has no link and is left out; the group's SCIM member ids are
+//! remembered, and the member joins (below) when it is first linked.
+//!
+//! # Disabled users
+//!
+//! A change for a disabled user carries `disabled` (its cells already hold the
+//! `on_disable` values and its DN the `move_to` parent, both from the mapping). The
+//! target adds the flag bits (`disable_bits`: the mapped value, else the entry's, or-ed
+//! with the mask; cleared with and-not when enabled, so re-applying never toggles) and,
+//! with `disable_drops_memberships`, removes the user from every managed group and marks
+//! the link disabled. When it is enabled again, it rejoins the groups whose SCIM members
+//! include it.
 //!
 //! # References (`dn_reference`, e.g. `manager`)
 //!
@@ -66,14 +90,14 @@
 //! # Default groups
 //!
 //! A user's `default_groups` (group DNs) are joined when this target links the user for
-//! the first time — the entry was added, or adopted — never on later updates: the user's
-//! DN is added to each group's member attribute (the groups' `members.attribute`,
-//! `member` by default) and the placeholder, if the group holds it, deleted. A group
-//! listing the user already is not written; one that does not exist, or refuses the
-//! member, is logged (a warning) and skipped. Joining happens before the link is
-//! recorded, so a change interrupted in between joins them on its retry. A managed group
-//! converged later with its SCIM members drops such a member again (LDAP has no
-//! membership origin).
+//! the first time — the entry was added, or adopted — never on later updates, together
+//! with the managed groups whose SCIM members include it: the user's member value is
+//! added to each group's member attribute (the groups' `members.attribute`, `member` by
+//! default) and the placeholder, if the group holds it, deleted. A group listing the user
+//! already is not written; one that does not exist, or refuses the member, is logged (a
+//! warning) and skipped. Joining happens before the link is recorded, so a change
+//! interrupted in between joins them on its retry. Default memberships are remembered, so
+//! a managed group converged later with its SCIM members keeps them.
 //!
 //! # Renames, removals and the groups that list an entry
 //!
@@ -92,8 +116,11 @@
 //! * `Remove`: the groups listing the entry and the references holding it are fixed as
 //!   above, the entry deleted (one already gone is fine), the link and the pending
 //!   references it holds dropped (those naming it stay: it may come back). Nothing linked: nothing to do.
-//! * `Archive`: the cells (the disabled state, references resolved) are converged on the
-//!   linked entry like step 4; the link is kept. Moving to an archive OU and dropping memberships: not yet.
+//! * `Archive`: the cells (the disabled state, references resolved, flag bits set) are
+//!   converged on the linked entry like step 4, after moving it to the change's DN (the
+//!   archive OU) when it has one; the entry leaves its groups, references follow it, and
+//!   the link is kept with the archive time: [`Target::archived_before`] lists it once the
+//!   retention is over, and the purge's `Remove` deletes it.
 //! * `Nothing`: applied.
 //!
 //! # Outcomes
@@ -107,10 +134,11 @@
 //! ones are discarded too and the change is retried once at once on a fresh connection —
 //! safe, since converging is idempotent.
 //!
-//! # Not supported yet
+//! # Plans
 //!
-//! `create_parents`, adoption by `match` attributes,
-//! archive OUs and purging (`archived_before` is always empty).
+//! [`LdapTarget::plan`] runs the same reads without writing (nothing in the directory,
+//! nothing in the links file) and answers the LDIF of what converging would send: the
+//! add, the modRDN, the modify (`reconcile --dry-run`, `mapping preview`).
 
 mod dn;
 mod ldif;
@@ -589,7 +617,7 @@ impl LdapTarget {
     /// Validates the settings, opens (creating) the links file and checks that the
     /// directory can be connected to and bound to. A directory out of reach is only
     /// logged (a warning): changes stay pending until it is back. Bad settings — no URL, a
-    /// scheme other than `ldap://`/`ldaps://`, a `ca_file` (not supported yet), a schema
+    /// scheme other than `ldap://`/`ldaps://`, TLS files that cannot be read (CA, client certificate and key), a schema
     /// mapping `objectClass` or an attribute twice — are [`TargetError::Open`].
     pub fn open(settings: LdapSettings, schema: LdapSchema) -> Result<LdapTarget, TargetError> {
         validate(&settings, &schema)?;
