@@ -1,6 +1,8 @@
 //! Distinguished names for the LDAP target: RFC 4514 escaping of attribute values, and DN
 //! templates such as `uid={userName},ou=people,{base}` whose placeholders are SCIM
-//! attribute paths (escaped) or `{base}` (the configured base DN, verbatim).
+//! attribute paths (escaped), expressions (a placeholder holding a function call, e.g.
+//! `ou={Switch([urn:…:department], "staff", "Sales", "sales")}`: its value, escaped) or
+//! `{base}` (the configured base DN, verbatim).
 //!
 //! Untrusted text never builds DN syntax by concatenation (DESIGN invariant 4): every
 //! value that comes from a resource goes through [`escape_value`].
@@ -39,6 +41,37 @@ enum Part {
     Text(String),
     Base,
     Path(Box<SourcePath>),
+    Expr(Box<crate::mapping::expr::Expr>),
+}
+
+/// The source of expression placeholders: attribute paths over one document.
+struct DocSource<'a> {
+    kind: ResourceKind,
+    doc: &'a Map<String, Json>,
+}
+
+impl crate::mapping::expr::Source for DocSource<'_> {
+    fn value_of(&self, path: &str) -> Value {
+        SourcePath::compile(self.kind, path)
+            .map(|p| p.single(self.kind, self.doc))
+            .unwrap_or(Value::Null)
+    }
+}
+
+/// The end of a placeholder: the first `}` outside a double-quoted string.
+fn closing_brace(text: &str) -> Option<usize> {
+    let mut quoted = false;
+    let mut escaped = false;
+    for (i, c) in text.char_indices() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' if quoted => escaped = true,
+            '"' => quoted = !quoted,
+            '}' if !quoted => return Some(i),
+            _ => {}
+        }
+    }
+    None
 }
 
 /// A compiled DN template.
@@ -60,12 +93,22 @@ impl DnTemplate {
                 parts.push(Part::Text(rest[..open].to_string()));
             }
             let after = &rest[open + 1..];
-            let close = after
-                .find('}')
-                .ok_or_else(|| format!("'{text}': a '{{' without its '}}'"))?;
+            let close =
+                closing_brace(after).ok_or_else(|| format!("'{text}': a '{{' without its '}}'"))?;
             let name = after[..close].trim();
             if name.eq_ignore_ascii_case("base") {
                 parts.push(Part::Base);
+            } else if name.contains('(') {
+                let resolver = crate::mapping::model::KindResolver(kind);
+                let expr = crate::mapping::expr::Expr::compile(name, &resolver).map_err(|e| {
+                    format!(
+                        "'{name}': {} (at character {} of the expression)",
+                        e.message,
+                        e.offset + 1
+                    )
+                })?;
+                parts.push(Part::Expr(Box::new(expr)));
+                any_value = true;
             } else {
                 parts.push(Part::Path(Box::new(SourcePath::compile(kind, name)?)));
                 any_value = true;
@@ -110,6 +153,16 @@ impl DnTemplate {
                             "the DN template {} needs {}, which is absent",
                             self.text,
                             p.text()
+                        ));
+                    }
+                    v => out.push_str(&escape_value(&v.as_text().unwrap_or_default())),
+                },
+                Part::Expr(e) => match e.eval(&DocSource { kind, doc }) {
+                    v if !v.is_present() => {
+                        return Err(format!(
+                            "the DN template {} needs {}, which gives no value",
+                            self.text,
+                            e.text()
                         ));
                     }
                     v => out.push_str(&escape_value(&v.as_text().unwrap_or_default())),
@@ -165,6 +218,34 @@ pub fn under(dn: &str, parent: &str) -> String {
 #[cfg(test)]
 mod split_tests {
     use super::*;
+
+    #[test]
+    fn an_expression_placeholder_chooses_the_ou_and_is_escaped() {
+        let t = DnTemplate::compile(
+            ResourceKind::User,
+            r#"uid={userName},ou={Switch([urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:department], "staff", "Sales", "sales", "R&D", "r+d {lab}")},{base}"#,
+            "dc=x",
+        )
+        .expect("compiles");
+        let doc = |dept: &str| {
+            serde_json::json!({"userName": "ann",
+                "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User": {"department": dept}})
+            .as_object()
+            .cloned()
+            .expect("object")
+        };
+        let render = |dept: &str| t.render(ResourceKind::User, &doc(dept));
+        assert_eq!(render("Sales").as_deref(), Ok("uid=ann,ou=sales,dc=x"));
+        assert_eq!(render("R&D").as_deref(), Ok("uid=ann,ou=r\\+d {lab},dc=x"));
+        assert_eq!(render("Other").as_deref(), Ok("uid=ann,ou=staff,dc=x"));
+        let e = DnTemplate::compile(
+            ResourceKind::User,
+            "uid={userName},ou={Swtich([title])},{base}",
+            "dc=x",
+        )
+        .expect_err("unknown function");
+        assert!(e.contains("Swtich"), "{e}");
+    }
 
     #[test]
     fn an_escaped_trailing_space_stays_with_its_rdn() {
