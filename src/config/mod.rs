@@ -38,6 +38,86 @@ pub struct Config {
     pub journal: JournalConfig,
     /// The target and its mapping; `None`: the state store only.
     pub target: Option<TargetConfig>,
+    pub rate_limit: RateLimitConfig,
+}
+
+/// Request rate limits (token buckets): per bearer token after authentication, and per
+/// client address (the proxy-reported one from trusted proxies) before it. `None`: no
+/// limit of that kind.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RateLimitConfig {
+    pub per_token: Option<Rate>,
+    pub per_client: Option<Rate>,
+}
+
+/// A sustained rate and the burst allowed above it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rate {
+    pub per_second: u32,
+    pub burst: u32,
+}
+
+impl Default for RateLimitConfig {
+    /// Far above Entra's documented load (about 25 requests/s per tenant, in bursts): the
+    /// defaults stop a runaway client, never a provisioning cycle.
+    fn default() -> Self {
+        RateLimitConfig {
+            per_token: Some(Rate {
+                per_second: 100,
+                burst: 1000,
+            }),
+            per_client: Some(Rate {
+                per_second: 200,
+                burst: 2000,
+            }),
+        }
+    }
+}
+
+/// An address or network (`10.0.0.0/8`, `::1`) whose forwarding headers are believed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IpNet {
+    pub addr: std::net::IpAddr,
+    pub prefix: u8,
+}
+
+impl IpNet {
+    /// Parses `a.b.c.d`, `a.b.c.d/n`, an IPv6 address, or one with `/n`.
+    pub fn parse(text: &str) -> Option<IpNet> {
+        let (addr, prefix) = match text.trim().split_once('/') {
+            Some((a, p)) => (
+                a.parse::<std::net::IpAddr>().ok()?,
+                Some(p.parse::<u8>().ok()?),
+            ),
+            None => (text.trim().parse::<std::net::IpAddr>().ok()?, None),
+        };
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = prefix.unwrap_or(max);
+        (prefix <= max).then_some(IpNet { addr, prefix })
+    }
+
+    /// Whether `ip` is in this network (an IPv4-mapped IPv6 address counts as IPv4).
+    pub fn contains(&self, ip: std::net::IpAddr) -> bool {
+        let ip = match ip {
+            std::net::IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, std::net::IpAddr::V4),
+            v4 => v4,
+        };
+        match (self.addr, ip) {
+            (std::net::IpAddr::V4(net), std::net::IpAddr::V4(ip)) => {
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u32::from(net) & mask == u32::from(ip) & mask
+            }
+            (std::net::IpAddr::V6(net), std::net::IpAddr::V6(ip)) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u128::from(net) & mask == u128::from(ip) & mask
+            }
+            _ => false,
+        }
+    }
 }
 
 /// Where identities are written, and how.
@@ -107,6 +187,13 @@ pub struct ServerConfig {
     /// Default `count` for list requests; never above `max_page_size`.
     pub page_size: usize,
     pub max_page_size: usize,
+    /// Peers whose `X-Forwarded-For` / `Forwarded` headers name the client (reverse
+    /// proxies); from anyone else the peer address is the client.
+    pub trusted_proxies: Vec<IpNet>,
+    /// A request taking longer is answered 503 (SCIM error body).
+    pub request_timeout: std::time::Duration,
+    /// `/readyz` fails while more deliveries than this are pending.
+    pub ready_max_pending: u64,
 }
 
 #[derive(Debug, Clone)]

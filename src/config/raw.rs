@@ -20,6 +20,21 @@ pub(super) struct RawConfig {
     pub journal: Option<RawJournal>,
     pub target: Option<RawTarget>,
     pub mapping: Option<RawMapping>,
+    pub rate_limit: Option<RawRateLimit>,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(super) struct RawRateLimit {
+    pub per_token: Option<RawRate>,
+    pub per_client: Option<RawRate>,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(super) struct RawRate {
+    pub per_second: Option<String>,
+    pub burst: Option<String>,
 }
 
 #[derive(Default, Deserialize)]
@@ -197,6 +212,9 @@ pub(super) struct RawServer {
     pub max_body_bytes: Option<String>,
     pub page_size: Option<String>,
     pub max_page_size: Option<String>,
+    pub trusted_proxies: Option<Vec<String>>,
+    pub request_timeout: Option<String>,
+    pub ready_max_pending: Option<String>,
 }
 
 #[derive(Default, Deserialize)]

@@ -11,11 +11,12 @@ use std::path::PathBuf;
 
 use super::locate::{NodeIndex, did_you_mean};
 use super::raw::{
-    RawAuth, RawConfig, RawJournal, RawLog, RawSecret, RawServer, RawState, RawToken,
+    RawAuth, RawConfig, RawJournal, RawLog, RawRate, RawRateLimit, RawSecret, RawServer, RawState,
+    RawToken,
 };
 use super::{
-    AuthConfig, Config, Environment, JournalConfig, LogConfig, LogFormat, Problem, Secret,
-    ServerConfig, StateConfig, TokenConfig,
+    AuthConfig, Config, Environment, JournalConfig, LogConfig, LogFormat, Problem, Rate,
+    RateLimitConfig, Secret, ServerConfig, StateConfig, TokenConfig,
 };
 
 const DEFAULT_LISTEN: SocketAddr =
@@ -73,6 +74,7 @@ pub(super) fn validate(
         log: log(&mut checker, raw.log.unwrap_or_default()),
         journal: journal(&mut checker, raw.journal.unwrap_or_default()),
         target: None,
+        rate_limit: rate_limit(&mut checker, raw.rate_limit),
     };
     let mut config = config;
     config.target = super::mapping::target(
@@ -165,6 +167,38 @@ fn server(checker: &mut Checker<'_>, raw: RawServer) -> ServerConfig {
         }
     }
 
+    let mut trusted_proxies = Vec::new();
+    for (i, text) in raw.trusted_proxies.unwrap_or_default().iter().enumerate() {
+        match super::IpNet::parse(text) {
+            Some(net) => trusted_proxies.push(net),
+            None => checker.report(
+                &format!("server.trusted_proxies[{i}]"),
+                format!("'{text}' is not an IP address or network (e.g. 127.0.0.1 or 10.0.0.0/8)"),
+            ),
+        }
+    }
+    let request_timeout = match raw.request_timeout {
+        None => DEFAULT_REQUEST_TIMEOUT,
+        Some(text) => match parse_duration(&text).filter(|d| !d.is_zero()) {
+            Some(d) => d,
+            None => {
+                checker.report(
+                    "server.request_timeout",
+                    format!("'{text}' is not a duration (e.g. 30s)"),
+                );
+                DEFAULT_REQUEST_TIMEOUT
+            }
+        },
+    };
+    let ready_max_pending = number(
+        checker,
+        "server.ready_max_pending",
+        raw.ready_max_pending.as_deref(),
+        DEFAULT_READY_MAX_PENDING,
+        (1, usize::MAX),
+        "deliveries, e.g. 10000",
+    );
+
     ServerConfig {
         listen,
         base_path,
@@ -172,6 +206,50 @@ fn server(checker: &mut Checker<'_>, raw: RawServer) -> ServerConfig {
         max_body_bytes: max_body_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES),
         page_size: page_size.unwrap_or(DEFAULT_PAGE_SIZE),
         max_page_size: max_page_size.unwrap_or(DEFAULT_MAX_PAGE_SIZE),
+        trusted_proxies,
+        request_timeout,
+        ready_max_pending: ready_max_pending.unwrap_or(DEFAULT_READY_MAX_PENDING) as u64,
+    }
+}
+
+const DEFAULT_REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+const DEFAULT_READY_MAX_PENDING: usize = 10_000;
+
+fn rate_limit(checker: &mut Checker<'_>, raw: Option<RawRateLimit>) -> RateLimitConfig {
+    let defaults = RateLimitConfig::default();
+    let Some(raw) = raw else {
+        return defaults;
+    };
+    let mut rate = |key: &str, raw: Option<RawRate>, default: Option<Rate>| -> Option<Rate> {
+        let Some(raw) = raw else { return default };
+        let fallback = default.unwrap_or(Rate {
+            per_second: 100,
+            burst: 1000,
+        });
+        let per_second = number(
+            checker,
+            &format!("rate_limit.{key}.per_second"),
+            raw.per_second.as_deref(),
+            fallback.per_second as usize,
+            (0, 1_000_000),
+            "requests per second; 0 turns this limit off",
+        )?;
+        let burst = number(
+            checker,
+            &format!("rate_limit.{key}.burst"),
+            raw.burst.as_deref(),
+            (fallback.burst as usize).max(per_second),
+            (1, 10_000_000),
+            "requests allowed at once above the rate",
+        )?;
+        (per_second > 0).then_some(Rate {
+            per_second: per_second as u32,
+            burst: burst as u32,
+        })
+    };
+    RateLimitConfig {
+        per_token: rate("per_token", raw.per_token, defaults.per_token),
+        per_client: rate("per_client", raw.per_client, defaults.per_client),
     }
 }
 
