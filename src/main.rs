@@ -259,7 +259,7 @@ fn main() -> ExitCode {
             if let Some(dir) = state_dir {
                 cfg.state.dir = dir;
             }
-            match run(cfg, allow_damaged_journal) {
+            match run(cfg, config, allow_damaged_journal) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("scim-bridge: {e:#}");
@@ -310,30 +310,76 @@ fn check_config(path: &std::path::Path, online: bool) -> ExitCode {
     }
 }
 
-fn init_logging(cfg: &Config) -> anyhow::Result<()> {
+/// Changes the log filter of the running process (a reload).
+type SetLogLevel = Box<dyn Fn(&str) -> Result<(), String> + Send + Sync>;
+
+fn init_logging(cfg: &Config) -> anyhow::Result<SetLogLevel> {
     let filter = tracing_subscriber::EnvFilter::try_new(&cfg.log.level)
         .with_context(|| format!("log.level '{}' is not a valid filter", cfg.log.level))?;
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr);
-    match cfg.log.format {
-        LogFormat::Json => builder.json().try_init(),
-        LogFormat::Text => builder.try_init(),
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    fn setter<L, S>(handle: tracing_subscriber::reload::Handle<L, S>) -> SetLogLevel
+    where
+        L: From<tracing_subscriber::EnvFilter> + Send + Sync + 'static,
+        S: 'static,
+    {
+        Box::new(move |level: &str| {
+            let filter =
+                tracing_subscriber::EnvFilter::try_new(level).map_err(|e| e.to_string())?;
+            handle.reload(filter).map_err(|e| e.to_string())
+        })
     }
-    .map_err(|e| anyhow::anyhow!("cannot initialise logging: {e}"))
+    let init_error = |e| anyhow::anyhow!("cannot initialise logging: {e}");
+    match cfg.log.format {
+        LogFormat::Json => {
+            let builder = tracing_subscriber::fmt()
+                .json()
+                .with_env_filter(filter)
+                .with_ansi(false)
+                .with_writer(std::io::stderr)
+                .with_filter_reloading();
+            let handle = builder.reload_handle();
+            builder.try_init().map_err(init_error)?;
+            Ok(setter(handle))
+        }
+        LogFormat::Text => {
+            let builder = tracing_subscriber::fmt()
+                .with_env_filter(filter)
+                .with_ansi(ansi)
+                .with_writer(std::io::stderr)
+                .with_filter_reloading();
+            let handle = builder.reload_handle();
+            builder.try_init().map_err(init_error)?;
+            Ok(setter(handle))
+        }
+    }
 }
 
-fn run(cfg: Config, allow_damaged_journal: bool) -> anyhow::Result<()> {
-    init_logging(&cfg)?;
+fn run(cfg: Config, path: Option<PathBuf>, allow_damaged_journal: bool) -> anyhow::Result<()> {
+    let set_log_level = init_logging(&cfg)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("while starting the async runtime")?;
-    runtime.block_on(serve(cfg, allow_damaged_journal))
+    let result = runtime.block_on(serve(cfg, path, set_log_level, allow_damaged_journal));
+    if let Err(e) = &result {
+        notify(&[sd_notify::NotifyState::Status(&format!("failed: {e:#}"))]);
+    }
+    result
 }
 
-async fn serve(cfg: Config, allow_damaged_journal: bool) -> anyhow::Result<()> {
+/// Tells systemd (when it started us with `Type=notify`) about the service's state.
+fn notify(states: &[sd_notify::NotifyState<'_>]) {
+    if let Err(e) = sd_notify::notify(states) {
+        tracing::debug!(error = %e, "cannot notify systemd");
+    }
+}
+
+async fn serve(
+    cfg: Config,
+    path: Option<PathBuf>,
+    set_log_level: SetLogLevel,
+    allow_damaged_journal: bool,
+) -> anyhow::Result<()> {
     ignore_file_size_signal();
     let store = Store::open(&cfg.state.dir).with_context(|| {
         format!(
@@ -373,12 +419,7 @@ async fn serve(cfg: Config, allow_damaged_journal: bool) -> anyhow::Result<()> {
     }
     let state = AppState {
         engine,
-        tokens: TokenSet::new(
-            cfg.auth
-                .tokens
-                .iter()
-                .map(|t| (t.name.as_str(), t.secret.expose())),
-        ),
+        tokens: Arc::new(http::Shared::new(token_set(&cfg))),
         settings: Arc::new(Settings {
             base_path: cfg.server.base_path.clone(),
             public_url: cfg.server.public_url.clone(),
@@ -404,15 +445,135 @@ async fn serve(cfg: Config, allow_damaged_journal: bool) -> anyhow::Result<()> {
     // A machine-readable readiness line on stdout, for scripts and the test harness.
     println!("listening on {addr}");
     std::io::stdout().flush().ok();
-    axum::serve(
+    notify(&[
+        sd_notify::NotifyState::Ready,
+        sd_notify::NotifyState::Status(&format!("serving on {addr}")),
+    ]);
+    spawn_watchdog();
+    spawn_reload(path, cfg, state.clone(), set_log_level);
+    let drained = http::server::serve(
         listener,
-        http::app(state).into_make_service_with_connect_info::<SocketAddr>(),
+        http::app(state),
+        http::server::ServeOptions {
+            drain: cfg_drain(),
+            ..Default::default()
+        },
+        shutdown_signal(),
     )
-    .with_graceful_shutdown(shutdown_signal())
-    .await
-    .context("while serving")?;
-    tracing::info!("stopped");
+    .await;
+    tracing::info!(drained, "stopped");
     Ok(())
+}
+
+/// How long in-flight requests may take to finish at shutdown: below systemd's
+/// `TimeoutStopSec=30s`.
+fn cfg_drain() -> std::time::Duration {
+    std::time::Duration::from_secs(20)
+}
+
+fn token_set(cfg: &Config) -> TokenSet {
+    TokenSet::new(
+        cfg.auth
+            .tokens
+            .iter()
+            .map(|t| (t.name.as_str(), t.secret.expose())),
+    )
+}
+
+/// Pings systemd's watchdog from the runtime at half its interval, while the runtime
+/// serves (a wedged runtime stops the pings and systemd restarts the service).
+fn spawn_watchdog() {
+    let Some(interval) = sd_notify::watchdog_enabled().filter(|d| !d.is_zero()) else {
+        return;
+    };
+    let every = interval / 2;
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        loop {
+            tick.tick().await;
+            notify(&[sd_notify::NotifyState::Watchdog]);
+        }
+    });
+}
+
+/// On SIGHUP: reads the configuration again and applies what can change while serving
+/// (tokens, log level) atomically; a file that does not load is logged and the running
+/// configuration keeps serving. Settings that need a restart (listen address, state
+/// directory, target, mapping, server limits) are reported when they differ.
+fn spawn_reload(
+    path: Option<PathBuf>,
+    running: Config,
+    state: AppState,
+    set_log_level: SetLogLevel,
+) {
+    #[cfg(unix)]
+    tokio::spawn(async move {
+        let mut hup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot catch SIGHUP; reloading is off");
+                return;
+            }
+        };
+        let mut running = running;
+        while hup.recv().await.is_some() {
+            notify(&[
+                sd_notify::NotifyState::Reloading,
+                sd_notify::NotifyState::monotonic_usec_now()
+                    .unwrap_or(sd_notify::NotifyState::Status("reloading")),
+            ]);
+            let loaded = match &path {
+                Some(path) => config::load(path, &ProcessEnv),
+                None => config::parse(
+                    config::EMBEDDED_EXAMPLE,
+                    "config.example.yaml (embedded)",
+                    &ProcessEnv,
+                ),
+            };
+            match loaded {
+                Err(e) => {
+                    tracing::error!(error = %e, "reload refused: the configuration does not load; the running one keeps serving");
+                }
+                Ok(new) => {
+                    if let Err(e) = set_log_level(&new.log.level) {
+                        tracing::error!(error = %e, "reload: log.level not applied");
+                    }
+                    state.tokens.set(token_set(&new));
+                    let needs_restart = restart_needed(&running, &new);
+                    if !needs_restart.is_empty() {
+                        tracing::warn!(settings = ?needs_restart, "reload: these settings change only with a restart");
+                    }
+                    tracing::info!(tokens = new.auth.tokens.len(), "configuration reloaded");
+                    running = new;
+                }
+            }
+            notify(&[sd_notify::NotifyState::Ready]);
+        }
+    });
+}
+
+/// The settings that differ between two configurations and need a restart to apply.
+fn restart_needed(old: &Config, new: &Config) -> Vec<&'static str> {
+    let mut out = Vec::new();
+    if old.server.listen != new.server.listen {
+        out.push("server.listen");
+    }
+    if old.server.base_path != new.server.base_path
+        || old.server.public_url != new.server.public_url
+        || old.server.max_body_bytes != new.server.max_body_bytes
+        || old.server.page_size != new.server.page_size
+        || old.server.max_page_size != new.server.max_page_size
+    {
+        out.push("server");
+    }
+    if old.state.dir != new.state.dir {
+        out.push("state.dir");
+    }
+    let describe = |c: &Config| c.target.as_ref().map(|t| t.describe());
+    if describe(old) != describe(new) {
+        out.push("target");
+    }
+    out
 }
 
 /// Journals a purge for every target row archived longer than its retention period;
@@ -517,4 +678,5 @@ async fn shutdown_signal() {
         _ = term => {},
     }
     tracing::info!("shutdown requested; draining in-flight requests");
+    notify(&[sd_notify::NotifyState::Stopping]);
 }

@@ -72,7 +72,7 @@ impl FromRequestParts<AppState> for Authenticated {
                 .into());
             }
         };
-        match state.tokens.identify(token) {
+        match state.tokens.get().identify(token) {
             Some(name) => Ok(Authenticated {
                 token_name: name.to_string(),
             }),

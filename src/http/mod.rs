@@ -9,6 +9,7 @@ pub mod auth;
 pub mod error;
 mod query;
 mod render;
+pub mod server;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -33,8 +34,36 @@ use query::ListParams;
 #[derive(Clone)]
 pub struct AppState {
     pub engine: Engine,
-    pub tokens: TokenSet,
+    /// Replaced as a whole when the configuration is reloaded (SIGHUP).
+    pub tokens: Arc<Shared<TokenSet>>,
     pub settings: Arc<Settings>,
+}
+
+/// A value replaced as a whole while requests read it (a reload): readers take the
+/// current `Arc` and keep it for their request.
+pub struct Shared<T>(std::sync::RwLock<Arc<T>>);
+
+impl<T> Shared<T> {
+    pub fn new(value: T) -> Shared<T> {
+        Shared(std::sync::RwLock::new(Arc::new(value)))
+    }
+
+    /// The current value.
+    pub fn get(&self) -> Arc<T> {
+        // Only `set` writes, and it cannot panic while holding the lock.
+        self.0
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Replaces the value; requests already holding the old one finish with it.
+    pub fn set(&self, value: T) {
+        *self
+            .0
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(value);
+    }
 }
 
 /// The HTTP settings taken from the configuration.

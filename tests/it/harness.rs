@@ -154,6 +154,35 @@ impl Daemon {
         self.launch();
     }
 
+    /// Sends `signal` (e.g. `"HUP"`, `"TERM"`) to the daemon.
+    pub fn signal(&self, signal: &str) {
+        let pid = self.pid().expect("the daemon is running");
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(pid.to_string())
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -{signal} {pid} failed");
+    }
+
+    /// Waits up to `timeout` for the daemon to exit by itself; its exit status (`None`:
+    /// still running after `timeout`, then it is killed).
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let mut child = self.child.take()?;
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Stops the daemon gracefully: SIGTERM, wait up to 10 s, then kill.
     pub fn stop(&mut self) {
         if let Some(child) = self.child.take() {
