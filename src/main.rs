@@ -426,7 +426,12 @@ async fn serve(
             max_body_bytes: cfg.server.max_body_bytes,
             page_size: cfg.server.page_size,
             max_page_size: cfg.server.max_page_size,
+            max_json_depth: cfg.server.max_json_depth,
+            max_filter_bytes: cfg.server.max_filter_bytes,
+            request_timeout: cfg.server.request_timeout,
+            trusted_proxies: cfg.server.trusted_proxies.clone(),
         }),
+        rate_limits: Arc::new(http::ratelimit::RateLimits::new(&cfg.rate_limit)),
     };
     if cfg.journal.retention_enabled() {
         spawn_retention(
@@ -450,12 +455,14 @@ async fn serve(
         sd_notify::NotifyState::Status(&format!("serving on {addr}")),
     ]);
     spawn_watchdog();
+    let max_header_bytes = cfg.server.max_header_bytes;
     spawn_reload(path, cfg, state.clone(), set_log_level);
     let drained = http::server::serve(
         listener,
         http::app(state),
         http::server::ServeOptions {
             drain: cfg_drain(),
+            max_header_bytes,
             ..Default::default()
         },
         shutdown_signal(),

@@ -15,6 +15,9 @@ fi
 command -v ldapsearch >/dev/null 2>&1 || missing+=(ldap-utils)
 # The LDAP TLS tests generate a throw-away CA and certificates with the openssl tool.
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+# The unit file test runs `systemd-analyze verify` (package systemd; in a container it is
+# only installed, never started as PID 1).
+command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
 if ((${#missing[@]})); then
   echo "tests/run.sh: installing ${missing[*]}" >&2
   sudo=""

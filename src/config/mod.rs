@@ -194,6 +194,12 @@ pub struct ServerConfig {
     pub request_timeout: std::time::Duration,
     /// `/readyz` fails while more deliveries than this are pending.
     pub ready_max_pending: u64,
+    /// The most bytes of request headers (answered 431 beyond).
+    pub max_header_bytes: usize,
+    /// The deepest nesting of arrays and objects a JSON body may have.
+    pub max_json_depth: usize,
+    /// The longest `filter` a list or search request may give.
+    pub max_filter_bytes: usize,
 }
 
 #[derive(Debug, Clone)]

@@ -215,6 +215,9 @@ pub(super) struct RawServer {
     pub trusted_proxies: Option<Vec<String>>,
     pub request_timeout: Option<String>,
     pub ready_max_pending: Option<String>,
+    pub max_header_bytes: Option<String>,
+    pub max_json_depth: Option<String>,
+    pub max_filter_bytes: Option<String>,
 }
 
 #[derive(Default, Deserialize)]

@@ -199,7 +199,38 @@ fn server(checker: &mut Checker<'_>, raw: RawServer) -> ServerConfig {
         "deliveries, e.g. 10000",
     );
 
+    let max_header_bytes = number(
+        checker,
+        "server.max_header_bytes",
+        raw.max_header_bytes.as_deref(),
+        64 * 1024,
+        (8 * 1024, 1024 * 1024),
+        "bytes, e.g. 65536",
+    )
+    .unwrap_or(64 * 1024);
+    let max_json_depth = number(
+        checker,
+        "server.max_json_depth",
+        raw.max_json_depth.as_deref(),
+        32,
+        (4, 128),
+        "levels of nested arrays and objects, e.g. 32",
+    )
+    .unwrap_or(32);
+    let max_filter_bytes = number(
+        checker,
+        "server.max_filter_bytes",
+        raw.max_filter_bytes.as_deref(),
+        4096,
+        (64, 1024 * 1024),
+        "bytes, e.g. 4096",
+    )
+    .unwrap_or(4096);
+
     ServerConfig {
+        max_header_bytes,
+        max_json_depth,
+        max_filter_bytes,
         listen,
         base_path,
         public_url,

@@ -37,6 +37,8 @@ pub struct AppState {
     /// Replaced as a whole when the configuration is reloaded (SIGHUP).
     pub tokens: Arc<Shared<TokenSet>>,
     pub settings: Arc<Settings>,
+    /// Request rate limits (`rate_limit`): per client here, per token in `auth`.
+    pub rate_limits: Arc<ratelimit::RateLimits>,
 }
 
 /// A value replaced as a whole while requests read it (a reload): readers take the
@@ -76,6 +78,14 @@ pub struct Settings {
     pub max_body_bytes: usize,
     pub page_size: usize,
     pub max_page_size: usize,
+    /// The deepest nesting of arrays and objects a JSON body may have.
+    pub max_json_depth: usize,
+    /// The longest `filter` accepted.
+    pub max_filter_bytes: usize,
+    /// A request taking longer is answered 503.
+    pub request_timeout: std::time::Duration,
+    /// Peers whose forwarding headers name the client (`server.trusted_proxies`).
+    pub trusted_proxies: Vec<crate::config::IpNet>,
 }
 
 /// The whole router.
@@ -107,8 +117,40 @@ pub fn app(state: AppState) -> Router {
         .route("/healthz", get(healthz))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(state.settings.max_body_bytes))
+        .layer(middleware::from_fn_with_state(
+            state.settings.request_timeout,
+            request_timeout,
+        ))
+        .layer(middleware::from_fn_with_state(
+            ratelimit::ClientLimit::new(
+                state.rate_limits.clone(),
+                &state.settings.trusted_proxies,
+            ),
+            ratelimit::limit_clients,
+        ))
         .layer(middleware::from_fn(request_envelope))
         .with_state(state)
+}
+
+/// Answers 503 (SCIM error, `Retry-After`) when a request takes longer than
+/// `server.request_timeout`. A write cut off this way may still complete; the provider
+/// retries and meets the result (409 for a create, the same state for a replace).
+async fn request_timeout(
+    State(limit): State<std::time::Duration>,
+    req: Request,
+    next: Next,
+) -> Response {
+    match tokio::time::timeout(limit, next.run(req)).await {
+        Ok(response) => response,
+        Err(_) => {
+            tracing::warn!(timeout = ?limit, "request timed out");
+            ApiError::from(ScimError::unavailable(format!(
+                "the request took longer than {} s (server.request_timeout); retry",
+                limit.as_secs()
+            )))
+            .into_response()
+        }
+    }
 }
 
 /// One request id per request (taken from `X-Request-Id` when the proxy set one), one
@@ -190,6 +232,38 @@ where
 /// A SCIM request body: JSON, with a SCIM or plain JSON content type.
 pub struct ScimBody(pub Value);
 
+/// The offset where `json` first nests arrays/objects deeper than `max` (brackets inside
+/// strings do not count); `None` when it never does. Checked before parsing, so a hostile
+/// body costs one pass over its bytes, not a deep recursion.
+fn json_depth_over(json: &[u8], max: usize) -> Option<usize> {
+    let mut depth = 0usize;
+    let mut in_string = false;
+    let mut escaped = false;
+    for (i, &b) in json.iter().enumerate() {
+        if in_string {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > max {
+                    return Some(i);
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    None
+}
+
 impl FromRequest<AppState> for ScimBody {
     type Rejection = ApiError;
 
@@ -222,6 +296,13 @@ impl FromRequest<AppState> for ScimBody {
                 ))
             }
         })?;
+        if let Some(depth) = json_depth_over(&bytes, state.settings.max_json_depth) {
+            return Err(ScimError::invalid_syntax(format!(
+                "the request body nests arrays and objects deeper than {} levels (at byte {depth}; server.max_json_depth)",
+                state.settings.max_json_depth
+            ))
+            .into());
+        }
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Err(ScimError::invalid_syntax(
                 "the request body is empty; a JSON object is expected",

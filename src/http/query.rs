@@ -106,6 +106,14 @@ impl ListParams {
     ) -> Result<ListParams, ApiError> {
         let filter = match raw.filter.as_deref().map(str::trim) {
             None | Some("") => None,
+            Some(text) if text.len() > settings.max_filter_bytes => {
+                return Err(ScimError::invalid_filter(format!(
+                    "the filter is {} bytes long; at most {} are accepted (server.max_filter_bytes)",
+                    text.len(),
+                    settings.max_filter_bytes
+                ))
+                .into());
+            }
             Some(text) => {
                 let f = parse_filter(text).map_err(|e| {
                     ScimError::invalid_filter(format!("filter '{}': {e}", clip(text)))

@@ -15,6 +15,7 @@ mod ldap_policies;
 mod ldap_target;
 mod ldap_tls;
 mod lifecycle;
+mod limits;
 mod protocol;
 mod regressions;
 mod slapd;
