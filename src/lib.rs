@@ -13,6 +13,7 @@ pub mod engine;
 pub mod http;
 pub mod journal;
 pub mod mapping;
+pub mod metrics;
 pub mod scim;
 pub mod store;
 pub mod suggest;

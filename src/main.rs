@@ -429,9 +429,12 @@ async fn serve(
             max_json_depth: cfg.server.max_json_depth,
             max_filter_bytes: cfg.server.max_filter_bytes,
             request_timeout: cfg.server.request_timeout,
+            ready_max_pending: cfg.server.ready_max_pending,
             trusted_proxies: cfg.server.trusted_proxies.clone(),
         }),
-        rate_limits: Arc::new(http::ratelimit::RateLimits::new(&cfg.rate_limit)),
+        rate_limits: Arc::new(http::Shared::new(http::ratelimit::RateLimits::new(
+            &cfg.rate_limit,
+        ))),
     };
     if cfg.journal.retention_enabled() {
         spawn_retention(
@@ -504,7 +507,7 @@ fn spawn_watchdog() {
 }
 
 /// On SIGHUP: reads the configuration again and applies what can change while serving
-/// (tokens, log level) atomically; a file that does not load is logged and the running
+/// (tokens, rate limits, log level) atomically; a file that does not load is logged and the running
 /// configuration keeps serving. Settings that need a restart (listen address, state
 /// directory, target, mapping, server limits) are reported when they differ.
 fn spawn_reload(
@@ -546,6 +549,12 @@ fn spawn_reload(
                         tracing::error!(error = %e, "reload: log.level not applied");
                     }
                     state.tokens.set(token_set(&new));
+                    if new.rate_limit != running.rate_limit {
+                        // New buckets: the counts start over with the new limits.
+                        state
+                            .rate_limits
+                            .set(http::ratelimit::RateLimits::new(&new.rate_limit));
+                    }
                     let needs_restart = restart_needed(&running, &new);
                     if !needs_restart.is_empty() {
                         tracing::warn!(settings = ?needs_restart, "reload: these settings change only with a restart");

@@ -192,7 +192,8 @@ pub struct ServerConfig {
     pub trusted_proxies: Vec<IpNet>,
     /// A request taking longer is answered 503 (SCIM error body).
     pub request_timeout: std::time::Duration,
-    /// `/readyz` fails while more deliveries than this are pending.
+    /// `/readyz` fails while the target is unreachable and more deliveries than this are
+    /// pending.
     pub ready_max_pending: u64,
     /// The most bytes of request headers (answered 431 beyond).
     pub max_header_bytes: usize,

@@ -7,14 +7,20 @@
 //! down) → the record stays pending, the request gets its 2xx, and the worker delivers it
 //! when the target returns. Every verdict is written to the record's `delivery` column,
 //! the durable cursor: after a restart the worker resumes at the first pending record.
+//!
+//! Observability: every attempt counts in `scim_deliveries_total` (and failures in
+//! `scim_target_errors_total`); [`Delivery::backlog`] reads the pending count and the
+//! oldest pending record's age for readiness and the backlog gauges, which the worker
+//! also refreshes at most once a second.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Condvar, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
 use crate::mapping::model::Mapping;
+use crate::metrics::{self, FailureSource};
 use crate::store::{Store, StoreError};
 use crate::target::{Outcome, Target};
 
@@ -23,6 +29,16 @@ const BATCH: usize = 256;
 /// Back-off bounds while the target is unavailable.
 const BACKOFF_MIN: Duration = Duration::from_millis(200);
 const BACKOFF_MAX: Duration = Duration::from_secs(30);
+/// How often the worker refreshes the backlog gauges at most.
+const GAUGES_EVERY: Duration = Duration::from_secs(1);
+
+/// The records waiting for delivery.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Backlog {
+    pub pending: u64,
+    /// How long the oldest pending record has waited (`None`: nothing pending).
+    pub oldest_age: Option<Duration>,
+}
 
 pub struct Delivery {
     store: Arc<Store>,
@@ -103,6 +119,34 @@ impl Delivery {
         outcome
     }
 
+    /// Reads the backlog (a blocking store read: call it off the async threads) and
+    /// updates the `scim_delivery_pending` and `scim_delivery_oldest_pending_seconds` gauges.
+    pub fn backlog(&self) -> Result<Backlog, StoreError> {
+        let (pending, oldest) = self.store.read(|r| r.journal_backlog())?;
+        let oldest_age = oldest.map(|time| {
+            time::OffsetDateTime::parse(&time, &time::format_description::well_known::Rfc3339)
+                .ok()
+                .and_then(|t| Duration::try_from(time::OffsetDateTime::now_utc() - t).ok())
+                .unwrap_or(Duration::ZERO)
+        });
+        metrics::delivery_backlog(pending, oldest_age);
+        Ok(Backlog {
+            pending,
+            oldest_age,
+        })
+    }
+
+    /// The class of the last unavailability (`connect`, `timeout`, an LDAP result code
+    /// name, see [`metrics::error_code`]); `None` while delivering fine. Unlike the error
+    /// text, it names no entry, so it may be shown without authentication (`/readyz`).
+    pub fn last_error_code(&self) -> Option<&'static str> {
+        self.last_error
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .as_deref()
+            .map(metrics::error_code)
+    }
+
     /// Whether the last delivery attempt found the target unavailable.
     pub fn target_down(&self) -> bool {
         self.last_error
@@ -145,8 +189,16 @@ impl Delivery {
 
     fn run(self: Arc<Self>) {
         let mut backoff = BACKOFF_MIN;
+        let mut gauges_at: Option<Instant> = None;
         loop {
-            match self.round() {
+            let progress = self.round();
+            if gauges_at.is_none_or(|at| at.elapsed() >= GAUGES_EVERY) {
+                if let Err(e) = self.backlog() {
+                    tracing::debug!(error = %e, "cannot read the delivery backlog");
+                }
+                gauges_at = Some(Instant::now());
+            }
+            match progress {
                 Ok(Progress::Idle) => {
                     backoff = BACKOFF_MIN;
                     self.sleep_until_woken(Duration::from_secs(5));
@@ -177,13 +229,14 @@ impl Delivery {
             return Ok(Progress::Idle);
         }
         for row in rows {
-            let outcome = match row.record() {
+            let (outcome, source) = match row.record() {
                 Ok(record) => match self.mapping.change(&record) {
-                    Ok(change) => self.target.apply(&change),
-                    Err(detail) => Outcome::Rejected(detail),
+                    Ok(change) => (self.target.apply(&change), FailureSource::Target),
+                    Err(detail) => (Outcome::Rejected(detail), FailureSource::Mapping),
                 },
-                Err(e) => Outcome::Rejected(e.to_string()),
+                Err(e) => (Outcome::Rejected(e.to_string()), FailureSource::Record),
             };
+            metrics::delivery(&outcome, source);
             let seq = row.seq;
             match &outcome {
                 Outcome::Applied => {

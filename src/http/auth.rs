@@ -7,6 +7,7 @@
 use axum::extract::FromRequestParts;
 use axum::http::header;
 use axum::http::request::Parts;
+use axum::response::{IntoResponse, Response};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
@@ -50,12 +51,27 @@ pub struct Authenticated {
 }
 
 impl FromRequestParts<AppState> for Authenticated {
-    type Rejection = ApiError;
+    /// 401 (SCIM error) without a known token; 429 for a token past its rate limit.
+    type Rejection = Response;
 
     async fn from_request_parts(
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
+        let token_name = identify(parts, state).map_err(IntoResponse::into_response)?;
+        super::observe::record_actor(&parts.extensions, &token_name);
+        state
+            .rate_limits
+            .get()
+            .admit_token(&token_name)
+            .map_err(IntoResponse::into_response)?;
+        Ok(Authenticated { token_name })
+    }
+}
+
+/// The name of the token the request presents.
+fn identify(parts: &Parts, state: &AppState) -> Result<String, ApiError> {
+    {
         let Some(value) = parts.headers.get(header::AUTHORIZATION) else {
             return Err(ScimError::unauthorized(
                 "missing Authorization header; send 'Authorization: Bearer <token>'",
@@ -73,9 +89,7 @@ impl FromRequestParts<AppState> for Authenticated {
             }
         };
         match state.tokens.get().identify(token) {
-            Some(name) => Ok(Authenticated {
-                token_name: name.to_string(),
-            }),
+            Some(name) => Ok(name.to_string()),
             None => Err(ScimError::unauthorized("invalid bearer token").into()),
         }
     }

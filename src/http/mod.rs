@@ -6,13 +6,15 @@
 //! Error body (see `error`).
 
 pub mod auth;
+pub mod client;
 pub mod error;
+mod observe;
 mod query;
+pub mod ratelimit;
 mod render;
 pub mod server;
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use axum::Router;
 use axum::body::Bytes;
@@ -38,7 +40,7 @@ pub struct AppState {
     pub tokens: Arc<Shared<TokenSet>>,
     pub settings: Arc<Settings>,
     /// Request rate limits (`rate_limit`): per client here, per token in `auth`.
-    pub rate_limits: Arc<ratelimit::RateLimits>,
+    pub rate_limits: Arc<Shared<ratelimit::RateLimits>>,
 }
 
 /// A value replaced as a whole while requests read it (a reload): readers take the
@@ -84,6 +86,8 @@ pub struct Settings {
     pub max_filter_bytes: usize,
     /// A request taking longer is answered 503.
     pub request_timeout: std::time::Duration,
+    /// `/readyz` fails while the target is unreachable and more are pending.
+    pub ready_max_pending: u64,
     /// Peers whose forwarding headers name the client (`server.trusted_proxies`).
     pub trusted_proxies: Vec<crate::config::IpNet>,
 }
@@ -114,7 +118,6 @@ pub fn app(state: AppState) -> Router {
         Router::new().nest(&base, scim)
     };
     router
-        .route("/healthz", get(healthz))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(state.settings.max_body_bytes))
         .layer(middleware::from_fn_with_state(
@@ -122,12 +125,16 @@ pub fn app(state: AppState) -> Router {
             request_timeout,
         ))
         .layer(middleware::from_fn_with_state(
-            ratelimit::ClientLimit::new(
-                state.rate_limits.clone(),
-                &state.settings.trusted_proxies,
-            ),
+            ratelimit::ClientLimit::new(state.rate_limits.clone(), &state.settings.trusted_proxies),
             ratelimit::limit_clients,
         ))
+        // Merged after those layers: probes are never rate-limited nor timed out.
+        .merge(observe::ops_router(
+            state.engine.clone(),
+            state.settings.ready_max_pending,
+        ))
+        // Inside request_envelope, so the log line carries the same request id.
+        .layer(middleware::from_fn(observe::observe))
         .layer(middleware::from_fn(request_envelope))
         .with_state(state)
 }
@@ -153,10 +160,10 @@ async fn request_timeout(
     }
 }
 
-/// One request id per request (taken from `X-Request-Id` when the proxy set one), one
-/// log line per request, and the SCIM content type on every response.
+/// One request id per request (taken from `X-Request-Id` when the proxy set one) and
+/// the SCIM content type on every response; the request's log line and metrics are
+/// `observe`'s.
 async fn request_envelope(mut req: Request, next: Next) -> Response {
-    let started = Instant::now();
     let request_id = req
         .headers()
         .get("x-request-id")
@@ -165,8 +172,6 @@ async fn request_envelope(mut req: Request, next: Next) -> Response {
         .map(str::to_string)
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
     req.extensions_mut().insert(RequestId(request_id.clone()));
-    let method = req.method().clone();
-    let path = req.uri().path().to_string();
     let span = tracing::info_span!("request", id = %request_id);
     let mut response = tracing::Instrument::instrument(next.run(req), span.clone()).await;
     let status = response.status();
@@ -180,14 +185,6 @@ async fn request_envelope(mut req: Request, next: Next) -> Response {
     if let Ok(v) = HeaderValue::from_str(&request_id) {
         response.headers_mut().insert("x-request-id", v);
     }
-    tracing::info!(
-        parent: &span,
-        method = %method,
-        path = %path,
-        status = response.status().as_u16(),
-        duration_ms = started.elapsed().as_secs_f64() * 1000.0,
-        "request"
-    );
     response
 }
 
@@ -373,10 +370,6 @@ fn resource_response(
 ) -> Response {
     let body = render::resource(resource, base, &params.projection);
     with_etag(scim_json(status, &body), &resource.stored.etag())
-}
-
-async fn healthz() -> Response {
-    scim_json(StatusCode::OK, &json!({"status": "ok"}))
 }
 
 async fn not_found(req: Request) -> ApiError {

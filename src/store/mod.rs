@@ -15,6 +15,7 @@ pub mod journal;
 mod writer;
 
 pub use journal::{JournalEntry, JournalRow, NewRecord};
+pub use writer::WriterHealth;
 
 use rusqlite::functions::FunctionFlags;
 use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
@@ -294,6 +295,12 @@ impl Store {
         &self.path
     }
 
+    /// Whether the writer can make changes (and their journal records) durable now: its
+    /// thread runs and its last group commit succeeded. Cheap: two atomic loads.
+    pub fn writer_health(&self) -> WriterHealth {
+        self.writer.health()
+    }
+
     /// Runs `f` in the writer's next group-commit batch, inside a savepoint of its own: an
     /// `Err` rolls back only this job. Resolves once the batch's commit is durable (or
     /// failed, which fails every job of the batch).
@@ -459,6 +466,22 @@ fn decode(raw: (String, String, i64, String, String, String)) -> Result<Stored, 
 /// Reads shared by the read pool and the write transaction.
 pub struct Reader<'a> {
     conn: &'a Connection,
+}
+
+impl Reader<'_> {
+    /// How many journal records wait for delivery, and the time (journal timestamp) of the
+    /// oldest of them: readiness and the backlog metrics. Both use the partial index on
+    /// pending records, so the cost grows with the backlog, not the journal.
+    pub fn journal_backlog(&self) -> Result<(u64, Option<String>), StoreError> {
+        let (count, oldest): (i64, Option<String>) = self
+            .conn
+            .prepare_cached(
+                "SELECT count(*), (SELECT time FROM journal WHERE delivery = 'pending' ORDER BY seq LIMIT 1) \
+                 FROM journal WHERE delivery = 'pending'",
+            )?
+            .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok((u64::try_from(count).unwrap_or(0), oldest))
+    }
 }
 
 impl Reader<'_> {

@@ -6,9 +6,15 @@
 //! one each, and no job is answered before its changes (and their journal records) are
 //! durable. A job that fails rolls back alone; a commit that fails (disk full, read-only)
 //! fails the whole batch and leaves nothing of it behind.
+//!
+//! The writer keeps its own health for readiness ([`WriterHealth`]: the thread runs, the
+//! last commit succeeded) and records `scim_journal_append_seconds` (submission to
+//! commit, per job) and `scim_journal_batch_size` (jobs per commit).
 
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, mpsc};
 use std::thread;
+use std::time::Instant;
 
 use rusqlite::Connection;
 use tokio::sync::oneshot;
@@ -21,18 +27,72 @@ const MAX_BATCH: usize = 512;
 type Finish = Box<dyn FnOnce(Option<&StoreError>) + Send>;
 type Job = Box<dyn FnOnce(&WriteTx<'_>) -> (bool, Finish) + Send>;
 
+/// A job with the time it was handed to the writer.
+struct Queued {
+    job: Job,
+    submitted: Instant,
+}
+
+/// Whether the writer can make changes durable now, as readiness sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WriterHealth {
+    /// The writer thread is running (it stops only if a job panics).
+    pub running: bool,
+    /// The last group commit succeeded (true before the first one). A failed commit
+    /// (disk full, read-only, IO error) is retried by the next write.
+    pub last_commit_ok: bool,
+}
+
+/// The writer thread's health, shared with the store.
+struct Health {
+    running: AtomicBool,
+    last_commit_ok: AtomicBool,
+}
+
+/// Marks the writer stopped when its thread ends, normally or by a panic.
+struct StopGuard(Arc<Health>);
+
+impl Drop for StopGuard {
+    fn drop(&mut self) {
+        self.0.running.store(false, Ordering::SeqCst);
+    }
+}
+
 pub(super) struct Writer {
-    jobs: mpsc::Sender<Job>,
+    jobs: mpsc::Sender<Queued>,
+    health: Arc<Health>,
 }
 
 impl Writer {
     pub(super) fn start(conn: Connection) -> Result<Writer, StoreError> {
-        let (tx, rx) = mpsc::channel::<Job>();
+        let (tx, rx) = mpsc::channel::<Queued>();
+        let health = Arc::new(Health {
+            running: AtomicBool::new(true),
+            last_commit_ok: AtomicBool::new(true),
+        });
+        let shared = health.clone();
         thread::Builder::new()
             .name("scim-bridge-writer".into())
-            .spawn(move || run(conn, rx))
+            .spawn(move || run(conn, rx, shared))
             .map_err(|e| StoreError::Writer(format!("cannot start the writer thread: {e}")))?;
-        Ok(Writer { jobs: tx })
+        Ok(Writer { jobs: tx, health })
+    }
+
+    pub(super) fn health(&self) -> WriterHealth {
+        WriterHealth {
+            running: self.health.running.load(Ordering::SeqCst),
+            last_commit_ok: self.health.last_commit_ok.load(Ordering::SeqCst),
+        }
+    }
+
+    fn send(&self, job: Job) -> Result<(), StoreError> {
+        let queued = Queued {
+            job,
+            submitted: Instant::now(),
+        };
+        self.jobs
+            .send(queued)
+            .map_err(|_| StoreError::Writer("the writer thread has stopped".into()))
     }
 
     fn job<T, E>(
@@ -69,9 +129,7 @@ impl Writer {
         let job = Self::job(f, move |r| {
             let _ = tx.send(r);
         });
-        if self.jobs.send(job).is_err() {
-            return Err(StoreError::Writer("the writer thread has stopped".into()).into());
-        }
+        self.send(job)?;
         rx.await
             .unwrap_or_else(|_| Err(StoreError::Writer("the writer dropped a job".into()).into()))
     }
@@ -88,15 +146,14 @@ impl Writer {
         let job = Self::job(f, move |r| {
             let _ = tx.send(r);
         });
-        if self.jobs.send(job).is_err() {
-            return Err(StoreError::Writer("the writer thread has stopped".into()).into());
-        }
+        self.send(job)?;
         rx.recv()
             .unwrap_or_else(|_| Err(StoreError::Writer("the writer dropped a job".into()).into()))
     }
 }
 
-fn run(mut conn: Connection, jobs: mpsc::Receiver<Job>) {
+fn run(mut conn: Connection, jobs: mpsc::Receiver<Queued>, health: Arc<Health>) {
+    let _stopped = StopGuard(health.clone());
     while let Ok(first) = jobs.recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -105,17 +162,20 @@ fn run(mut conn: Connection, jobs: mpsc::Receiver<Job>) {
                 Err(_) => break,
             }
         }
-        run_batch(&mut conn, batch);
+        run_batch(&mut conn, batch, &health);
     }
 }
 
-fn run_batch(conn: &mut Connection, batch: Vec<Job>) {
+/// Runs and commits one batch, records its health and metrics, then answers its jobs.
+fn run_batch(conn: &mut Connection, batch: Vec<Queued>, health: &Health) {
     let size = batch.len();
     let mut finishes: Vec<Finish> = Vec::with_capacity(size);
-    let started = std::time::Instant::now();
+    let mut submitted: Vec<Instant> = Vec::with_capacity(size);
+    let started = Instant::now();
     let outcome = (|| -> Result<(), StoreError> {
         let mut tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        for job in batch {
+        for Queued { job, submitted: at } in batch {
+            submitted.push(at);
             // On failure the jobs not yet run are dropped unanswered: their callers see
             // `StoreError::Writer`, a 503, like the jobs answered with the batch's error.
             let sp = tx.savepoint()?;
@@ -134,17 +194,82 @@ fn run_batch(conn: &mut Connection, batch: Vec<Job>) {
         let _ = conn.execute_batch("ROLLBACK");
     }
     match &outcome {
-        Ok(()) => tracing::debug!(
-            jobs = size,
-            ms = started.elapsed().as_secs_f64() * 1000.0,
-            "group commit"
-        ),
+        Ok(()) => {
+            let committed = Instant::now();
+            crate::metrics::journal_commit(
+                size,
+                submitted.iter().map(|at| committed.duration_since(*at)),
+            );
+            tracing::debug!(
+                jobs = size,
+                ms = started.elapsed().as_secs_f64() * 1000.0,
+                "group commit"
+            )
+        }
         Err(e) => {
+            crate::metrics::journal_commit(size, []);
             tracing::error!(jobs = size, error = %e, "group commit failed; the batch was rolled back")
         }
     }
     let error = outcome.err();
+    // Before the answers: a caller told of the failure then sees it in the health too.
+    health
+        .last_commit_ok
+        .store(error.is_none(), Ordering::SeqCst);
     for finish in finishes {
         finish(error.as_ref());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use crate::store::{Store, StoreError};
+
+    fn open() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let store = Store::open(dir.path()).expect("open the store");
+        (dir, store)
+    }
+
+    #[test]
+    fn a_failed_commit_shows_in_the_health_until_a_commit_succeeds() {
+        let (_dir, store) = open();
+        assert!(store.writer_health().running && store.writer_health().last_commit_ok);
+        // A deferred foreign key is checked at COMMIT: the job succeeds, the commit fails.
+        let failed = store.write_blocking(|tx| -> Result<(), StoreError> {
+            tx.tx.execute_batch(
+                "CREATE TABLE p (id INTEGER PRIMARY KEY);
+                 CREATE TABLE c (pid INTEGER REFERENCES p(id) DEFERRABLE INITIALLY DEFERRED);
+                 INSERT INTO c VALUES (1);",
+            )?;
+            Ok(())
+        });
+        assert!(failed.is_err(), "{failed:?}");
+        let health = store.writer_health();
+        assert!(health.running && !health.last_commit_ok, "{health:?}");
+        store
+            .write_blocking(|tx| tx.meta_set("probe", "1"))
+            .expect("a write after the failure");
+        assert!(store.writer_health().last_commit_ok);
+    }
+
+    #[test]
+    fn a_stopped_writer_shows_in_the_health() {
+        let (_dir, store) = open();
+        let result = store.write_blocking(|_| -> Result<(), StoreError> {
+            panic!("a job panics (this panic is expected by the test)")
+        });
+        assert!(result.is_err());
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while store.writer_health().running {
+            assert!(std::time::Instant::now() < deadline, "still running");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert!(matches!(
+            store.write_blocking(|tx| tx.meta_set("probe", "1")),
+            Err(StoreError::Writer(_))
+        ));
     }
 }

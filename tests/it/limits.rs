@@ -95,6 +95,10 @@ mapping:
     assert_eq!(r.status, 503, "{}", r.text);
     assert!(r.text.contains("request_timeout"), "{}", r.text);
     assert!(r.header("retry-after").is_some(), "Retry-After");
-    assert!(started.elapsed() < Duration::from_secs(4), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        started.elapsed()
+    );
     drop(blackhole);
 }
