@@ -19,6 +19,7 @@ use scim_bridge::store::Store;
 mod journal_cli;
 mod mapping_cli;
 mod reconcile_cli;
+mod token_cli;
 
 #[derive(Parser)]
 #[command(
@@ -70,6 +71,11 @@ enum Command {
     Mapping {
         #[command(subcommand)]
         command: MappingCommand,
+    },
+    /// Make bearer tokens (`token new`).
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
     },
     /// Audit, verify, export and replay the change journal.
     Journal {
@@ -157,6 +163,17 @@ enum JournalCommand {
 }
 
 #[derive(Subcommand)]
+enum TokenCommand {
+    /// Print a new random bearer token once, and the `auth.tokens` entry (its SHA-256
+    /// hash) to paste into the configuration; the token is not stored anywhere.
+    New {
+        /// The token's name in the configuration (the actor in logs and the journal).
+        #[arg(long, default_value = "entra")]
+        name: String,
+    },
+}
+
+#[derive(Subcommand)]
 enum MappingCommand {
     /// Print the target row a SCIM resource (a JSON file) produces and what would change
     /// against the stored row. Writes nothing.
@@ -221,6 +238,12 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Token {
+            command: TokenCommand::New { name },
+        } => token_cli::new(&name).unwrap_or_else(|e| {
+            eprintln!("scim-bridge: {e:#}");
+            ExitCode::from(2)
+        }),
         Command::Journal { place, command } => {
             match journal_cli::run(place.config.as_deref(), place.state_dir.as_deref(), command) {
                 Ok(code) => code,
@@ -423,6 +446,11 @@ async fn serve(
         settings: Arc::new(Settings {
             base_path: cfg.server.base_path.clone(),
             public_url: cfg.server.public_url.clone(),
+            scheme: if cfg.server.tls.is_some() {
+                "https"
+            } else {
+                "http"
+            },
             max_body_bytes: cfg.server.max_body_bytes,
             page_size: cfg.server.page_size,
             max_page_size: cfg.server.max_page_size,
@@ -430,7 +458,7 @@ async fn serve(
             max_filter_bytes: cfg.server.max_filter_bytes,
             request_timeout: cfg.server.request_timeout,
             ready_max_pending: cfg.server.ready_max_pending,
-            trusted_proxies: cfg.server.trusted_proxies.clone(),
+            trusted_proxies: trusted_proxies(&cfg),
         }),
         rate_limits: Arc::new(http::Shared::new(http::ratelimit::RateLimits::new(
             &cfg.rate_limit,
@@ -443,13 +471,36 @@ async fn serve(
             journal_cli::archive_dir(&cfg),
         );
     }
+    let tls = match &cfg.server.tls {
+        Some(t) => Some(
+            http::server::tls_acceptor(&t.cert_file, &t.key_file)
+                .map_err(|e| anyhow::anyhow!("server.tls: {e}"))?,
+        ),
+        None => None,
+    };
     let listener = tokio::net::TcpListener::bind(cfg.server.listen)
         .await
         .with_context(|| format!("while binding {}", cfg.server.listen))?;
     let addr = listener
         .local_addr()
         .context("while reading the bound address")?;
-    tracing::info!(%addr, base_path = %cfg.server.base_path, "listening");
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let mut listeners = vec![http::server::Listener::Tcp(listener, tls)];
+    #[cfg(unix)]
+    if let Some(path) = &cfg.server.unix_socket {
+        // A socket left by a previous run would make the bind fail.
+        if std::fs::symlink_metadata(path)
+            .is_ok_and(|m| std::os::unix::fs::FileTypeExt::is_socket(&m.file_type()))
+        {
+            std::fs::remove_file(path)
+                .with_context(|| format!("while removing the old socket {}", path.display()))?;
+        }
+        let unix = tokio::net::UnixListener::bind(path)
+            .with_context(|| format!("while binding the Unix socket {}", path.display()))?;
+        tracing::info!(path = %path.display(), "listening on the Unix socket");
+        listeners.push(http::server::Listener::Unix(unix));
+    }
+    tracing::info!(%addr, scheme, base_path = %cfg.server.base_path, "listening");
     // A machine-readable readiness line on stdout, for scripts and the test harness.
     println!("listening on {addr}");
     std::io::stdout().flush().ok();
@@ -461,7 +512,7 @@ async fn serve(
     let max_header_bytes = cfg.server.max_header_bytes;
     spawn_reload(path, cfg, state.clone(), set_log_level);
     let drained = http::server::serve(
-        listener,
+        listeners,
         http::app(state),
         http::server::ServeOptions {
             drain: cfg_drain(),
@@ -481,13 +532,20 @@ fn cfg_drain() -> std::time::Duration {
     std::time::Duration::from_secs(20)
 }
 
+/// The configured trusted proxies, plus the Unix socket's peer when there is one: only a
+/// local reverse proxy can reach that socket.
+fn trusted_proxies(cfg: &Config) -> Vec<config::IpNet> {
+    let mut out = cfg.server.trusted_proxies.clone();
+    if cfg.server.unix_socket.is_some()
+        && let Some(unix) = config::IpNet::parse(&http::server::UNIX_PEER.ip().to_string())
+    {
+        out.push(unix);
+    }
+    out
+}
+
 fn token_set(cfg: &Config) -> TokenSet {
-    TokenSet::new(
-        cfg.auth
-            .tokens
-            .iter()
-            .map(|t| (t.name.as_str(), t.secret.expose())),
-    )
+    TokenSet::from_config(&cfg.auth)
 }
 
 /// Pings systemd's watchdog from the runtime at half its interval, while the runtime

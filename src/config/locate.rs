@@ -219,10 +219,10 @@ impl NodeIndex {
 
 /// `a.b[0].c` → `a.b[0]` → `a.b` → `a` → ``.
 pub(super) fn parent(path: &str) -> &str {
-    if path.ends_with(']') {
-        if let Some(i) = path.rfind('[') {
-            return &path[..i];
-        }
+    if path.ends_with(']')
+        && let Some(i) = path.rfind('[')
+    {
+        return &path[..i];
     }
     path.rfind('.').map_or("", |i| &path[..i])
 }

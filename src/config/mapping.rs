@@ -51,7 +51,7 @@ fn identifier(
     text
 }
 
-fn flag(checker: &mut Checker<'_>, path: &str, text: Option<&str>) -> bool {
+pub(super) fn flag(checker: &mut Checker<'_>, path: &str, text: Option<&str>) -> bool {
     match text.map(str::trim) {
         None => false,
         Some(t) if t.eq_ignore_ascii_case("true") => true,

@@ -23,7 +23,8 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 pub use error::{ConfigError, Problem, Problems};
-pub use secret::{Env, Environment, ProcessEnv, Secret};
+pub use secret::{Env, Environment, ProcessEnv, Secret, TokenDigest};
+pub use validate::valid_token_name;
 
 /// The example config compiled into the binary, used when `serve` is given no `--config`.
 pub const EMBEDDED_EXAMPLE: &str = include_str!("../../config.example.yaml");
@@ -201,6 +202,18 @@ pub struct ServerConfig {
     pub max_json_depth: usize,
     /// The longest `filter` a list or search request may give.
     pub max_filter_bytes: usize,
+    /// Serve HTTPS on `listen` with this certificate (PEM chain and key).
+    pub tls: Option<ServerTls>,
+    /// Also accept connections on this Unix socket (a local reverse proxy; its forwarded
+    /// headers are believed).
+    pub unix_socket: Option<PathBuf>,
+}
+
+/// The listener's certificate: PEM files.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerTls {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
 }
 
 #[derive(Debug, Clone)]
@@ -211,14 +224,34 @@ pub struct StateConfig {
 
 #[derive(Debug, Clone)]
 pub struct AuthConfig {
-    /// At least one; names and secrets are unique.
+    /// At least one; names and digests are unique.
     pub tokens: Vec<TokenConfig>,
+    /// Bearer JWTs issued by Entra ID, accepted besides the static tokens.
+    pub jwt: Option<JwtConfig>,
 }
 
+/// A static bearer token: its name and the digest of its secret (from `secret:`, or given
+/// as `hash:`); the secret itself is not kept.
 #[derive(Debug, Clone)]
 pub struct TokenConfig {
     pub name: String,
-    pub secret: Secret,
+    pub digest: TokenDigest,
+    /// May read (GET, `.search`) but not write.
+    pub read_only: bool,
+}
+
+/// `auth.jwt`: a bearer token that is a JWT signed by one of `keys`, with exactly this
+/// issuer and audience, within its validity (± `leeway`), authenticates as `name`.
+#[derive(Debug, Clone)]
+pub struct JwtConfig {
+    pub name: String,
+    pub issuer: String,
+    pub audience: String,
+    pub leeway: std::time::Duration,
+    /// Where the keys were read from (at load and at every reload).
+    pub jwks_file: PathBuf,
+    pub keys: std::sync::Arc<crate::http::jwt::Jwks>,
+    pub read_only: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -255,6 +288,9 @@ impl fmt::Display for Config {
                 f.write_str(",")?;
             }
             f.write_str(&token.name)?;
+        }
+        if let Some(jwt) = &self.auth.jwt {
+            write!(f, "] jwt=[{}", jwt.name)?;
         }
         let format = match self.log.format {
             LogFormat::Text => "text",

@@ -218,6 +218,16 @@ pub(super) struct RawServer {
     pub max_header_bytes: Option<String>,
     pub max_json_depth: Option<String>,
     pub max_filter_bytes: Option<String>,
+    pub tls: Option<RawServerTls>,
+    pub unix_socket: Option<String>,
+}
+
+/// Direct TLS on the listener (installs without a reverse proxy).
+#[derive(Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(super) struct RawServerTls {
+    pub cert_file: Option<String>,
+    pub key_file: Option<String>,
 }
 
 #[derive(Default, Deserialize)]
@@ -230,6 +240,7 @@ pub(super) struct RawState {
 #[serde(default, deny_unknown_fields)]
 pub(super) struct RawAuth {
     pub tokens: Option<Vec<RawToken>>,
+    pub jwt: Option<RawJwt>,
 }
 
 #[derive(Default, Deserialize)]
@@ -237,6 +248,21 @@ pub(super) struct RawAuth {
 pub(super) struct RawToken {
     pub name: Option<String>,
     pub secret: Option<RawSecret>,
+    /// `sha256:<64 hex digits>`, instead of `secret`.
+    pub hash: Option<String>,
+    pub read_only: Option<String>,
+}
+
+/// Bearer JWTs issued by Entra ID, verified with the keys of a JWKS file.
+#[derive(Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(super) struct RawJwt {
+    pub issuer: Option<String>,
+    pub audience: Option<String>,
+    pub jwks_file: Option<String>,
+    pub name: Option<String>,
+    pub leeway: Option<String>,
+    pub read_only: Option<String>,
 }
 
 /// Where a token's secret comes from; exactly one of the three must be set.

@@ -109,7 +109,7 @@ fn example_file_parses_when_its_token_variable_is_set() {
     assert_eq!(config.state.dir, PathBuf::from("./state"));
     assert_eq!(config.auth.tokens.len(), 1);
     assert_eq!(config.auth.tokens[0].name, "entra");
-    assert_eq!(config.auth.tokens[0].secret.expose(), TOKEN);
+    assert_eq!(config.auth.tokens[0].digest, TokenDigest::of(TOKEN));
     assert_eq!(config.log.level, "info");
     assert_eq!(config.log.format, LogFormat::Text);
 }
@@ -423,7 +423,7 @@ fn token_names_are_unique() {
 }
 
 #[test]
-fn a_token_needs_a_name_and_a_secret() {
+fn a_token_needs_a_name_and_a_secret_or_a_hash() {
     let items =
         problems("auth:\n  tokens:\n    - secret: {env: SCIM_BRIDGE_TOKEN}\n    - name: okta\n");
     let lines: Vec<String> = items.iter().map(ToString::to_string).collect();
@@ -431,7 +431,7 @@ fn a_token_needs_a_name_and_a_secret() {
         lines,
         [
             "3:7: auth.tokens[0]: missing 'name' (e.g. name: entra)",
-            "4:7: auth.tokens[1]: missing 'secret' (e.g. secret: {env: SCIM_BRIDGE_TOKEN})",
+            "4:7: auth.tokens[1]: missing 'secret' or 'hash' (e.g. secret: {env: SCIM_BRIDGE_TOKEN}, or the hash: line 'scim-bridge token new' prints)",
         ]
     );
 }
@@ -453,7 +453,7 @@ fn several_tokens_each_get_their_own_secret() {
     .unwrap_or_else(|err| panic!("{err}"));
     let names: Vec<&str> = config.auth.tokens.iter().map(|t| t.name.as_str()).collect();
     assert_eq!(names, ["entra", "okta"]);
-    assert_eq!(config.auth.tokens[1].secret.expose(), OTHER_TOKEN);
+    assert_eq!(config.auth.tokens[1].digest, TokenDigest::of(OTHER_TOKEN));
 }
 
 // --- secrets ----------------------------------------------------------------------------
@@ -497,7 +497,7 @@ fn a_secret_file_has_its_trailing_newline_trimmed() {
         &env,
     )
     .unwrap_or_else(|err| panic!("{err}"));
-    assert_eq!(config.auth.tokens[0].secret.expose(), TOKEN);
+    assert_eq!(config.auth.tokens[0].digest, TokenDigest::of(TOKEN));
 
     let env = FakeEnv::default().with_file("/run/credentials/entra", &format!("{TOKEN}\r\n\n"));
     let config = parse(
@@ -506,7 +506,7 @@ fn a_secret_file_has_its_trailing_newline_trimmed() {
         &env,
     )
     .unwrap_or_else(|err| panic!("{err}"));
-    assert_eq!(config.auth.tokens[0].secret.expose(), TOKEN);
+    assert_eq!(config.auth.tokens[0].digest, TokenDigest::of(TOKEN));
 }
 
 #[test]
@@ -515,7 +515,7 @@ fn a_secret_file_on_disk_is_read_by_the_process_environment() {
     std::io::Write::write_all(&mut file, format!("{TOKEN}\n").as_bytes()).expect("write");
     let yaml = secret_yaml(&format!("file: '{}'", file.path().display()));
     let config = parse(&yaml, "config.yaml", &ProcessEnv).unwrap_or_else(|err| panic!("{err}"));
-    assert_eq!(config.auth.tokens[0].secret.expose(), TOKEN);
+    assert_eq!(config.auth.tokens[0].digest, TokenDigest::of(TOKEN));
 }
 
 #[test]
@@ -529,7 +529,7 @@ fn an_unreadable_secret_file_is_reported_at_the_secret() {
 #[test]
 fn a_literal_secret_value_is_accepted() {
     let config = parse_ok(&secret_yaml(&format!("value: \"{TOKEN}\"")));
-    assert_eq!(config.auth.tokens[0].secret.expose(), TOKEN);
+    assert_eq!(config.auth.tokens[0].digest, TokenDigest::of(TOKEN));
 }
 
 #[test]
@@ -585,6 +585,324 @@ fn secret_matching_compares_whole_values() {
     assert!(!secret.matches(&TOKEN[..TOKEN.len() - 1]));
     assert!(!secret.matches(OTHER_TOKEN));
     assert!(!secret.matches(""));
+}
+
+// --- hashed and read-only tokens ------------------------------------------------------------
+
+/// `sha256:` and the hex digest of TOKEN, as `token new` prints it.
+fn token_hash() -> String {
+    TokenDigest::of(TOKEN).to_string()
+}
+
+fn hash_yaml(hash: &str) -> String {
+    format!("auth:\n  tokens:\n    - name: entra\n      hash: {hash}\n")
+}
+
+#[test]
+fn a_token_may_be_configured_by_the_sha256_hash_of_its_secret() {
+    let hash = token_hash();
+    assert_eq!(hash.len(), "sha256:".len() + 64);
+    let config = parse(&hash_yaml(&hash), "config.yaml", &FakeEnv::default())
+        .unwrap_or_else(|err| panic!("{err}"));
+    assert_eq!(config.auth.tokens[0].name, "entra");
+    assert_eq!(config.auth.tokens[0].digest, TokenDigest::of(TOKEN));
+    assert!(!config.auth.tokens[0].read_only);
+    // Upper-case hex and a quoted value read the same.
+    let upper = format!("'sha256:{}'", hash["sha256:".len()..].to_ascii_uppercase());
+    let config = parse(&hash_yaml(&upper), "config.yaml", &FakeEnv::default())
+        .unwrap_or_else(|err| panic!("{err}"));
+    assert_eq!(config.auth.tokens[0].digest, TokenDigest::of(TOKEN));
+}
+
+#[test]
+fn a_token_digest_prints_as_the_hash_line_takes_it() {
+    let digest = TokenDigest::of(TOKEN);
+    // echo -n 0123456789abcdef0123456789abcdef | sha256sum
+    assert_eq!(
+        digest.to_string(),
+        "sha256:3eb1bd439947eb762998e566ccc2e099c791118b2f40579cc4f7da2b5061b7f9"
+    );
+    assert_eq!(TokenDigest::parse(&digest.to_string()), Ok(digest));
+    assert_eq!(format!("{digest:?}"), "TokenDigest(sha256:3eb1bd43…)");
+}
+
+#[test]
+fn a_malformed_hash_is_reported_at_the_hash_without_repeating_it() {
+    let hex = &token_hash()["sha256:".len()..];
+    let cases = [
+        // The token itself pasted where its hash belongs.
+        (TOKEN.to_owned(), "the hash does not start with 'sha256:'"),
+        (
+            format!("md5:{hex}"),
+            "the hash does not start with 'sha256:'",
+        ),
+        (
+            format!("sha256:{}", &hex[..63]),
+            "the hash has 63 hex digits after 'sha256:'; a SHA-256 hash has 64",
+        ),
+        (
+            format!("sha256:{hex}00"),
+            "the hash has 66 hex digits after 'sha256:'; a SHA-256 hash has 64",
+        ),
+        (
+            format!("sha256:{}g", &hex[..63]),
+            "the hash contains 'g' after 'sha256:', which is not a hex digit",
+        ),
+        ("''".to_owned(), "the hash does not start with 'sha256:'"),
+    ];
+    for (value, what) in cases {
+        let problem = only_problem(&hash_yaml(&value));
+        assert_eq!(
+            problem,
+            format!(
+                "4:13: auth.tokens[0].hash: {what}; write 'sha256:' and 64 hex digits, as 'scim-bridge token new' prints them"
+            ),
+            "{value}"
+        );
+        assert!(!problem.contains(TOKEN), "{problem}");
+        assert!(!problem.contains(&hex[..16]), "{problem}");
+    }
+}
+
+#[test]
+fn a_token_with_both_a_secret_and_a_hash_is_reported_at_the_token() {
+    assert_eq!(
+        only_problem(&format!(
+            "auth:\n  tokens:\n    - name: entra\n      secret: {{env: SCIM_BRIDGE_TOKEN}}\n      hash: {}\n",
+            token_hash()
+        )),
+        "3:7: auth.tokens[0]: both 'secret' and 'hash' are set; set exactly one (the hash of a secret is computed, not configured next to it)"
+    );
+}
+
+#[test]
+fn a_token_with_neither_a_secret_nor_a_hash_is_reported_at_the_token() {
+    assert_eq!(
+        only_problem("auth:\n  tokens:\n    - name: entra\n      read_only: true\n"),
+        "3:7: auth.tokens[0]: missing 'secret' or 'hash' (e.g. secret: {env: SCIM_BRIDGE_TOKEN}, or the hash: line 'scim-bridge token new' prints)"
+    );
+}
+
+#[test]
+fn a_hash_is_unique_across_tokens_whether_given_or_computed() {
+    // A hash repeating an earlier secret's digest.
+    assert_eq!(
+        only_problem(&format!(
+            "auth:\n  tokens:\n    - name: entra\n      secret: {{env: SCIM_BRIDGE_TOKEN}}\n    - name: copy\n      hash: {}\n",
+            token_hash()
+        )),
+        "6:13: auth.tokens[1].hash: the hash is the same as auth.tokens[0].secret's; every token needs its own secret ('scim-bridge token new' makes one)"
+    );
+    // A secret whose digest an earlier hash already gives.
+    assert_eq!(
+        only_problem(&format!(
+            "auth:\n  tokens:\n    - name: hashed\n      hash: {}\n    - name: entra\n      secret: {{env: SCIM_BRIDGE_TOKEN}}\n",
+            token_hash()
+        )),
+        "6:7: auth.tokens[1].secret: environment variable SCIM_BRIDGE_TOKEN has the hash given at auth.tokens[0].hash; every token needs its own secret (generate one with: openssl rand -hex 32)"
+    );
+}
+
+#[test]
+fn read_only_is_true_or_false_and_off_by_default() {
+    let yaml = |flag: &str| {
+        format!(
+            "auth:\n  tokens:\n    - name: entra\n      read_only: {flag}\n      secret: {{env: SCIM_BRIDGE_TOKEN}}\n"
+        )
+    };
+    assert!(parse_ok(&yaml("true")).auth.tokens[0].read_only);
+    assert!(!parse_ok(&yaml("false")).auth.tokens[0].read_only);
+    assert!(!parse_ok(AUTH).auth.tokens[0].read_only);
+    assert_eq!(
+        only_problem(&yaml("yes")),
+        "4:18: auth.tokens[0].read_only: 'yes' is not true or false"
+    );
+}
+
+// --- auth.jwt ---------------------------------------------------------------------------
+
+const TENANT_ISSUER: &str = "https://sts.windows.net/72f988bf-86f1-41af-91ab-2d7cd011db47/";
+const ENTRA_AUDIENCE: &str = "8adf8e6e-67b2-4cf2-a259-e3dc5476c621";
+
+/// A JWKS with one 2048-bit RSA key (a made-up modulus: parsing does not factor it) and
+/// the members Entra's keys carry besides.
+fn jwks(modulus_bytes: usize) -> String {
+    // 'x's, then a 'w' whose low bits are zero: valid base64url of `modulus_bytes` bytes.
+    let n = format!("{}w", "x".repeat((modulus_bytes * 4).div_ceil(3) - 1));
+    format!(
+        r#"{{"keys":[{{"kty":"RSA","use":"sig","kid":"k1","x5t":"k1","n":"{n}","e":"AQAB","x5c":["MIIC"],"issuer":"https://login.microsoftonline.com/t/v2.0"}}]}}"#
+    )
+}
+
+fn jwt_env() -> FakeEnv {
+    token_env().with_file("/etc/scim-bridge/jwks.json", &jwks(256))
+}
+
+fn jwt_yaml(lines: &str) -> String {
+    format!("{AUTH}  jwt:\n{lines}")
+}
+
+const JWT_SETTINGS: &str =
+    "    issuer: https://sts.windows.net/72f988bf-86f1-41af-91ab-2d7cd011db47/
+    audience: 8adf8e6e-67b2-4cf2-a259-e3dc5476c621
+    jwks_file: /etc/scim-bridge/jwks.json
+";
+
+#[test]
+fn jwt_settings_are_read_with_their_defaults() {
+    let config = parse(&jwt_yaml(JWT_SETTINGS), "config.yaml", &jwt_env())
+        .unwrap_or_else(|err| panic!("{err}"));
+    let jwt = config.auth.jwt.expect("auth.jwt");
+    assert_eq!(jwt.issuer, TENANT_ISSUER);
+    assert_eq!(jwt.audience, ENTRA_AUDIENCE);
+    assert_eq!(jwt.name, "entra-jwt");
+    assert_eq!(jwt.leeway, std::time::Duration::from_secs(60));
+    assert!(!jwt.read_only);
+    assert_eq!(jwt.jwks_file, PathBuf::from("/etc/scim-bridge/jwks.json"));
+    assert_eq!(jwt.keys.len(), 1);
+    assert!(parse_ok(AUTH).auth.jwt.is_none());
+
+    let config = parse(
+        &jwt_yaml(&format!(
+            "{JWT_SETTINGS}    name: entra-test\n    leeway: 2m\n    read_only: true\n"
+        )),
+        "config.yaml",
+        &jwt_env(),
+    )
+    .unwrap_or_else(|err| panic!("{err}"));
+    assert!(config.to_string().contains("jwt=[entra-test]"), "{config}");
+    let jwt = config.auth.jwt.expect("auth.jwt");
+    assert_eq!(jwt.name, "entra-test");
+    assert_eq!(jwt.leeway, std::time::Duration::from_secs(120));
+    assert!(jwt.read_only);
+}
+
+#[test]
+fn jwt_needs_an_issuer_an_audience_and_a_jwks_file() {
+    let lines: Vec<String> = problems_with(&jwt_yaml("    name: entra-jwt\n"), &jwt_env())
+        .items
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(
+        lines,
+        [
+            "6:3: auth.jwt: missing 'issuer' (for Entra: issuer: https://sts.windows.net/<tenant-id>/)",
+            "6:3: auth.jwt: missing 'audience' (for an Entra non-gallery app: audience: 8adf8e6e-67b2-4cf2-a259-e3dc5476c621)",
+            "6:3: auth.jwt: missing 'jwks_file' (the tenant's signing keys, e.g. saved from https://login.microsoftonline.com/<tenant-id>/discovery/v2.0/keys)",
+        ]
+    );
+}
+
+#[test]
+fn jwt_settings_are_each_checked_at_their_line() {
+    let yaml = jwt_yaml(
+        "    issuer: https://sts.windows.net/72f988bf-86f1-41af-91ab-2d7cd011db47
+    audience: ''
+    jwks_file: /etc/scim-bridge/jwks.json
+    name: entra jwt
+    leeway: 1h
+    read_only: maybe
+",
+    );
+    let lines: Vec<String> = problems_with(&yaml, &jwt_env())
+        .items
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(
+        lines,
+        [
+            "7:13: auth.jwt.issuer: 'https://sts.windows.net/72f988bf-86f1-41af-91ab-2d7cd011db47' must end with '/' as Entra's issuer does (use https://sts.windows.net/72f988bf-86f1-41af-91ab-2d7cd011db47/)",
+            "8:15: auth.jwt.audience: '' is empty or has surrounding spaces; the audience is compared exactly (for an Entra non-gallery app: 8adf8e6e-67b2-4cf2-a259-e3dc5476c621)",
+            "10:11: auth.jwt.name: 'entra jwt' is not a valid token name (use 1 to 64 of A-Z a-z 0-9 _ . -)",
+            "11:13: auth.jwt.leeway: '1h' is not a duration of at most 10m (e.g. 60s); it is the clock skew allowed on exp and nbf",
+            "12:16: auth.jwt.read_only: 'maybe' is not true or false",
+        ]
+    );
+    assert_eq!(
+        only_problem_with(
+            &jwt_yaml(&JWT_SETTINGS.replace("https://sts", "http://sts")),
+            &jwt_env()
+        ),
+        "7:13: auth.jwt.issuer: 'http://sts.windows.net/72f988bf-86f1-41af-91ab-2d7cd011db47/' is not an https URL; the issuer is compared exactly (for Entra: https://sts.windows.net/<tenant-id>/)"
+    );
+}
+
+#[test]
+fn the_jwt_name_is_not_a_static_tokens_name() {
+    assert_eq!(
+        only_problem_with(
+            &jwt_yaml(&format!("{JWT_SETTINGS}    name: entra\n")),
+            &jwt_env()
+        ),
+        "10:11: auth.jwt.name: 'entra' is already the name of auth.tokens[0]; JWTs need a name of their own (name: …)"
+    );
+}
+
+#[test]
+fn a_missing_jwks_file_is_reported_with_its_path() {
+    assert_eq!(
+        only_problem_with(&jwt_yaml(JWT_SETTINGS), &token_env()),
+        "9:16: auth.jwt.jwks_file: JWKS file /etc/scim-bridge/jwks.json cannot be read: no such file or directory"
+    );
+}
+
+#[test]
+fn a_jwks_file_without_usable_keys_is_reported_with_its_path() {
+    let cases = [
+        (
+            "not json".to_owned(),
+            "is not a JSON Web Key Set ({\"keys\": [...]}): expected ident at line 1 column 2",
+        ),
+        (r#"{"keys":[]}"#.to_owned(), "has no RSA signing key (kty RSA, RS256)"),
+        (
+            r#"{"keys":[{"kty":"EC","crv":"P-256","x":"AA","y":"AA"},{"kty":"RSA","use":"enc","n":"AQAB","e":"AQAB"}]}"#.to_owned(),
+            "has no RSA signing key (kty RSA, RS256)",
+        ),
+        (
+            jwks(128),
+            "keys[0] (kid k1) is a 1024-bit RSA key; at least 2048 bits are required",
+        ),
+        (
+            r#"{"keys":[{"kty":"RSA","kid":"k9"}]}"#.to_owned(),
+            "keys[0] (kid k9) is an RSA key without 'n' and 'e'",
+        ),
+        (
+            r#"{"keys":[{"kty":"RSA","n":"not base64!","e":"AQAB"}]}"#.to_owned(),
+            "keys[0]: 'n' is not base64url",
+        ),
+    ];
+    for (text, what) in cases {
+        let env = token_env().with_file("/etc/scim-bridge/jwks.json", &text);
+        assert_eq!(
+            only_problem_with(&jwt_yaml(JWT_SETTINGS), &env),
+            format!("9:16: auth.jwt.jwks_file: JWKS file /etc/scim-bridge/jwks.json {what}"),
+            "{text}"
+        );
+    }
+}
+
+#[test]
+fn an_unknown_jwt_setting_suggests_the_known_one() {
+    assert_eq!(
+        only_problem_with(
+            &jwt_yaml(&format!("{JWT_SETTINGS}    audiance: x\n")),
+            &jwt_env()
+        ),
+        "10:5: auth.jwt: unknown field 'audiance' (did you mean 'audience'?)"
+    );
+}
+
+/// The single problem `yaml` has under `env`.
+fn only_problem_with(yaml: &str, env: &dyn Environment) -> String {
+    let items = problems_with(yaml, env).items;
+    assert_eq!(
+        items.len(),
+        1,
+        "expected exactly one problem, got {items:#?}"
+    );
+    items[0].to_string()
 }
 
 // --- log --------------------------------------------------------------------------------
@@ -805,7 +1123,8 @@ fn debug_and_display_of_a_config_never_show_a_secret() {
         assert!(!text.contains(OTHER_TOKEN), "{text}");
         assert!(!text.contains(&"L".repeat(20)), "{text}");
     }
-    assert!(format!("{config:?}").contains("Secret(***)"));
+    // Only the start of each digest, never a secret.
+    assert!(format!("{config:?}").contains("TokenDigest(sha256:"));
     assert!(config.to_string().contains("tokens=[entra,okta,literal]"));
 }
 

@@ -11,12 +11,12 @@ use std::path::PathBuf;
 
 use super::locate::{NodeIndex, did_you_mean};
 use super::raw::{
-    RawAuth, RawConfig, RawJournal, RawLog, RawRate, RawRateLimit, RawSecret, RawServer, RawState,
-    RawToken,
+    RawAuth, RawConfig, RawJournal, RawJwt, RawLog, RawRate, RawRateLimit, RawSecret, RawServer,
+    RawState, RawToken,
 };
 use super::{
-    AuthConfig, Config, Environment, JournalConfig, LogConfig, LogFormat, Problem, Rate,
-    RateLimitConfig, Secret, ServerConfig, StateConfig, TokenConfig,
+    AuthConfig, Config, Environment, JournalConfig, JwtConfig, LogConfig, LogFormat, Problem, Rate,
+    RateLimitConfig, Secret, ServerConfig, StateConfig, TokenConfig, TokenDigest,
 };
 
 const DEFAULT_LISTEN: SocketAddr =
@@ -146,24 +146,24 @@ fn server(checker: &mut Checker<'_>, raw: RawServer) -> ServerConfig {
         (1, MAX_MAX_PAGE_SIZE),
         "e.g. 100",
     );
-    if let (Some(page), Some(max)) = (page_size, max_page_size) {
-        if page > max {
-            // Point at whichever of the two the file actually spells out.
-            if checker.index.contains("server.page_size") {
-                checker.report(
+    if let (Some(page), Some(max)) = (page_size, max_page_size)
+        && page > max
+    {
+        // Point at whichever of the two the file actually spells out.
+        if checker.index.contains("server.page_size") {
+            checker.report(
                     "server.page_size",
                     format!(
                         "{page} is larger than server.max_page_size ({max}); lower it or raise server.max_page_size"
                     ),
                 );
-            } else {
-                checker.report(
+        } else {
+            checker.report(
                     "server.max_page_size",
                     format!(
                         "{max} is smaller than the default server.page_size ({page}); raise it or set server.page_size to at most {max}"
                     ),
                 );
-            }
         }
     }
 
@@ -227,7 +227,36 @@ fn server(checker: &mut Checker<'_>, raw: RawServer) -> ServerConfig {
     )
     .unwrap_or(4096);
 
+    let tls = raw.tls.map(|t| {
+        let mut file = |key: &str, value: Option<String>| match value {
+            Some(v) if !v.trim().is_empty() => std::path::PathBuf::from(v),
+            _ => {
+                checker.report(
+                    &format!("server.tls.{key}"),
+                    format!("TLS needs '{key}:' (a PEM file)"),
+                );
+                std::path::PathBuf::new()
+            }
+        };
+        super::ServerTls {
+            cert_file: file("cert_file", t.cert_file),
+            key_file: file("key_file", t.key_file),
+        }
+    });
+    let unix_socket = match raw.unix_socket {
+        Some(p) if p.trim().is_empty() => {
+            checker.report(
+                "server.unix_socket",
+                "'' is empty; give a path (e.g. /run/scim-bridge/scim.sock)".into(),
+            );
+            None
+        }
+        other => other.map(std::path::PathBuf::from),
+    };
+
     ServerConfig {
+        tls,
+        unix_socket,
         max_header_bytes,
         max_json_depth,
         max_filter_bytes,
@@ -320,9 +349,9 @@ fn with_size(path: &str, n: usize) -> String {
     if !path.ends_with("_bytes") {
         return n.to_string();
     }
-    if n >= 1024 * 1024 && n % (1024 * 1024) == 0 {
+    if n >= 1024 * 1024 && n.is_multiple_of(1024 * 1024) {
         format!("{n} ({} MiB)", n / (1024 * 1024))
-    } else if n >= 1024 && n % 1024 == 0 {
+    } else if n >= 1024 && n.is_multiple_of(1024) {
         format!("{n} ({} KiB)", n / 1024)
     } else {
         n.to_string()
@@ -535,7 +564,11 @@ fn state(checker: &mut Checker<'_>, raw: RawState) -> StateConfig {
 }
 
 fn auth(checker: &mut Checker<'_>, raw: RawAuth, env: &dyn Environment) -> AuthConfig {
-    let raw_tokens = raw.tokens.unwrap_or_default();
+    let RawAuth {
+        tokens: raw_tokens,
+        jwt: raw_jwt,
+    } = raw;
+    let raw_tokens = raw_tokens.unwrap_or_default();
     if raw_tokens.is_empty() {
         checker.report(
             "auth.tokens",
@@ -546,32 +579,90 @@ fn auth(checker: &mut Checker<'_>, raw: RawAuth, env: &dyn Environment) -> AuthC
     let mut tokens: Vec<TokenConfig> = Vec::new();
     // What each earlier token resolved to, for the uniqueness checks.
     let mut names: Vec<(usize, String)> = Vec::new();
-    let mut secrets: Vec<(usize, Secret)> = Vec::new();
+    let mut digests: Vec<Earlier> = Vec::new();
     for (i, raw_token) in raw_tokens.into_iter().enumerate() {
         let at = format!("auth.tokens[{i}]");
-        let RawToken { name, secret } = raw_token;
+        let RawToken {
+            name,
+            secret,
+            hash,
+            read_only,
+        } = raw_token;
         let name = token_name(checker, &at, name, &names);
         if let Some(name) = &name {
             names.push((i, name.clone()));
         }
-        let secret = match secret {
-            None => {
+        let read_only =
+            super::mapping::flag(checker, &format!("{at}.read_only"), read_only.as_deref());
+        let digest = match (secret, hash) {
+            (None, None) => {
                 checker.report(
                     &at,
-                    "missing 'secret' (e.g. secret: {env: SCIM_BRIDGE_TOKEN})".to_owned(),
+                    format!(
+                        "missing 'secret' or 'hash' (e.g. secret: {{env: SCIM_BRIDGE_TOKEN}}, or the hash: line {MAKE_TOKEN} prints)"
+                    ),
                 );
                 None
             }
-            Some(raw_secret) => token_secret(checker, &at, raw_secret, env, &secrets),
+            (Some(_), Some(_)) => {
+                checker.report(
+                    &at,
+                    "both 'secret' and 'hash' are set; set exactly one (the hash of a secret is computed, not configured next to it)"
+                        .to_owned(),
+                );
+                None
+            }
+            (Some(raw_secret), None) => token_secret(checker, &at, raw_secret, env, &digests)
+                .map(|secret| (TokenDigest::of(secret.expose()), "secret")),
+            (None, Some(text)) => {
+                token_hash(checker, &at, &text, &digests).map(|digest| (digest, "hash"))
+            }
         };
-        if let Some(secret) = &secret {
-            secrets.push((i, secret.clone()));
-        }
-        if let (Some(name), Some(secret)) = (name, secret) {
-            tokens.push(TokenConfig { name, secret });
+        if let Some((digest, key)) = digest {
+            digests.push(Earlier {
+                index: i,
+                key,
+                digest,
+            });
+            if let Some(name) = name {
+                tokens.push(TokenConfig {
+                    name,
+                    digest,
+                    read_only,
+                });
+            }
         }
     }
-    AuthConfig { tokens }
+    let jwt = raw_jwt.and_then(|raw| jwt(checker, raw, env, &names));
+    AuthConfig { tokens, jwt }
+}
+
+/// How the message points the reader at `scim-bridge token new`.
+const MAKE_TOKEN: &str = "'scim-bridge token new'";
+
+/// A token already validated, for the uniqueness check: which entry, and whether its
+/// digest came from a `secret` or a `hash`.
+struct Earlier {
+    index: usize,
+    key: &'static str,
+    digest: TokenDigest,
+}
+
+impl Earlier {
+    /// The earlier entry with this digest, as `auth.tokens[j].secret` / `.hash`.
+    fn same_as(earlier: &[Earlier], digest: &TokenDigest) -> Option<String> {
+        earlier
+            .iter()
+            .find(|e| e.digest.matches(digest))
+            .map(|e| format!("auth.tokens[{}].{}", e.index, e.key))
+    }
+}
+
+/// Whether `name` can name a token (1 to 64 of `A-Z a-z 0-9 _ . -`: it shows up in logs,
+/// metrics and the journal as the actor).
+pub fn valid_token_name(name: &str) -> bool {
+    let valid_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-');
+    !name.is_empty() && name.len() <= MAX_TOKEN_NAME && name.chars().all(valid_char)
 }
 
 fn token_name(
@@ -585,8 +676,7 @@ fn token_name(
         checker.report(at, "missing 'name' (e.g. name: entra)".to_owned());
         return None;
     };
-    let valid_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-');
-    if name.is_empty() || name.len() > MAX_TOKEN_NAME || !name.chars().all(valid_char) {
+    if !valid_token_name(&name) {
         checker.report(
             &path,
             format!(
@@ -605,12 +695,209 @@ fn token_name(
     Some(name)
 }
 
+/// `hash: sha256:<64 hex digits>`. The text is never repeated in a message: a token
+/// pasted here by mistake must not end up in a log.
+fn token_hash(
+    checker: &mut Checker<'_>,
+    at: &str,
+    text: &str,
+    earlier: &[Earlier],
+) -> Option<TokenDigest> {
+    let path = format!("{at}.hash");
+    let digest = match TokenDigest::parse(text) {
+        Ok(digest) => digest,
+        Err(what) => {
+            checker.report(
+                &path,
+                format!(
+                    "the hash {what}; write 'sha256:' and 64 hex digits, as {MAKE_TOKEN} prints them"
+                ),
+            );
+            return None;
+        }
+    };
+    if let Some(other) = Earlier::same_as(earlier, &digest) {
+        checker.report(
+            &path,
+            format!(
+                "the hash is the same as {other}'s; every token needs its own secret ({MAKE_TOKEN} makes one)"
+            ),
+        );
+        return None;
+    }
+    Some(digest)
+}
+
+const DEFAULT_JWT_NAME: &str = "entra-jwt";
+const DEFAULT_JWT_LEEWAY: std::time::Duration = std::time::Duration::from_secs(60);
+const MAX_JWT_LEEWAY: std::time::Duration = std::time::Duration::from_secs(600);
+/// The audience of Entra's tokens for every non-gallery application.
+const ENTRA_AUDIENCE: &str = "8adf8e6e-67b2-4cf2-a259-e3dc5476c621";
+
+/// `auth.jwt`: every setting checked, the key file read and parsed now (a bad file is a
+/// config problem at `jwks_file`, not a 401 at the first request).
+fn jwt(
+    checker: &mut Checker<'_>,
+    raw: RawJwt,
+    env: &dyn Environment,
+    token_names: &[(usize, String)],
+) -> Option<JwtConfig> {
+    let before = checker.problem_count();
+    let issuer = match raw.issuer {
+        None => {
+            checker.report(
+                "auth.jwt",
+                "missing 'issuer' (for Entra: issuer: https://sts.windows.net/<tenant-id>/)"
+                    .to_owned(),
+            );
+            String::new()
+        }
+        Some(text) => {
+            if let Some(message) = issuer_problem(&text) {
+                checker.report("auth.jwt.issuer", message);
+            }
+            text
+        }
+    };
+    let audience = match raw.audience {
+        None => {
+            checker.report(
+                "auth.jwt",
+                format!(
+                    "missing 'audience' (for an Entra non-gallery app: audience: {ENTRA_AUDIENCE})"
+                ),
+            );
+            String::new()
+        }
+        Some(text) if text.trim().is_empty() || text.trim() != text => {
+            checker.report(
+                "auth.jwt.audience",
+                format!(
+                    "'{text}' is empty or has surrounding spaces; the audience is compared exactly (for an Entra non-gallery app: {ENTRA_AUDIENCE})"
+                ),
+            );
+            text
+        }
+        Some(text) => text,
+    };
+    let name = match raw.name {
+        None => DEFAULT_JWT_NAME.to_owned(),
+        Some(name) => {
+            if !valid_token_name(&name) {
+                checker.report(
+                    "auth.jwt.name",
+                    format!(
+                        "'{name}' is not a valid token name (use 1 to {MAX_TOKEN_NAME} of A-Z a-z 0-9 _ . -)"
+                    ),
+                );
+            }
+            name
+        }
+    };
+    if let Some((j, _)) = token_names.iter().find(|(_, other)| *other == name) {
+        let at = if checker.index.contains("auth.jwt.name") {
+            "auth.jwt.name"
+        } else {
+            "auth.jwt"
+        };
+        checker.report(
+            at,
+            format!(
+                "'{name}' is already the name of auth.tokens[{j}]; JWTs need a name of their own (name: …)"
+            ),
+        );
+    }
+    let leeway = match raw.leeway {
+        None => DEFAULT_JWT_LEEWAY,
+        Some(text) => match parse_duration(&text).filter(|d| *d <= MAX_JWT_LEEWAY) {
+            Some(d) => d,
+            None => {
+                checker.report(
+                    "auth.jwt.leeway",
+                    format!(
+                        "'{text}' is not a duration of at most 10m (e.g. 60s); it is the clock skew allowed on exp and nbf"
+                    ),
+                );
+                DEFAULT_JWT_LEEWAY
+            }
+        },
+    };
+    let read_only = super::mapping::flag(checker, "auth.jwt.read_only", raw.read_only.as_deref());
+    let keys = match raw.jwks_file {
+        None => {
+            checker.report(
+                "auth.jwt",
+                "missing 'jwks_file' (the tenant's signing keys, e.g. saved from https://login.microsoftonline.com/<tenant-id>/discovery/v2.0/keys)"
+                    .to_owned(),
+            );
+            None
+        }
+        Some(file) if file.trim().is_empty() => {
+            checker.report(
+                "auth.jwt.jwks_file",
+                "'' is empty; give the path of the JWKS file".to_owned(),
+            );
+            None
+        }
+        Some(file) => match env.read_file(std::path::Path::new(&file)) {
+            Err(err) => {
+                checker.report(
+                    "auth.jwt.jwks_file",
+                    format!(
+                        "JWKS file {file} cannot be read: {}",
+                        lower_first(&err.to_string())
+                    ),
+                );
+                None
+            }
+            Ok(text) => match crate::http::jwt::Jwks::parse(&text) {
+                Ok(keys) => Some((PathBuf::from(file), keys)),
+                Err(what) => {
+                    checker.report("auth.jwt.jwks_file", format!("JWKS file {file} {what}"));
+                    None
+                }
+            },
+        },
+    };
+    let (jwks_file, keys) = keys?;
+    (checker.problem_count() == before).then(|| JwtConfig {
+        name,
+        issuer,
+        audience,
+        leeway,
+        jwks_file,
+        keys: std::sync::Arc::new(keys),
+        read_only,
+    })
+}
+
+fn issuer_problem(text: &str) -> Option<String> {
+    const EXAMPLE: &str = "for Entra: https://sts.windows.net/<tenant-id>/";
+    if !text.starts_with("https://") || text.len() == "https://".len() {
+        return Some(format!(
+            "'{text}' is not an https URL; the issuer is compared exactly ({EXAMPLE})"
+        ));
+    }
+    if text.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Some(format!(
+            "'{text}' contains spaces or control characters; the issuer is compared exactly ({EXAMPLE})"
+        ));
+    }
+    // Entra's v1 issuer ends with '/'; without it no token would ever match.
+    if text.starts_with("https://sts.windows.net/") && !text.ends_with('/') {
+        return Some(format!(
+            "'{text}' must end with '/' as Entra's issuer does (use {text}/)"
+        ));
+    }
+    None
+}
+
 fn token_secret(
     checker: &mut Checker<'_>,
     at: &str,
     raw: RawSecret,
     env: &dyn Environment,
-    earlier: &[(usize, Secret)],
+    earlier: &[Earlier],
 ) -> Option<Secret> {
     let path = format!("{at}.secret");
     let RawSecret {
@@ -710,15 +997,15 @@ fn token_secret(
         ok = false;
     }
     let secret = Secret::new(text);
-    if let Some((j, _)) = earlier
-        .iter()
-        .find(|(_, other)| other.matches(secret.expose()))
-    {
+    if let Some(other) = Earlier::same_as(earlier, &TokenDigest::of(secret.expose())) {
+        let what = if other.ends_with(".hash") {
+            "has the hash given at"
+        } else {
+            "has the same value as"
+        };
         checker.report(
             &path,
-            format!(
-                "{origin} has the same value as auth.tokens[{j}].secret; every token needs its own secret ({MAKE_SECRET})"
-            ),
+            format!("{origin} {what} {other}; every token needs its own secret ({MAKE_SECRET})"),
         );
         ok = false;
     }

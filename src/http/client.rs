@@ -315,6 +315,45 @@ fn valid_host(host: &str) -> bool {
         && port.is_none_or(is_port)
 }
 
+/// The internal header carrying the origin (`https://scim.example.com`) the client used,
+/// as a trusted proxy reported it. Set only by [`forwarded_origin`], which first removes
+/// any copy the client sent.
+pub const ORIGIN_HEADER: &str = "x-scim-bridge-origin";
+
+/// Middleware: records the scheme and host a trusted reverse proxy reports
+/// (`X-Forwarded-Proto`/`-Host`, `Forwarded: proto=;host=`) in [`ORIGIN_HEADER`], for
+/// `meta.location` when no `server.public_url` is configured. From any other peer, or
+/// without a peer address, the header is only removed.
+pub async fn forwarded_origin(
+    axum::extract::State(trusted): axum::extract::State<std::sync::Arc<[IpNet]>>,
+    peer: Result<
+        axum::extract::ConnectInfo<SocketAddr>,
+        axum::extract::rejection::ExtensionRejection,
+    >,
+    mut req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    req.headers_mut().remove(ORIGIN_HEADER);
+    if let Ok(axum::extract::ConnectInfo(peer)) = peer {
+        let (proto, host) = forwarded_proto_host(peer, req.headers(), &trusted);
+        let host = host.or_else(|| {
+            proto.as_ref().and(
+                req.headers()
+                    .get(axum::http::header::HOST)
+                    .and_then(|h| h.to_str().ok())
+                    .map(str::to_string),
+            )
+        });
+        if let Some(host) = host {
+            let origin = format!("{}://{host}", proto.as_deref().unwrap_or("http"));
+            if let Ok(value) = axum::http::HeaderValue::from_str(&origin) {
+                req.headers_mut().insert(ORIGIN_HEADER, value);
+            }
+        }
+    }
+    next.run(req).await
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -8,6 +8,7 @@
 pub mod auth;
 pub mod client;
 pub mod error;
+pub mod jwt;
 mod observe;
 mod query;
 pub mod ratelimit;
@@ -75,8 +76,11 @@ impl<T> Shared<T> {
 pub struct Settings {
     /// `/scim/v2`: where the SCIM endpoints live.
     pub base_path: String,
-    /// Absolute base URL for `meta.location`; derived from `Host` when absent.
+    /// Absolute base URL for `meta.location`; derived from `Host` (or what a trusted
+    /// proxy forwards) when absent.
     pub public_url: Option<String>,
+    /// `https` when the listener serves TLS itself, else `http`.
+    pub scheme: &'static str,
     pub max_body_bytes: usize,
     pub page_size: usize,
     pub max_page_size: usize,
@@ -127,6 +131,12 @@ pub fn app(state: AppState) -> Router {
         .layer(middleware::from_fn_with_state(
             ratelimit::ClientLimit::new(state.rate_limits.clone(), &state.settings.trusted_proxies),
             ratelimit::limit_clients,
+        ))
+        .layer(middleware::from_fn_with_state(
+            std::sync::Arc::<[crate::config::IpNet]>::from(
+                state.settings.trusted_proxies.as_slice(),
+            ),
+            client::forwarded_origin,
         ))
         // Merged after those layers: probes are never rate-limited nor timed out.
         .merge(observe::ops_router(
@@ -327,6 +337,12 @@ fn base_url(state: &AppState, headers: &HeaderMap) -> String {
     if let Some(url) = &state.settings.public_url {
         return url.trim_end_matches('/').to_string();
     }
+    if let Some(origin) = headers
+        .get(client::ORIGIN_HEADER)
+        .and_then(|h| h.to_str().ok())
+    {
+        return format!("{origin}{}", state.settings.base_path);
+    }
     let host = headers
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
@@ -336,7 +352,10 @@ fn base_url(state: &AppState, headers: &HeaderMap) -> String {
                     .all(|c| c.is_ascii_alphanumeric() || "-.:[]".contains(c))
         })
         .unwrap_or("localhost");
-    format!("http://{host}{}", state.settings.base_path)
+    format!(
+        "{}://{host}{}",
+        state.settings.scheme, state.settings.base_path
+    )
 }
 
 fn scim_json(status: StatusCode, body: &Value) -> Response {

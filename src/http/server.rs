@@ -2,27 +2,39 @@
 //! `axum::serve` has neither a header-read timeout (a client that opens connections and
 //! never finishes its headers would hold them forever) nor a bounded drain at shutdown.
 //!
-//! Each accepted connection gets the router as a service with its peer address
-//! (`ConnectInfo<SocketAddr>`), a header-read timeout and a limit on the header bytes.
-//! When `shutdown` resolves the listener is closed at once (new connections are refused),
-//! connections finish the request they are serving (idle keep-alive connections are
-//! closed), and after `drain` the remaining ones are dropped.
+//! Listeners: the TCP address (plain, or HTTPS when a certificate is configured: installs
+//! without a reverse proxy) and optionally a Unix socket for a local reverse proxy. Each
+//! accepted connection gets the router as a service with its peer address
+//! (`ConnectInfo<SocketAddr>`; a Unix socket peer is `0.0.0.0:0`, see [`UNIX_PEER`]), a
+//! TLS handshake bounded by the header-read timeout, a header-read timeout and a limit on
+//! the header bytes. When `shutdown` resolves the listeners are closed at once (new
+//! connections are refused), connections finish the request they are serving (idle
+//! keep-alive connections are closed), and after `drain` the remaining ones are dropped.
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
+use tokio::sync::mpsc;
 use tower::Service;
+
+/// The peer address given to requests that came in on the Unix socket.
+pub const UNIX_PEER: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), 0);
 
 /// Limits of the connection layer.
 #[derive(Debug, Clone, Copy)]
 pub struct ServeOptions {
-    /// How long a client may take to send a request's headers.
+    /// How long a client may take to send a request's headers (and finish a TLS
+    /// handshake).
     pub header_read_timeout: Duration,
     /// The most header bytes a request may have (hyper answers 431 beyond it).
     pub max_header_bytes: usize,
@@ -40,55 +52,163 @@ impl Default for ServeOptions {
     }
 }
 
-/// Serves `app` on `listener` until `shutdown` resolves, then drains (see the module doc).
-/// Returns whether every connection finished within the drain time.
+/// Where connections come from.
+pub enum Listener {
+    /// TCP, with HTTPS when an acceptor is given.
+    Tcp(TcpListener, Option<tokio_rustls::TlsAcceptor>),
+    #[cfg(unix)]
+    Unix(tokio::net::UnixListener),
+}
+
+trait Io: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Io for T {}
+
+/// An accepted connection, before any TLS handshake.
+struct Accepted {
+    io: Box<dyn Io>,
+    peer: SocketAddr,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+}
+
+/// The TLS configuration of a listener: the certificate chain and key from PEM files.
+/// Err names the file and what is wrong with it.
+pub fn tls_acceptor(
+    cert_file: &Path,
+    key_file: &Path,
+) -> Result<tokio_rustls::TlsAcceptor, String> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let chain = CertificateDer::pem_file_iter(cert_file)
+        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| format!("{}: cannot read the certificate: {e}", cert_file.display()))?;
+    if chain.is_empty() {
+        return Err(format!(
+            "{}: no PEM certificate in the file",
+            cert_file.display()
+        ));
+    }
+    let key = PrivateKeyDer::from_pem_file(key_file)
+        .map_err(|e| format!("{}: cannot read the private key: {e}", key_file.display()))?;
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS configuration: {e}"))?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .map_err(|e| {
+            format!(
+                "{}: the certificate does not go with the key in {}: {e}",
+                cert_file.display(),
+                key_file.display()
+            )
+        })?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
+}
+
+/// Serves `app` on `listeners` until `shutdown` resolves, then drains (see the module
+/// doc). Returns whether every connection finished within the drain time.
 pub async fn serve(
-    listener: TcpListener,
+    listeners: Vec<Listener>,
     app: Router,
     options: ServeOptions,
     shutdown: impl Future<Output = ()>,
 ) -> bool {
     let mut make = app.into_make_service_with_connect_info::<SocketAddr>();
     let graceful = GracefulShutdown::new();
+    let (tx, mut rx) = mpsc::channel::<Accepted>(64);
+    let acceptors: Vec<_> = listeners
+        .into_iter()
+        .map(|listener| tokio::spawn(accept_loop(listener, tx.clone())))
+        .collect();
+    drop(tx);
     tokio::pin!(shutdown);
     loop {
-        let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(conn) => conn,
-                Err(e) => {
-                    // Out of file descriptors, or a connection reset before accept: keep
-                    // serving the others, without spinning.
-                    tracing::warn!(error = %e, "accepting a connection failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
+        let accepted = tokio::select! {
+            accepted = rx.recv() => match accepted {
+                Some(accepted) => accepted,
+                None => break,
             },
             () = &mut shutdown => break,
         };
-        let service = match make.call(peer).await {
+        let service = match make.call(accepted.peer).await {
             Ok(service) => service,
             Err(never) => match never {},
         };
-        let mut builder = hyper::server::conn::http1::Builder::new();
-        builder
-            .timer(TokioTimer::new())
-            .header_read_timeout(options.header_read_timeout)
-            .max_buf_size(options.max_header_bytes.max(8192));
-        let conn =
-            builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
-        let conn = graceful.watch(conn);
+        let watcher = graceful.watcher();
+        let Accepted { io, peer, tls } = accepted;
         tokio::spawn(async move {
-            if let Err(e) = conn.await {
+            let io: Box<dyn Io> = match tls {
+                None => io,
+                Some(acceptor) => {
+                    match tokio::time::timeout(options.header_read_timeout, acceptor.accept(io))
+                        .await
+                    {
+                        Ok(Ok(stream)) => Box::new(stream),
+                        Ok(Err(e)) => {
+                            tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                            return;
+                        }
+                        Err(_) => {
+                            tracing::debug!(%peer, "TLS handshake timed out");
+                            return;
+                        }
+                    }
+                }
+            };
+            let mut builder = hyper::server::conn::http1::Builder::new();
+            builder
+                .timer(TokioTimer::new())
+                .header_read_timeout(options.header_read_timeout)
+                .max_buf_size(options.max_header_bytes.max(8192));
+            let conn =
+                builder.serve_connection(TokioIo::new(io), TowerToHyperService::new(service));
+            if let Err(e) = watcher.watch(conn).await {
                 tracing::debug!(%peer, error = %e, "connection ended with an error");
             }
         });
     }
-    drop(listener);
+    for acceptor in acceptors {
+        acceptor.abort();
+    }
+    drop(rx);
     tokio::select! {
         () = graceful.shutdown() => true,
         () = tokio::time::sleep(options.drain) => {
             tracing::warn!(drain = ?options.drain, "connections still open after the drain time; closing them");
             false
+        }
+    }
+}
+
+/// Accepts connections on one listener and hands them over until the receiver is gone.
+async fn accept_loop(listener: Listener, tx: mpsc::Sender<Accepted>) {
+    loop {
+        let accepted = match &listener {
+            Listener::Tcp(l, tls) => l.accept().await.map(|(stream, peer)| Accepted {
+                io: Box::new(stream) as Box<dyn Io>,
+                peer,
+                tls: tls.clone(),
+            }),
+            #[cfg(unix)]
+            Listener::Unix(l) => l.accept().await.map(|(stream, _)| Accepted {
+                io: Box::new(stream) as Box<dyn Io>,
+                peer: UNIX_PEER,
+                tls: None,
+            }),
+        };
+        match accepted {
+            Ok(accepted) => {
+                if tx.send(accepted).await.is_err() {
+                    return;
+                }
+            }
+            Err(e) => {
+                // Out of file descriptors, or a connection reset before accept: keep
+                // serving the others, without spinning.
+                tracing::warn!(error = %e, "accepting a connection failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
         }
     }
 }

@@ -311,10 +311,10 @@ impl ChainCheck {
     /// (see [`damage`](Self::damage)).
     pub fn feed(&mut self, stored_hash: &str, text: &str, record: &Record) -> Result<(), Damage> {
         if let Some(damage) = &mut self.damage {
-            if let Damage::Gap { expected, found } = *damage {
-                if (expected..found).contains(&record.seq) {
-                    *damage = Damage::OutOfOrder { expected, found };
-                }
+            if let Damage::Gap { expected, found } = *damage
+                && (expected..found).contains(&record.seq)
+            {
+                *damage = Damage::OutOfOrder { expected, found };
             }
             return Ok(());
         }
@@ -538,12 +538,17 @@ pub(crate) mod fixtures {
                 group_image(seed, seq, version),
             ),
         };
-        let from_cli = seq % 5 == 0;
+        let from_cli = seq.is_multiple_of(5);
         Record {
             seq,
             prev: prev.to_owned(),
             time: time(seq),
-            endpoint: if seq % 2 == 0 { "default" } else { "tenant-ø" }.to_owned(),
+            endpoint: if seq.is_multiple_of(2) {
+                "default"
+            } else {
+                "tenant-ø"
+            }
+            .to_owned(),
             actor: if from_cli { "cli" } else { "entra-prod" }.to_owned(),
             client: (!from_cli).then(|| format!("10.0.{}.{}", seq % 7, seq % 250)),
             request_id: (!from_cli).then(|| format!("req-{seed:08x}-{seq:06}")),

@@ -82,6 +82,10 @@ impl ScimError {
     pub fn unauthorized(detail: impl Into<String>) -> Self {
         Self::new(401, None, detail)
     }
+    /// Authenticated, but this credential may not do this (a read-only token writing).
+    pub fn forbidden(detail: impl Into<String>) -> Self {
+        Self::new(403, None, detail)
+    }
     pub fn not_found(detail: impl Into<String>) -> Self {
         Self::new(404, None, detail)
     }

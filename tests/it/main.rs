@@ -20,6 +20,8 @@ mod observability;
 mod protocol;
 mod rate_limits;
 mod regressions;
+mod serving;
 mod slapd;
 mod sqlite_target;
 mod systemd_unit;
+mod tokens;

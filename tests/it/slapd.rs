@@ -830,3 +830,9 @@ fn read_from(path: &Path, offset: u64) -> String {
     let start = (offset as usize).min(text.len());
     String::from_utf8_lossy(&text[start..]).into_owned()
 }
+
+/// A test CA with a server certificate for 127.0.0.1/localhost (and the rest of
+/// [`SlapdTls`]) generated in `dir` (created), for TLS tests that need no slapd.
+pub fn test_certificates(dir: &Path) -> SlapdTls {
+    SlapdTls::generate(dir)
+}
