@@ -53,6 +53,21 @@ pub fn load_config(
     Ok(cfg)
 }
 
+/// The configuration for the tools of one endpoint (see `Config::for_endpoint`).
+pub fn endpoint_config(cfg: config::Config, name: &str) -> anyhow::Result<config::Config> {
+    cfg.for_endpoint(name).ok_or_else(|| {
+        let known: Vec<String> = cfg
+            .all_endpoints()
+            .iter()
+            .map(|e| e.name.to_string())
+            .collect();
+        anyhow::anyhow!(
+            "no endpoint named '{name}' in the configuration (endpoints: {})",
+            known.join(", ")
+        )
+    })
+}
+
 /// Where archives go: `journal.archive_dir`, else `<state dir>/archive`.
 pub fn archive_dir(cfg: &config::Config) -> PathBuf {
     cfg.journal
@@ -92,6 +107,7 @@ pub fn describe_damage(report: &ChainReport) -> String {
 pub fn run(
     config: Option<&Path>,
     dir: Option<&Path>,
+    endpoint: Option<&str>,
     command: JournalCommand,
 ) -> anyhow::Result<ExitCode> {
     // An export file is verified without any state directory.
@@ -102,7 +118,21 @@ pub fn run(
     {
         return verify_file(path, *allow_torn_tail);
     }
-    let cfg = load_config(config, dir)?;
+    let cfg = match endpoint {
+        Some(name) => {
+            let cfg = endpoint_config(load_config(config, None)?, name)?;
+            match dir {
+                Some(d) => config::Config {
+                    state: config::StateConfig {
+                        dir: d.to_path_buf(),
+                    },
+                    ..cfg
+                },
+                None => cfg,
+            }
+        }
+        None => load_config(config, dir)?,
+    };
     let dir = cfg.state.dir.clone();
     // Replaying a file may start from an empty state directory (a rebuild); a dry run
     // of that works on a throw-away copy so it creates nothing.

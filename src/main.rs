@@ -66,6 +66,9 @@ enum Command {
         /// Print what differs (LDIF for a directory) without writing; exit 1 on drift.
         #[arg(long)]
         dry_run: bool,
+        /// The endpoint to reconcile (`endpoints:` in the config); default: the top-level one.
+        #[arg(long)]
+        endpoint: Option<String>,
     },
     /// Inspect the attribute mapping.
     Mapping {
@@ -95,6 +98,10 @@ struct StatePlace {
     /// State directory, overriding the config's `state.dir`.
     #[arg(long, global = true)]
     state_dir: Option<PathBuf>,
+    /// The endpoint whose journal to use (`endpoints:` in the config); default: the
+    /// top-level one.
+    #[arg(long, global = true)]
+    endpoint: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -218,7 +225,11 @@ fn main() -> ExitCode {
                 PreviewKind::Group => scim_bridge::scim::schema::ResourceKind::Group,
             };
             let result = journal_cli::load_config(Some(&config), None)
-                .and_then(|cfg| mapping_cli::preview(&cfg, endpoint.as_deref(), kind, &file));
+                .and_then(|cfg| match &endpoint {
+                    Some(name) => journal_cli::endpoint_config(cfg, name),
+                    None => Ok(cfg),
+                })
+                .and_then(|cfg| mapping_cli::preview(&cfg, kind, &file));
             match result {
                 Ok(code) => code,
                 Err(e) => {
@@ -227,8 +238,16 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::Reconcile { config, dry_run } => {
+        Command::Reconcile {
+            config,
+            dry_run,
+            endpoint,
+        } => {
             let result = journal_cli::load_config(Some(&config), None)
+                .and_then(|cfg| match &endpoint {
+                    Some(name) => journal_cli::endpoint_config(cfg, name),
+                    None => Ok(cfg),
+                })
                 .and_then(|cfg| reconcile_cli::run(&cfg, dry_run));
             match result {
                 Ok(code) => code,
@@ -245,7 +264,12 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }),
         Command::Journal { place, command } => {
-            match journal_cli::run(place.config.as_deref(), place.state_dir.as_deref(), command) {
+            match journal_cli::run(
+                place.config.as_deref(),
+                place.state_dir.as_deref(),
+                place.endpoint.as_deref(),
+                command,
+            ) {
                 Ok(code) => code,
                 Err(e) => {
                     eprintln!("scim-bridge: {e:#}");
@@ -404,72 +428,39 @@ async fn serve(
     allow_damaged_journal: bool,
 ) -> anyhow::Result<()> {
     ignore_file_size_signal();
-    let store = Store::open(&cfg.state.dir).with_context(|| {
-        format!(
-            "while opening the state store in {}",
-            cfg.state.dir.display()
-        )
-    })?;
-    let report = store
-        .read(|r| r.journal_verify())
-        .context("while verifying the journal")?;
-    if !report.is_intact() {
-        let what = journal_cli::describe_damage(&report);
-        if allow_damaged_journal {
-            tracing::error!(damage = %what, "the journal is damaged; serving anyway (--allow-damaged-journal)");
+    let settings = Arc::new(Settings {
+        base_path: cfg.server.base_path.clone(),
+        public_url: cfg.server.public_url.clone(),
+        scheme: if cfg.server.tls.is_some() {
+            "https"
         } else {
-            anyhow::bail!(
-                "the journal in {} is damaged: {what}\nrun 'scim-bridge journal verify' for details; start with --allow-damaged-journal to serve anyway",
-                store.path().display()
-            );
-        }
-    }
-    tracing::info!(path = %store.path().display(), records = report.records, "state store open, journal verified");
-    let store = Arc::new(store);
-    let mut engine = Engine::new(store.clone());
-    if let Some(target_cfg) = &cfg.target {
-        let target = scim_bridge::target::open(target_cfg)
-            .with_context(|| format!("while opening the target ({})", target_cfg.describe()))?;
-        let delivery = scim_bridge::engine::delivery::Delivery::start(
-            store.clone(),
-            target_cfg.mapping.clone(),
-            target,
-        )
-        .context("while starting delivery")?;
-        tracing::info!(target = %target_cfg.describe(), "delivering to the target");
-        spawn_purge(store.clone(), delivery.clone());
-        engine = engine.with_delivery(delivery, target_cfg.sync_delivery);
-    }
-    let state = AppState {
-        engine,
-        tokens: Arc::new(http::Shared::new(token_set(&cfg))),
-        settings: Arc::new(Settings {
-            base_path: cfg.server.base_path.clone(),
-            public_url: cfg.server.public_url.clone(),
-            scheme: if cfg.server.tls.is_some() {
-                "https"
-            } else {
-                "http"
-            },
-            max_body_bytes: cfg.server.max_body_bytes,
-            page_size: cfg.server.page_size,
-            max_page_size: cfg.server.max_page_size,
-            max_json_depth: cfg.server.max_json_depth,
-            max_filter_bytes: cfg.server.max_filter_bytes,
-            request_timeout: cfg.server.request_timeout,
-            ready_max_pending: cfg.server.ready_max_pending,
-            trusted_proxies: trusted_proxies(&cfg),
-        }),
-        rate_limits: Arc::new(http::Shared::new(http::ratelimit::RateLimits::new(
-            &cfg.rate_limit,
-        ))),
-    };
-    if cfg.journal.retention_enabled() {
-        spawn_retention(
-            state.engine.store().clone(),
-            cfg.journal.clone(),
-            journal_cli::archive_dir(&cfg),
-        );
+            "http"
+        },
+        max_body_bytes: cfg.server.max_body_bytes,
+        page_size: cfg.server.page_size,
+        max_page_size: cfg.server.max_page_size,
+        max_json_depth: cfg.server.max_json_depth,
+        max_filter_bytes: cfg.server.max_filter_bytes,
+        request_timeout: cfg.server.request_timeout,
+        ready_max_pending: cfg.server.ready_max_pending,
+        trusted_proxies: trusted_proxies(&cfg),
+    });
+    let rate_limits = Arc::new(http::Shared::new(http::ratelimit::RateLimits::new(
+        &cfg.rate_limit,
+    )));
+    let mut states = Vec::new();
+    for endpoint in cfg.all_endpoints() {
+        let engine = open_endpoint(&cfg, &endpoint, allow_damaged_journal)?;
+        states.push(AppState {
+            endpoint: Arc::from(endpoint.name),
+            engine,
+            tokens: Arc::new(http::Shared::new(TokenSet::from_config(endpoint.auth))),
+            settings: Arc::new(Settings {
+                base_path: endpoint.base_path.to_string(),
+                ..(*settings).clone()
+            }),
+            rate_limits: rate_limits.clone(),
+        });
     }
     let tls = match &cfg.server.tls {
         Some(t) => Some(
@@ -510,10 +501,10 @@ async fn serve(
     ]);
     spawn_watchdog();
     let max_header_bytes = cfg.server.max_header_bytes;
-    spawn_reload(path, cfg, state.clone(), set_log_level);
+    spawn_reload(path, cfg, states.clone(), set_log_level);
     let drained = http::server::serve(
         listeners,
-        http::app(state),
+        http::app_for(states),
         http::server::ServeOptions {
             drain: cfg_drain(),
             max_header_bytes,
@@ -544,8 +535,63 @@ fn trusted_proxies(cfg: &Config) -> Vec<config::IpNet> {
     out
 }
 
-fn token_set(cfg: &Config) -> TokenSet {
-    TokenSet::from_config(&cfg.auth)
+/// Opens one endpoint: its state store (journal verified), its target and delivery
+/// worker, the purge and retention tasks; the engine that serves it.
+fn open_endpoint(
+    cfg: &Config,
+    endpoint: &config::EndpointView<'_>,
+    allow_damaged_journal: bool,
+) -> anyhow::Result<Engine> {
+    let name = endpoint.name;
+    let store = Store::open(endpoint.state_dir).with_context(|| {
+        format!(
+            "endpoint {name}: while opening the state store in {}",
+            endpoint.state_dir.display()
+        )
+    })?;
+    let report = store
+        .read(|r| r.journal_verify())
+        .with_context(|| format!("endpoint {name}: while verifying the journal"))?;
+    if !report.is_intact() {
+        let what = journal_cli::describe_damage(&report);
+        if allow_damaged_journal {
+            tracing::error!(endpoint = name, damage = %what, "the journal is damaged; serving anyway (--allow-damaged-journal)");
+        } else {
+            anyhow::bail!(
+                "the journal in {} is damaged: {what}\nrun 'scim-bridge journal verify' for details; start with --allow-damaged-journal to serve anyway",
+                store.path().display()
+            );
+        }
+    }
+    tracing::info!(endpoint = name, base_path = endpoint.base_path, path = %store.path().display(), records = report.records, "state store open, journal verified");
+    let store = Arc::new(store);
+    let mut engine = Engine::new(store.clone());
+    if let Some(target_cfg) = endpoint.target {
+        let target = scim_bridge::target::open(target_cfg).with_context(|| {
+            format!(
+                "endpoint {name}: while opening the target ({})",
+                target_cfg.describe()
+            )
+        })?;
+        let delivery = scim_bridge::engine::delivery::Delivery::start(
+            store.clone(),
+            target_cfg.mapping.clone(),
+            target,
+        )
+        .context("while starting delivery")?;
+        tracing::info!(endpoint = name, target = %target_cfg.describe(), "delivering to the target");
+        spawn_purge(store.clone(), delivery.clone());
+        engine = engine.with_delivery(delivery, target_cfg.sync_delivery);
+    }
+    if cfg.journal.retention_enabled() {
+        let archive = match (&cfg.journal.archive_dir, name) {
+            (_, scim_bridge::engine::DEFAULT_ENDPOINT) => journal_cli::archive_dir(cfg),
+            (Some(dir), _) => dir.join(name),
+            (None, _) => endpoint.state_dir.join("archive"),
+        };
+        spawn_retention(store, cfg.journal.clone(), archive);
+    }
+    Ok(engine)
 }
 
 /// Pings systemd's watchdog from the runtime at half its interval, while the runtime
@@ -571,7 +617,7 @@ fn spawn_watchdog() {
 fn spawn_reload(
     path: Option<PathBuf>,
     running: Config,
-    state: AppState,
+    states: Vec<AppState>,
     set_log_level: SetLogLevel,
 ) {
     #[cfg(unix)]
@@ -606,10 +652,22 @@ fn spawn_reload(
                     if let Err(e) = set_log_level(&new.log.level) {
                         tracing::error!(error = %e, "reload: log.level not applied");
                     }
-                    state.tokens.set(token_set(&new));
-                    if new.rate_limit != running.rate_limit {
-                        // New buckets: the counts start over with the new limits.
-                        state
+                    for state in &states {
+                        match new.endpoint(&state.endpoint) {
+                            Some(endpoint) => {
+                                state.tokens.set(TokenSet::from_config(endpoint.auth))
+                            }
+                            None => {
+                                tracing::warn!(endpoint = %state.endpoint, "reload: the endpoint is gone from the file; it keeps serving until a restart")
+                            }
+                        }
+                    }
+                    if new.rate_limit != running.rate_limit
+                        && let Some(first) = states.first()
+                    {
+                        // New buckets: the counts start over with the new limits (the
+                        // endpoints share them).
+                        first
                             .rate_limits
                             .set(http::ratelimit::RateLimits::new(&new.rate_limit));
                     }
@@ -643,9 +701,21 @@ fn restart_needed(old: &Config, new: &Config) -> Vec<&'static str> {
     if old.state.dir != new.state.dir {
         out.push("state.dir");
     }
-    let describe = |c: &Config| c.target.as_ref().map(|t| t.describe());
+    let describe = |c: &Config| {
+        c.all_endpoints()
+            .iter()
+            .map(|e| {
+                (
+                    e.name.to_string(),
+                    e.base_path.to_string(),
+                    e.state_dir.to_path_buf(),
+                    e.target.map(|t| t.describe()),
+                )
+            })
+            .collect::<Vec<_>>()
+    };
     if describe(old) != describe(new) {
-        out.push("target");
+        out.push("endpoints (paths, state, targets, mappings)");
     }
     out
 }

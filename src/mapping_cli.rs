@@ -135,17 +135,9 @@ fn stored_row(
     }
 }
 
-pub fn preview(
-    cfg: &config::Config,
-    endpoint: Option<&str>,
-    kind: ResourceKind,
-    file: &Path,
-) -> anyhow::Result<ExitCode> {
-    if let Some(e) = endpoint
-        && e != scim_bridge::engine::DEFAULT_ENDPOINT
-    {
-        anyhow::bail!("--endpoint '{e}': this configuration has one endpoint, 'default'");
-    }
+/// `cfg` is the configuration as seen for the endpoint previewed (see
+/// `Config::for_endpoint`).
+pub fn preview(cfg: &config::Config, kind: ResourceKind, file: &Path) -> anyhow::Result<ExitCode> {
     let Some(target) = &cfg.target else {
         anyhow::bail!("the configuration has no 'target:' and 'mapping:'; nothing to preview");
     };

@@ -40,6 +40,76 @@ pub struct Config {
     /// The target and its mapping; `None`: the state store only.
     pub target: Option<TargetConfig>,
     pub rate_limit: RateLimitConfig,
+    /// Further endpoints (`endpoints:`), each with its own tokens, mapping, target, state
+    /// and journal. The top-level `auth`, `target` and `mapping` are the endpoint named
+    /// `default`, at `server.base_path`.
+    pub endpoints: Vec<EndpointConfig>,
+}
+
+/// One further SCIM endpoint.
+#[derive(Debug, Clone)]
+pub struct EndpointConfig {
+    /// Lower-case letters, digits and `-`; unique; not `default`.
+    pub name: String,
+    /// Where its SCIM resources are served; default `/scim/<name>/v2`.
+    pub base_path: String,
+    /// Its state store and journal; default `<state.dir>/endpoints/<name>`.
+    pub state_dir: PathBuf,
+    pub auth: AuthConfig,
+    pub target: Option<TargetConfig>,
+}
+
+/// What one endpoint serves from: its name, path, state, tokens and target.
+#[derive(Debug, Clone, Copy)]
+pub struct EndpointView<'a> {
+    pub name: &'a str,
+    pub base_path: &'a str,
+    pub state_dir: &'a Path,
+    pub auth: &'a AuthConfig,
+    pub target: Option<&'a TargetConfig>,
+}
+
+impl Config {
+    /// Every endpoint, the default one first.
+    pub fn all_endpoints(&self) -> Vec<EndpointView<'_>> {
+        let mut out = vec![EndpointView {
+            name: crate::engine::DEFAULT_ENDPOINT,
+            base_path: &self.server.base_path,
+            state_dir: &self.state.dir,
+            auth: &self.auth,
+            target: self.target.as_ref(),
+        }];
+        out.extend(self.endpoints.iter().map(|e| EndpointView {
+            name: &e.name,
+            base_path: &e.base_path,
+            state_dir: &e.state_dir,
+            auth: &e.auth,
+            target: e.target.as_ref(),
+        }));
+        out
+    }
+
+    /// This configuration as seen by the tools for one endpoint: its state directory,
+    /// tokens and target in place of the top-level ones (`None`: no such endpoint).
+    pub fn for_endpoint(&self, name: &str) -> Option<Config> {
+        if name == crate::engine::DEFAULT_ENDPOINT {
+            return Some(self.clone());
+        }
+        let e = self.endpoints.iter().find(|e| e.name == name)?;
+        let mut out = self.clone();
+        out.server.base_path = e.base_path.clone();
+        out.state.dir = e.state_dir.clone();
+        out.auth = e.auth.clone();
+        out.target = e.target.clone();
+        out.journal.archive_dir = self.journal.archive_dir.as_ref().map(|d| d.join(name));
+        out.endpoints.clear();
+        Some(out)
+    }
+
+    /// The endpoint named `name` (`default` for the top-level one).
+    pub fn endpoint(&self, name: &str) -> Option<EndpointView<'_>> {
+        self.all_endpoints().into_iter().find(|e| e.name == name)
+    }
 }
 
 /// Request rate limits (token buckets): per bearer token after authentication, and per

@@ -21,6 +21,19 @@ pub(super) struct RawConfig {
     pub target: Option<RawTarget>,
     pub mapping: Option<RawMapping>,
     pub rate_limit: Option<RawRateLimit>,
+    pub endpoints: Option<Vec<RawEndpoint>>,
+}
+
+/// A further SCIM endpoint with its own tokens, mapping, target and state.
+#[derive(Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(super) struct RawEndpoint {
+    pub name: Option<String>,
+    pub base_path: Option<String>,
+    pub state_dir: Option<String>,
+    pub auth: Option<RawAuth>,
+    pub target: Option<RawTarget>,
+    pub mapping: Option<RawMapping>,
 }
 
 #[derive(Default, Deserialize)]

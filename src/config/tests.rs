@@ -1017,7 +1017,7 @@ fn an_unknown_key_suggests_the_nearest_known_key() {
 fn an_unknown_key_without_a_near_match_lists_the_known_keys() {
     assert_eq!(
         only_problem(&format!("{AUTH}metrics: true\n")),
-        "6:1: unknown field 'metrics' (expected one of: server, state, auth, log, journal, target, mapping, rate_limit)"
+        "6:1: unknown field 'metrics' (expected one of: server, state, auth, log, journal, target, mapping, rate_limit, endpoints)"
     );
 }
 

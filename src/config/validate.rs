@@ -11,12 +11,13 @@ use std::path::PathBuf;
 
 use super::locate::{NodeIndex, did_you_mean};
 use super::raw::{
-    RawAuth, RawConfig, RawJournal, RawJwt, RawLog, RawRate, RawRateLimit, RawSecret, RawServer,
-    RawState, RawToken,
+    RawAuth, RawConfig, RawEndpoint, RawJournal, RawJwt, RawLog, RawRate, RawRateLimit, RawSecret,
+    RawServer, RawState, RawToken,
 };
 use super::{
-    AuthConfig, Config, Environment, JournalConfig, JwtConfig, LogConfig, LogFormat, Problem, Rate,
-    RateLimitConfig, Secret, ServerConfig, StateConfig, TokenConfig, TokenDigest,
+    AuthConfig, Config, EndpointConfig, Environment, JournalConfig, JwtConfig, LogConfig,
+    LogFormat, Problem, Rate, RateLimitConfig, Secret, ServerConfig, StateConfig, TokenConfig,
+    TokenDigest,
 };
 
 const DEFAULT_LISTEN: SocketAddr =
@@ -39,6 +40,9 @@ const LEVELS: [&str; 6] = ["trace", "debug", "info", "warn", "error", "off"];
 pub(super) struct Checker<'a> {
     index: &'a NodeIndex,
     problems: Vec<Problem>,
+    /// Prepended to every reported path: `endpoints[1].` while an endpoint's own `auth`,
+    /// `target` and `mapping` are checked with the same rules as the top-level ones.
+    prefix: String,
 }
 
 impl Checker<'_> {
@@ -47,9 +51,10 @@ impl Checker<'_> {
     }
 
     pub(super) fn report(&mut self, path: &str, message: String) {
-        let pos = self.index.position(path);
+        let path = format!("{}{path}", self.prefix);
+        let pos = self.index.position(&path);
         self.problems.push(Problem {
-            path: path.to_owned(),
+            path,
             line: pos.line,
             column: pos.column,
             message,
@@ -66,6 +71,7 @@ pub(super) fn validate(
     let mut checker = Checker {
         index,
         problems: Vec::new(),
+        prefix: String::new(),
     };
     let config = Config {
         server: server(&mut checker, raw.server.unwrap_or_default()),
@@ -75,6 +81,7 @@ pub(super) fn validate(
         journal: journal(&mut checker, raw.journal.unwrap_or_default()),
         target: None,
         rate_limit: rate_limit(&mut checker, raw.rate_limit),
+        endpoints: Vec::new(),
     };
     let mut config = config;
     config.target = super::mapping::target(
@@ -82,6 +89,12 @@ pub(super) fn validate(
         raw.target,
         raw.mapping,
         &config.state.dir,
+        env,
+    );
+    config.endpoints = endpoints(
+        &mut checker,
+        raw.endpoints.unwrap_or_default(),
+        &config,
         env,
     );
     let mut problems = checker.problems;
@@ -270,6 +283,87 @@ fn server(checker: &mut Checker<'_>, raw: RawServer) -> ServerConfig {
         request_timeout,
         ready_max_pending: ready_max_pending.unwrap_or(DEFAULT_READY_MAX_PENDING) as u64,
     }
+}
+
+/// Checks the further endpoints: each with the rules of the top-level sections, its
+/// problems reported under `endpoints[i].`.
+fn endpoints(
+    checker: &mut Checker<'_>,
+    raw: Vec<RawEndpoint>,
+    config: &Config,
+    env: &dyn Environment,
+) -> Vec<EndpointConfig> {
+    let mut out: Vec<EndpointConfig> = Vec::new();
+    for (i, raw) in raw.into_iter().enumerate() {
+        let at = format!("endpoints[{i}]");
+        let name = raw.name.unwrap_or_default();
+        let name_ok = !name.is_empty()
+            && name.len() <= 32
+            && name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+        if !name_ok {
+            checker.report(
+                &format!("{at}.name"),
+                format!("'{name}' is not an endpoint name (1 to 32 of a-z, 0-9 and -)"),
+            );
+        } else if name == crate::engine::DEFAULT_ENDPOINT || out.iter().any(|e| e.name == name) {
+            checker.report(
+                &format!("{at}.name"),
+                format!(
+                    "'{name}' is taken (names are unique, and 'default' is the top-level endpoint)"
+                ),
+            );
+        }
+        let base_path = match raw.base_path {
+            Some(text) => {
+                if let Some(message) = base_path_problem(&text) {
+                    checker.report(&format!("{at}.base_path"), message);
+                }
+                text
+            }
+            None => format!("/scim/{name}/v2"),
+        };
+        let clash = std::iter::once(config.server.base_path.as_str())
+            .chain(out.iter().map(|e| e.base_path.as_str()))
+            .find(|other| {
+                *other == base_path
+                    || base_path.starts_with(&format!("{other}/"))
+                    || other.starts_with(&format!("{base_path}/"))
+            })
+            .map(str::to_string);
+        if let Some(other) = clash {
+            checker.report(
+                &format!("{at}.base_path"),
+                format!("'{base_path}' overlaps the endpoint at '{other}'; give each endpoint its own path"),
+            );
+        }
+        let state_dir = match raw.state_dir {
+            Some(p) if !p.trim().is_empty() => std::path::PathBuf::from(p),
+            _ => config.state.dir.join("endpoints").join(&name),
+        };
+        if state_dir == config.state.dir || out.iter().any(|e| e.state_dir == state_dir) {
+            checker.report(
+                &format!("{at}.state_dir"),
+                format!(
+                    "'{}' is another endpoint's state directory",
+                    state_dir.display()
+                ),
+            );
+        }
+        checker.prefix = format!("{at}.");
+        let auth = auth(checker, raw.auth.unwrap_or_default(), env);
+        let target = super::mapping::target(checker, raw.target, raw.mapping, &state_dir, env);
+        checker.prefix.clear();
+        out.push(EndpointConfig {
+            name,
+            base_path,
+            state_dir,
+            auth,
+            target,
+        });
+    }
+    out
 }
 
 const DEFAULT_REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);

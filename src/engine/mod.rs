@@ -34,6 +34,8 @@ pub enum EngineError {
 #[derive(Debug, Clone)]
 pub struct Actor {
     pub name: String,
+    /// The endpoint the change came in on (its journal records name it).
+    pub endpoint: String,
     pub request_id: Option<String>,
     pub client: Option<String>,
 }
@@ -43,6 +45,7 @@ impl Actor {
     pub fn tool(name: &str) -> Actor {
         Actor {
             name: name.into(),
+            endpoint: DEFAULT_ENDPOINT.into(),
             request_id: None,
             client: None,
         }
@@ -68,7 +71,7 @@ fn journal(
     let (record, _) = tx.journal_append(
         NewRecord {
             time: time.to_string(),
-            endpoint: DEFAULT_ENDPOINT.into(),
+            endpoint: actor.endpoint.clone(),
             actor: actor.name.clone(),
             client: actor.client.clone(),
             request_id: actor.request_id.clone(),

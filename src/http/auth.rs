@@ -115,6 +115,8 @@ impl TokenSet {
 pub struct Authenticated {
     pub token_name: String,
     pub read_only: bool,
+    /// The endpoint the token belongs to (tokens are valid on their own endpoint only).
+    pub endpoint: std::sync::Arc<str>,
 }
 
 impl FromRequestParts<AppState> for Authenticated {
@@ -132,7 +134,8 @@ impl FromRequestParts<AppState> for Authenticated {
         state
             .rate_limits
             .get()
-            .admit_token(&token_name)
+            // Token names are per endpoint: their buckets are too.
+            .admit_token(&format!("{}/{token_name}", state.endpoint))
             .map_err(IntoResponse::into_response)?;
         if read_only && is_write(&parts.method, parts.uri.path()) {
             tracing::warn!(actor = %token_name, method = %parts.method, "write refused: the token is read-only");
@@ -145,6 +148,7 @@ impl FromRequestParts<AppState> for Authenticated {
         Ok(Authenticated {
             token_name,
             read_only,
+            endpoint: state.endpoint.clone(),
         })
     }
 }

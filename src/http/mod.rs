@@ -36,6 +36,8 @@ use query::ListParams;
 /// What every handler shares.
 #[derive(Clone)]
 pub struct AppState {
+    /// The endpoint's name (`default` for the top-level one).
+    pub endpoint: Arc<str>,
     pub engine: Engine,
     /// Replaced as a whole when the configuration is reloaded (SIGHUP).
     pub tokens: Arc<Shared<TokenSet>>,
@@ -98,6 +100,49 @@ pub struct Settings {
 
 /// The whole router.
 pub fn app(state: AppState) -> Router {
+    app_for(vec![state])
+}
+
+/// The router of several endpoints, each at its own base path with its own state
+/// (tokens, engine); the server-wide layers (limits, proxies, rate limits, probes) take
+/// their settings from the first.
+pub fn app_for(states: Vec<AppState>) -> Router {
+    let Some(first) = states.first().cloned() else {
+        return Router::new().fallback(not_found);
+    };
+    let mut router = Router::new();
+    for state in &states {
+        router = router.merge(scim_router(state.clone()));
+    }
+    let engines = states
+        .iter()
+        .map(|s| (s.endpoint.to_string(), s.engine.clone()))
+        .collect();
+    let settings = &first.settings;
+    router
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(settings.max_body_bytes))
+        .layer(middleware::from_fn_with_state(
+            settings.request_timeout,
+            request_timeout,
+        ))
+        .layer(middleware::from_fn_with_state(
+            ratelimit::ClientLimit::new(first.rate_limits.clone(), &settings.trusted_proxies),
+            ratelimit::limit_clients,
+        ))
+        .layer(middleware::from_fn_with_state(
+            std::sync::Arc::<[crate::config::IpNet]>::from(settings.trusted_proxies.as_slice()),
+            client::forwarded_origin,
+        ))
+        // Merged after those layers: probes are never rate-limited nor timed out.
+        .merge(observe::ops_router(engines, settings.ready_max_pending))
+        // Inside request_envelope, so the log line carries the same request id.
+        .layer(middleware::from_fn(observe::observe))
+        .layer(middleware::from_fn(request_envelope))
+}
+
+/// One endpoint's SCIM routes, nested at its base path.
+fn scim_router(state: AppState) -> Router {
     let scim = Router::new()
         .route("/ServiceProviderConfig", get(service_provider_config))
         .route("/Schemas", get(schemas))
@@ -121,32 +166,7 @@ pub fn app(state: AppState) -> Router {
     } else {
         Router::new().nest(&base, scim)
     };
-    router
-        .fallback(not_found)
-        .layer(DefaultBodyLimit::max(state.settings.max_body_bytes))
-        .layer(middleware::from_fn_with_state(
-            state.settings.request_timeout,
-            request_timeout,
-        ))
-        .layer(middleware::from_fn_with_state(
-            ratelimit::ClientLimit::new(state.rate_limits.clone(), &state.settings.trusted_proxies),
-            ratelimit::limit_clients,
-        ))
-        .layer(middleware::from_fn_with_state(
-            std::sync::Arc::<[crate::config::IpNet]>::from(
-                state.settings.trusted_proxies.as_slice(),
-            ),
-            client::forwarded_origin,
-        ))
-        // Merged after those layers: probes are never rate-limited nor timed out.
-        .merge(observe::ops_router(
-            state.engine.clone(),
-            state.settings.ready_max_pending,
-        ))
-        // Inside request_envelope, so the log line carries the same request id.
-        .layer(middleware::from_fn(observe::observe))
-        .layer(middleware::from_fn(request_envelope))
-        .with_state(state)
+    router.with_state(state)
 }
 
 /// Answers 503 (SCIM error, `Retry-After`) when a request takes longer than
@@ -204,10 +224,16 @@ struct RequestId(String);
 fn actor(auth: &Authenticated, ext: &axum::http::Extensions) -> Actor {
     Actor {
         name: auth.token_name.clone(),
+        endpoint: auth.endpoint.to_string(),
         request_id: ext.get::<RequestId>().map(|r| r.0.clone()),
+        // The client behind a trusted proxy, else the peer.
         client: ext
-            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-            .map(|c| c.0.ip().to_string()),
+            .get::<client::ClientAddr>()
+            .map(|c| c.0.to_string())
+            .or_else(|| {
+                ext.get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+                    .map(|c| c.0.ip().to_string())
+            }),
     }
 }
 

@@ -165,13 +165,14 @@ pub fn endpoint_label(template: Option<&str>, path: &str) -> String {
 /// What the operations routes need.
 #[derive(Clone)]
 struct Ops {
-    engine: Engine,
+    /// Every endpoint's engine, the default one first.
+    engines: Vec<(String, Engine)>,
     ready_max_pending: u64,
 }
 
 /// `GET /healthz`, `GET /readyz` and `GET /metrics`, with their own state, for
 /// `Router::merge` into the application's router (any state type `S`). No authentication.
-pub fn ops_router<S>(engine: Engine, ready_max_pending: u64) -> Router<S>
+pub fn ops_router<S>(engines: Vec<(String, Engine)>, ready_max_pending: u64) -> Router<S>
 where
     S: Clone + Send + Sync + 'static,
 {
@@ -180,7 +181,7 @@ where
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
         .with_state(Ops {
-            engine,
+            engines,
             ready_max_pending,
         })
 }
@@ -216,7 +217,11 @@ async fn readyz(State(ops): State<Ops>) -> Response {
 
 /// `GET /metrics`: the backlog gauges are read fresh, then every family is rendered.
 async fn metrics_text(State(ops): State<Ops>) -> Response {
-    if let Some(delivery) = ops.engine.delivery().cloned() {
+    for delivery in ops
+        .engines
+        .iter()
+        .filter_map(|(_, e)| e.delivery().cloned())
+    {
         let read = tokio::time::timeout(
             PROBE_TIMEOUT,
             tokio::task::spawn_blocking(move || delivery.backlog()),
@@ -276,15 +281,42 @@ impl Readiness {
     }
 }
 
+/// Every endpoint's readiness in one report: the default endpoint's as is, the others'
+/// failures named by endpoint.
 async fn readiness(ops: &Ops) -> Readiness {
+    let mut report = Readiness::default();
+    for (i, (name, engine)) in ops.engines.iter().enumerate() {
+        let one = readiness_of(engine, ops.ready_max_pending).await;
+        for check in one.checks {
+            if !report.checks.contains(&check) {
+                report.checks.push(check);
+            }
+        }
+        for (check, detail) in one.failed {
+            let detail = if i == 0 {
+                detail
+            } else {
+                format!("endpoint {name}: {detail}")
+            };
+            report.failed.push((check, detail));
+        }
+        if i == 0 {
+            report.delivery = one.delivery;
+        }
+    }
+    report
+}
+
+async fn readiness_of(engine: &Engine, ready_max_pending: u64) -> Readiness {
     let mut report = Readiness {
         checks: vec!["store", "journal"],
         ..Readiness::default()
     };
-    let engine = ops.engine.clone();
+    let probe = engine.clone();
     let reads = tokio::time::timeout(
         PROBE_TIMEOUT,
         tokio::task::spawn_blocking(move || {
+            let engine = probe;
             let store = engine.store().read(|r| r.journal_head()).map(|_| ());
             let delivery = engine
                 .delivery()
@@ -317,11 +349,11 @@ async fn readiness(ops: &Ops) -> Readiness {
         }
     };
 
-    if let Some(detail) = journal_problem(&ops.engine).await {
+    if let Some(detail) = journal_problem(engine).await {
         report.fail("journal", detail);
     }
 
-    if ops.engine.delivery().is_some() {
+    if engine.delivery().is_some() {
         report.checks.push("delivery");
         match delivery {
             Some((Ok(backlog), down, code)) => {
@@ -330,14 +362,14 @@ async fn readiness(ops: &Ops) -> Readiness {
                     "oldest_pending_seconds": backlog.oldest_age.map_or(0.0, |d| d.as_secs_f64()),
                     "target_reachable": !down,
                 }));
-                if down && backlog.pending > ops.ready_max_pending {
+                if down && backlog.pending > ready_max_pending {
                     report.fail(
                         "delivery",
                         format!(
                             "the target is unreachable ({}) and the backlog of {} changes pending delivery is more than server.ready_max_pending ({})",
                             code.unwrap_or("other"),
                             backlog.pending,
-                            ops.ready_max_pending
+                            ready_max_pending
                         ),
                     );
                 }
@@ -491,7 +523,10 @@ mod tests {
             .route("/{endpoint}/{id}", get(scim_handler).post(scim_handler));
         Router::new()
             .nest(base, scim)
-            .merge(ops_router(engine, ready_max_pending))
+            .merge(ops_router(
+                vec![("default".to_string(), engine)],
+                ready_max_pending,
+            ))
             .fallback(|| async { StatusCode::NOT_FOUND })
             .layer(middleware::from_fn(observe))
     }

@@ -4,6 +4,7 @@
 mod cli;
 mod contract;
 mod durability;
+mod endpoints;
 mod entra;
 mod harness;
 mod journal;
