@@ -300,13 +300,9 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
-            if let Some(listen) = listen {
-                cfg.server.listen = listen;
-            }
-            if let Some(dir) = state_dir {
-                cfg.state.dir = dir;
-            }
-            match run(cfg, config, allow_damaged_journal) {
+            let overrides = Overrides { listen, state_dir };
+            overrides.apply(&mut cfg);
+            match run(cfg, config, overrides, allow_damaged_journal) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("scim-bridge: {e:#}");
@@ -398,16 +394,56 @@ fn init_logging(cfg: &Config) -> anyhow::Result<SetLogLevel> {
             builder.try_init().map_err(init_error)?;
             Ok(setter(handle))
         }
+        LogFormat::Journald => {
+            let builder = tracing_subscriber::fmt()
+                .with_env_filter(filter)
+                .with_ansi(false)
+                .without_time()
+                .with_writer(std::io::stderr)
+                .with_filter_reloading();
+            let handle = builder.reload_handle();
+            builder.try_init().map_err(init_error)?;
+            Ok(setter(handle))
+        }
     }
 }
 
-fn run(cfg: Config, path: Option<PathBuf>, allow_damaged_journal: bool) -> anyhow::Result<()> {
+/// Command-line settings that win over the file's, at start and at every reload.
+#[derive(Clone)]
+struct Overrides {
+    listen: Option<SocketAddr>,
+    state_dir: Option<PathBuf>,
+}
+
+impl Overrides {
+    fn apply(&self, cfg: &mut Config) {
+        if let Some(listen) = self.listen {
+            cfg.server.listen = listen;
+        }
+        if let Some(dir) = &self.state_dir {
+            cfg.set_state_dir(dir.clone());
+        }
+    }
+}
+
+fn run(
+    cfg: Config,
+    path: Option<PathBuf>,
+    overrides: Overrides,
+    allow_damaged_journal: bool,
+) -> anyhow::Result<()> {
     let set_log_level = init_logging(&cfg)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("while starting the async runtime")?;
-    let result = runtime.block_on(serve(cfg, path, set_log_level, allow_damaged_journal));
+    let result = runtime.block_on(serve(
+        cfg,
+        path,
+        overrides,
+        set_log_level,
+        allow_damaged_journal,
+    ));
     if let Err(e) = &result {
         notify(&[sd_notify::NotifyState::Status(&format!("failed: {e:#}"))]);
     }
@@ -424,6 +460,7 @@ fn notify(states: &[sd_notify::NotifyState<'_>]) {
 async fn serve(
     cfg: Config,
     path: Option<PathBuf>,
+    overrides: Overrides,
     set_log_level: SetLogLevel,
     allow_damaged_journal: bool,
 ) -> anyhow::Result<()> {
@@ -460,6 +497,8 @@ async fn serve(
                 ..(*settings).clone()
             }),
             rate_limits: rate_limits.clone(),
+            // Issued OAuth tokens: in memory only, so a restart makes providers ask again.
+            oauth: Arc::new(http::oauth::Issuer::default()),
         });
     }
     let tls = match &cfg.server.tls {
@@ -501,7 +540,7 @@ async fn serve(
     ]);
     spawn_watchdog();
     let max_header_bytes = cfg.server.max_header_bytes;
-    spawn_reload(path, cfg, states.clone(), set_log_level);
+    spawn_reload(path, overrides, cfg, states.clone(), set_log_level);
     let drained = http::server::serve(
         listeners,
         http::app_for(states),
@@ -573,7 +612,8 @@ fn open_endpoint(
                 target_cfg.describe()
             )
         })?;
-        let delivery = scim_bridge::engine::delivery::Delivery::start(
+        let delivery = scim_bridge::engine::delivery::Delivery::start_for(
+            name,
             store.clone(),
             target_cfg.mapping.clone(),
             target,
@@ -611,11 +651,15 @@ fn spawn_watchdog() {
 }
 
 /// On SIGHUP: reads the configuration again and applies what can change while serving
-/// (tokens, rate limits, log level) atomically; a file that does not load is logged and the running
-/// configuration keeps serving. Settings that need a restart (listen address, state
-/// directory, target, mapping, server limits) are reported when they differ.
+/// (tokens, rate limits, log level; each endpoint's mapping and target, reopened — a
+/// mapping its target cannot take, e.g. a destructive table change, is logged and the
+/// running one kept) atomically; a file that does not load is logged and the running
+/// configuration keeps serving. Settings that need a restart (listen address, server
+/// limits, endpoints added or removed, state directories, a target added or removed)
+/// are reported when they differ.
 fn spawn_reload(
     path: Option<PathBuf>,
+    overrides: Overrides,
     running: Config,
     states: Vec<AppState>,
     set_log_level: SetLogLevel,
@@ -648,7 +692,8 @@ fn spawn_reload(
                 Err(e) => {
                     tracing::error!(error = %e, "reload refused: the configuration does not load; the running one keeps serving");
                 }
-                Ok(new) => {
+                Ok(mut new) => {
+                    overrides.apply(&mut new);
                     if let Err(e) = set_log_level(&new.log.level) {
                         tracing::error!(error = %e, "reload: log.level not applied");
                     }
@@ -659,6 +704,35 @@ fn spawn_reload(
                             }
                             None => {
                                 tracing::warn!(endpoint = %state.endpoint, "reload: the endpoint is gone from the file; it keeps serving until a restart")
+                            }
+                        }
+                    }
+                    for state in &states {
+                        let (Some(delivery), Some(endpoint)) = (
+                            state.engine.delivery().cloned(),
+                            new.endpoint(&state.endpoint),
+                        ) else {
+                            continue;
+                        };
+                        let Some(target_cfg) = endpoint.target.cloned() else {
+                            continue;
+                        };
+                        let name = state.endpoint.clone();
+                        let opened = tokio::task::spawn_blocking(move || {
+                            scim_bridge::target::open(&target_cfg)
+                                .map(|target| (target_cfg.mapping.clone(), target))
+                        })
+                        .await;
+                        match opened {
+                            Ok(Ok((mapping, target))) => {
+                                delivery.replace(mapping, target);
+                                tracing::info!(endpoint = %name, "reload: mapping and target applied");
+                            }
+                            Ok(Err(e)) => {
+                                tracing::error!(endpoint = %name, error = %e, "reload: the new mapping or target cannot be opened; the running ones keep delivering")
+                            }
+                            Err(e) => {
+                                tracing::error!(endpoint = %name, error = %e, "reload: opening the target failed")
                             }
                         }
                     }
@@ -709,13 +783,14 @@ fn restart_needed(old: &Config, new: &Config) -> Vec<&'static str> {
                     e.name.to_string(),
                     e.base_path.to_string(),
                     e.state_dir.to_path_buf(),
-                    e.target.map(|t| t.describe()),
+                    e.target.is_some(),
+                    e.target.map(|t| t.sync_delivery),
                 )
             })
             .collect::<Vec<_>>()
     };
     if describe(old) != describe(new) {
-        out.push("endpoints (paths, state, targets, mappings)");
+        out.push("endpoints (names, paths, state directories, a target added or removed, target.delivery)");
     }
     out
 }

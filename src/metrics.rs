@@ -19,8 +19,8 @@
 //! | `scim_http_request_duration_seconds` | histogram | `endpoint`, `method` |
 //! | `scim_journal_append_seconds` | histogram | (time from a write job's submission to its commit) |
 //! | `scim_journal_batch_size` | histogram | (jobs per group commit) |
-//! | `scim_delivery_pending` | gauge | (journal records not yet delivered) |
-//! | `scim_delivery_oldest_pending_seconds` | gauge | (age of the oldest of them; 0 when none) |
+//! | `scim_delivery_pending` | gauge | `endpoint` (journal records not yet delivered) |
+//! | `scim_delivery_oldest_pending_seconds` | gauge | `endpoint` (age of the oldest of them; 0 when none) |
 //! | `scim_deliveries_total` | counter | `outcome`: applied, rejected, unavailable (per attempt) |
 //! | `scim_target_errors_total` | counter | `outcome`: rejected, unavailable; `code` |
 //! | `scim_rate_limited_total` | counter | `kind`: token, client |
@@ -64,6 +64,11 @@ struct RouteLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct EndpointLabels {
+    endpoint: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct OutcomeLabels {
     outcome: &'static str,
 }
@@ -87,8 +92,8 @@ struct Metrics {
     http_duration: HistogramFamily<RouteLabels>,
     journal_append: Histogram,
     journal_batch: Histogram,
-    delivery_pending: Gauge,
-    delivery_oldest: Gauge<f64, AtomicU64>,
+    delivery_pending: Family<EndpointLabels, Gauge>,
+    delivery_oldest: Family<EndpointLabels, Gauge<f64, AtomicU64>>,
     deliveries: Family<OutcomeLabels, Counter>,
     target_errors: Family<TargetErrorLabels, Counter>,
     rate_limited: Family<KindLabels, Counter>,
@@ -128,13 +133,13 @@ impl Metrics {
             "Write jobs per group commit",
             journal_batch.clone(),
         );
-        let delivery_pending = Gauge::default();
+        let delivery_pending = Family::<EndpointLabels, Gauge>::default();
         registry.register(
             "scim_delivery_pending",
             "Journal records not yet delivered to the target",
             delivery_pending.clone(),
         );
-        let delivery_oldest = Gauge::<f64, AtomicU64>::default();
+        let delivery_oldest = Family::<EndpointLabels, Gauge<f64, AtomicU64>>::default();
         registry.register_with_unit(
             "scim_delivery_oldest_pending",
             "Age of the oldest journal record not yet delivered (0 when none)",
@@ -163,6 +168,11 @@ impl Metrics {
         for outcome in ["applied", "rejected", "unavailable"] {
             deliveries.get_or_create(&OutcomeLabels { outcome }).get();
         }
+        let default = EndpointLabels {
+            endpoint: crate::engine::DEFAULT_ENDPOINT.to_string(),
+        };
+        delivery_pending.get_or_create(&default).get();
+        delivery_oldest.get_or_create(&default).get();
         for kind in ["token", "client"] {
             rate_limited.get_or_create(&KindLabels { kind }).get();
         }
@@ -224,12 +234,18 @@ pub fn journal_commit(jobs: usize, waits: impl IntoIterator<Item = Duration>) {
     }
 }
 
-/// The delivery backlog: records pending and the age of the oldest (`None`: no backlog).
-pub fn delivery_backlog(pending: u64, oldest: Option<Duration>) {
+/// An endpoint's delivery backlog: records pending and the age of the oldest (`None`: no
+/// backlog).
+pub fn delivery_backlog(endpoint: &str, pending: u64, oldest: Option<Duration>) {
     let m = metrics();
+    let labels = EndpointLabels {
+        endpoint: endpoint.to_string(),
+    };
     m.delivery_pending
+        .get_or_create(&labels)
         .set(i64::try_from(pending).unwrap_or(i64::MAX));
     m.delivery_oldest
+        .get_or_create(&labels)
         .set(oldest.map_or(0.0, |d| d.as_secs_f64()));
 }
 
@@ -593,7 +609,7 @@ mod tests {
     #[test]
     fn journal_and_backlog_families_take_values() {
         journal_commit(3, [Duration::from_millis(2); 3]);
-        delivery_backlog(0, None);
+        delivery_backlog("default", 0, None);
         let text = render();
         assert!(
             sample(&text, "scim_journal_batch_size_count").unwrap_or(0.0) >= 1.0,

@@ -89,6 +89,38 @@ impl Config {
         out
     }
 
+    /// Moves the state to `dir` (`serve --state-dir`): the state directory, and the paths
+    /// derived from it by default (the endpoints' state directories, the SQLite target's
+    /// database and the LDAP links files) move with it; paths given explicitly stay.
+    pub fn set_state_dir(&mut self, dir: PathBuf) {
+        let old = std::mem::replace(&mut self.state.dir, dir.clone());
+        let rebase = |path: &mut PathBuf, from: &Path, to: &Path| {
+            if let Ok(rest) = path.strip_prefix(from) {
+                *path = to.join(rest);
+            }
+        };
+        let retarget = |target: &mut Option<TargetConfig>, from: &Path, to: &Path| {
+            if let Some(t) = target {
+                match &mut t.kind {
+                    TargetKind::Sqlite { path } if *path == from.join("directory.db") => {
+                        rebase(path, from, to);
+                    }
+                    TargetKind::Ldap(settings) => rebase(&mut settings.links_path, from, to),
+                    TargetKind::Sqlite { .. } => {}
+                }
+            }
+        };
+        retarget(&mut self.target, &old, &dir);
+        for e in &mut self.endpoints {
+            let from = e.state_dir.clone();
+            if from == old.join("endpoints").join(&e.name) {
+                e.state_dir = dir.join("endpoints").join(&e.name);
+            }
+            let to = e.state_dir.clone();
+            retarget(&mut e.target, &from, &to);
+        }
+    }
+
     /// This configuration as seen by the tools for one endpoint: its state directory,
     /// tokens and target in place of the top-level ones (`None`: no such endpoint).
     pub fn for_endpoint(&self, name: &str) -> Option<Config> {
@@ -298,6 +330,30 @@ pub struct AuthConfig {
     pub tokens: Vec<TokenConfig>,
     /// Bearer JWTs issued by Entra ID, accepted besides the static tokens.
     pub jwt: Option<JwtConfig>,
+    /// An OAuth 2.0 token endpoint (client credentials) at `<base_path>/oauth/token`.
+    pub oauth: Option<OAuthConfig>,
+}
+
+/// `auth.oauth`: clients that trade their id and secret for a bearer token valid for
+/// `token_lifetime` (RFC 6749 §4.4), on this endpoint only.
+#[derive(Debug, Clone)]
+pub struct OAuthConfig {
+    /// At least one; client ids, names and secrets are unique.
+    pub clients: Vec<OAuthClientConfig>,
+    /// How long an issued token is valid (1s to 24h; default 1h).
+    pub token_lifetime: std::time::Duration,
+}
+
+/// One OAuth client: its id, the digest of its secret (from `secret:`, or given as
+/// `hash:`), and the actor its tokens act as.
+#[derive(Debug, Clone)]
+pub struct OAuthClientConfig {
+    pub client_id: String,
+    /// The actor in logs and the journal; default the client id.
+    pub name: String,
+    pub digest: TokenDigest,
+    /// Its tokens may read (GET, `.search`) but not write.
+    pub read_only: bool,
 }
 
 /// A static bearer token: its name and the digest of its secret (from `secret:`, or given
@@ -336,6 +392,8 @@ pub enum LogFormat {
     #[default]
     Text,
     Json,
+    /// Text without timestamps or colours: journald stamps and colours lines itself.
+    Journald,
 }
 
 /// One line, for the startup log: the effective settings, token names but no secrets.
@@ -362,9 +420,14 @@ impl fmt::Display for Config {
         if let Some(jwt) = &self.auth.jwt {
             write!(f, "] jwt=[{}", jwt.name)?;
         }
+        if let Some(oauth) = &self.auth.oauth {
+            let names: Vec<&str> = oauth.clients.iter().map(|c| c.name.as_str()).collect();
+            write!(f, "] oauth=[{}", names.join(","))?;
+        }
         let format = match self.log.format {
             LogFormat::Text => "text",
             LogFormat::Json => "json",
+            LogFormat::Journald => "journald",
         };
         write!(f, "] log.level={} log.format={format}", self.log.level)
     }

@@ -254,6 +254,28 @@ pub(super) struct RawState {
 pub(super) struct RawAuth {
     pub tokens: Option<Vec<RawToken>>,
     pub jwt: Option<RawJwt>,
+    pub oauth: Option<RawOAuth>,
+}
+
+/// An OAuth 2.0 token endpoint (client credentials grant) issuing short-lived bearer
+/// tokens to the listed clients.
+#[derive(Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(super) struct RawOAuth {
+    pub clients: Option<Vec<RawOAuthClient>>,
+    pub token_lifetime: Option<String>,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(super) struct RawOAuthClient {
+    pub client_id: Option<String>,
+    pub secret: Option<RawSecret>,
+    /// `sha256:<64 hex digits>` of the client secret, instead of `secret`.
+    pub hash: Option<String>,
+    /// The actor name; default the client id.
+    pub name: Option<String>,
+    pub read_only: Option<String>,
 }
 
 #[derive(Default, Deserialize)]

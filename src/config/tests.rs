@@ -945,11 +945,11 @@ fn log_level_rejects_misspelt_levels() {
 fn log_format_is_text_or_json() {
     assert_eq!(
         only_problem(&format!("log:\n  format: jsno\n{AUTH}")),
-        "2:11: log.format: 'jsno' is not a log format (did you mean 'json'?); use text or json"
+        "2:11: log.format: 'jsno' is not a log format (did you mean 'json'?); use text, json or journald"
     );
     assert!(
         only_problem(&format!("log:\n  format: xml\n{AUTH}"))
-            .ends_with("'xml' is not a log format; use text or json")
+            .ends_with("'xml' is not a log format; use text, json or journald")
     );
 }
 
@@ -984,7 +984,7 @@ config.yaml:6:8: state.dir: '' is empty; give a directory (e.g. ./state or /var/
 config.yaml:10:7: auth.tokens[0].secret: environment variable MISSING is not set
 config.yaml:12:13: auth.tokens[1].name: 'bad name' is not a valid token name (use 1 to 64 of A-Z a-z 0-9 _ . -)
 config.yaml:13:7: auth.tokens[1].secret: the literal value is only 5 bytes; a secret needs at least 16 (generate one with: openssl rand -hex 32)
-config.yaml:16:11: log.format: 'yaml' is not a log format; use text or json"
+config.yaml:16:11: log.format: 'yaml' is not a log format; use text, json or journald"
     );
     let first = &problems.items[0];
     assert_eq!(
@@ -1223,4 +1223,247 @@ fn bad_journal_limits_are_each_reported_at_their_line() {
         text[2].starts_with("4:14: journal.max_bytes: '2GB'"),
         "{text:#?}"
     );
+}
+
+// --- auth.oauth -------------------------------------------------------------------------
+
+const CLIENT_SECRET: &str = "okta-client-secret-0123456789abcdef";
+
+fn oauth_env() -> FakeEnv {
+    token_env().with_var("OKTA_SECRET", CLIENT_SECRET)
+}
+
+/// AUTH (lines 1-5) and an `oauth` section from line 6: `  oauth:` then `lines`.
+fn oauth_yaml(lines: &str) -> String {
+    format!("{AUTH}  oauth:\n{lines}")
+}
+
+fn oauth_problems(lines: &str) -> Vec<String> {
+    problems_with(&oauth_yaml(lines), &oauth_env())
+        .items
+        .iter()
+        .map(ToString::to_string)
+        .collect()
+}
+
+#[test]
+fn oauth_clients_are_read_with_their_defaults() {
+    let yaml = oauth_yaml(&format!(
+        "    clients:
+      - client_id: okta
+        secret: {{env: OKTA_SECRET}}
+      - client_id: 0oa1b2c3-audit
+        name: auditor
+        read_only: true
+        hash: {}
+",
+        TokenDigest::of(OTHER_TOKEN)
+    ));
+    let config = parse(&yaml, "config.yaml", &oauth_env()).unwrap_or_else(|e| panic!("{e}"));
+    let oauth = config.auth.oauth.expect("auth.oauth");
+    assert_eq!(oauth.token_lifetime, std::time::Duration::from_secs(3600));
+    let [okta, audit] = oauth.clients.as_slice() else {
+        panic!("two clients: {:?}", oauth.clients)
+    };
+    assert_eq!(
+        (okta.client_id.as_str(), okta.name.as_str(), okta.read_only),
+        ("okta", "okta", false)
+    );
+    assert_eq!(okta.digest, TokenDigest::of(CLIENT_SECRET));
+    assert_eq!(
+        (
+            audit.client_id.as_str(),
+            audit.name.as_str(),
+            audit.read_only
+        ),
+        ("0oa1b2c3-audit", "auditor", true)
+    );
+    assert_eq!(audit.digest, TokenDigest::of(OTHER_TOKEN));
+    assert!(parse_ok(AUTH).auth.oauth.is_none());
+}
+
+#[test]
+fn an_endpoint_may_use_oauth_clients_only() {
+    let yaml = "auth:\n  oauth:\n    clients:\n      - client_id: okta\n        secret: {env: OKTA_SECRET}\n";
+    let config = parse(yaml, "config.yaml", &oauth_env()).unwrap_or_else(|e| panic!("{e}"));
+    assert!(config.auth.tokens.is_empty());
+    assert_eq!(config.auth.oauth.expect("oauth").clients.len(), 1);
+    // An empty client list does not count.
+    let problems = problems("auth:\n  oauth:\n    clients: []\n");
+    let text: Vec<String> = problems.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        text,
+        [
+            "1:1: auth.tokens: no tokens; at least one is required (e.g. - name: entra, secret: {env: SCIM_BRIDGE_TOKEN})",
+            "3:5: auth.oauth.clients: no clients; at least one is required (e.g. - client_id: okta, secret: {env: SCIM_BRIDGE_OKTA_SECRET})",
+        ]
+    );
+}
+
+#[test]
+fn token_lifetime_is_1s_to_24h() {
+    let yaml = |lifetime: &str| {
+        oauth_yaml(&format!(
+            "    token_lifetime: {lifetime}\n    clients:\n      - client_id: okta\n        secret: {{env: OKTA_SECRET}}\n"
+        ))
+    };
+    for (text, seconds) in [("1s", 1), ("10m", 600), ("24h", 86_400)] {
+        let config =
+            parse(&yaml(text), "config.yaml", &oauth_env()).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            config.auth.oauth.expect("oauth").token_lifetime,
+            std::time::Duration::from_secs(seconds)
+        );
+    }
+    for text in ["0s", "25h", "2d", "soon", "1"] {
+        let problems = problems_with(&yaml(text), &oauth_env()).items;
+        assert_eq!(problems.len(), 1, "{text}: {problems:?}");
+        assert_eq!(
+            problems[0].to_string(),
+            format!(
+                "7:21: auth.oauth.token_lifetime: '{text}' is not a duration from 1s to 24h (e.g. 1h); it is how long an issued access token is valid"
+            )
+        );
+    }
+}
+
+#[test]
+fn a_client_needs_a_valid_unique_client_id_and_a_secret_or_a_hash() {
+    assert_eq!(
+        oauth_problems(
+            "    clients:
+      - secret: {env: OKTA_SECRET}
+      - client_id: 'has space'
+        hash: sha256:0000000000000000000000000000000000000000000000000000000000000000
+      - client_id: okta
+      - client_id: dup
+        secret: {value: dup-secret-0123456789abcdef}
+      - client_id: dup
+        secret: {value: dup-secret-fedcba9876543210}
+      - client_id: both
+        secret: {env: OKTA_SECRET}
+        hash: sha256:0000000000000000000000000000000000000000000000000000000000000000
+"
+        ),
+        [
+            "8:9: auth.oauth.clients[0]: missing 'client_id' (e.g. client_id: okta)",
+            "9:20: auth.oauth.clients[1].client_id: 'has space' is not a client id (use 1 to 128 printable ASCII characters, without spaces or ':')",
+            "11:9: auth.oauth.clients[2]: missing 'secret' or 'hash' (e.g. secret: {env: SCIM_BRIDGE_OKTA_SECRET}, or the hash: line 'scim-bridge token new' prints)",
+            "14:20: auth.oauth.clients[4].client_id: 'dup' is already the client_id of auth.oauth.clients[3]; client ids must be unique",
+            "16:9: auth.oauth.clients[5]: both 'secret' and 'hash' are set; set exactly one (the hash of a secret is computed, not configured next to it)",
+        ]
+    );
+}
+
+#[test]
+fn a_client_name_defaults_to_its_id_and_is_unique_among_tokens_and_clients() {
+    assert_eq!(
+        oauth_problems(
+            "    clients:
+      - client_id: entra
+        secret: {value: client-secret-1-0123456789abcdef}
+      - client_id: 0oa1b2c3@okta
+        secret: {value: client-secret-2-0123456789abcdef}
+      - client_id: c3
+        name: c4
+        secret: {value: client-secret-3-0123456789abcdef}
+      - client_id: c4
+        secret: {value: client-secret-4-0123456789abcdef}
+      - client_id: c5
+        name: 'bad name'
+        secret: {value: client-secret-5-0123456789abcdef}
+"
+        ),
+        [
+            "8:20: auth.oauth.clients[0].client_id: 'entra' is already the name of auth.tokens[0]; a client needs a name of its own (name: …)",
+            "10:20: auth.oauth.clients[1].client_id: '0oa1b2c3@okta' cannot be the client's name in logs and the journal; give it a name: (1 to 64 of A-Z a-z 0-9 _ . -)",
+            "15:20: auth.oauth.clients[3].client_id: 'c4' is already the name of auth.oauth.clients[2]; a client needs a name of its own (name: …)",
+            "18:15: auth.oauth.clients[4].name: 'bad name' is not a valid token name (use 1 to 64 of A-Z a-z 0-9 _ . -)",
+        ]
+    );
+}
+
+#[test]
+fn a_client_name_must_differ_from_the_jwt_name() {
+    let yaml = format!(
+        "{AUTH}  jwt:\n{JWT_SETTINGS}  oauth:\n    clients:\n      - client_id: entra-jwt\n        secret: {{env: OKTA_SECRET}}\n"
+    );
+    let env = jwt_env().with_var("OKTA_SECRET", CLIENT_SECRET);
+    let problems: Vec<String> = problems_with(&yaml, &env)
+        .items
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(problems.len(), 1, "{problems:#?}");
+    assert!(
+        problems[0].ends_with(
+            "auth.oauth.clients[0].client_id: 'entra-jwt' is already the name of auth.jwt; a client needs a name of its own (name: …)"
+        ),
+        "{problems:#?}"
+    );
+}
+
+#[test]
+fn a_client_secret_is_never_also_a_token_or_another_clients_secret() {
+    assert_eq!(
+        oauth_problems(&format!(
+            "    clients:
+      - client_id: same-as-token
+        secret: {{value: {TOKEN}}}
+      - client_id: a
+        secret: {{env: OKTA_SECRET}}
+      - client_id: b
+        hash: {}
+",
+            TokenDigest::of(CLIENT_SECRET)
+        )),
+        [
+            "9:9: auth.oauth.clients[0].secret: the literal value has the same value as auth.tokens[0].secret; every token needs its own secret (generate one with: openssl rand -hex 32)",
+            "13:15: auth.oauth.clients[2].hash: the hash is the same as auth.oauth.clients[1].secret's; every token needs its own secret ('scim-bridge token new' makes one)",
+        ]
+    );
+    // And a short secret is refused like a token's.
+    let problems =
+        oauth_problems("    clients:\n      - client_id: a\n        secret: {value: short}\n");
+    assert_eq!(
+        problems,
+        [
+            "9:9: auth.oauth.clients[0].secret: the literal value is only 5 bytes; a secret needs at least 16 (generate one with: openssl rand -hex 32)"
+        ]
+    );
+}
+
+#[test]
+fn an_endpoints_oauth_problems_are_reported_under_the_endpoint() {
+    let yaml = format!(
+        "{AUTH}endpoints:
+  - name: fabrikam
+    auth:
+      oauth:
+        token_lifetime: 2d
+        clients:
+          - client_id: fab
+            secret: {{env: OKTA_SECRET}}
+"
+    );
+    let problems: Vec<String> = problems_with(&yaml, &oauth_env())
+        .items
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(
+        problems,
+        [
+            "10:25: endpoints[0].auth.oauth.token_lifetime: '2d' is not a duration from 1s to 24h (e.g. 1h); it is how long an issued access token is valid"
+        ]
+    );
+}
+
+#[test]
+fn an_unknown_oauth_key_is_refused() {
+    let problems = oauth_problems(
+        "    clients:\n      - client_id: a\n        secret: {env: OKTA_SECRET}\n        scope: scim\n",
+    );
+    assert_eq!(problems.len(), 1, "{problems:#?}");
+    assert!(problems[0].contains("scope"), "{problems:#?}");
 }

@@ -11,13 +11,13 @@ use std::path::PathBuf;
 
 use super::locate::{NodeIndex, did_you_mean};
 use super::raw::{
-    RawAuth, RawConfig, RawEndpoint, RawJournal, RawJwt, RawLog, RawRate, RawRateLimit, RawSecret,
-    RawServer, RawState, RawToken,
+    RawAuth, RawConfig, RawEndpoint, RawJournal, RawJwt, RawLog, RawOAuth, RawOAuthClient, RawRate,
+    RawRateLimit, RawSecret, RawServer, RawState, RawToken,
 };
 use super::{
     AuthConfig, Config, EndpointConfig, Environment, JournalConfig, JwtConfig, LogConfig,
-    LogFormat, Problem, Rate, RateLimitConfig, Secret, ServerConfig, StateConfig, TokenConfig,
-    TokenDigest,
+    LogFormat, OAuthClientConfig, OAuthConfig, Problem, Rate, RateLimitConfig, Secret,
+    ServerConfig, StateConfig, TokenConfig, TokenDigest,
 };
 
 const DEFAULT_LISTEN: SocketAddr =
@@ -661,9 +661,16 @@ fn auth(checker: &mut Checker<'_>, raw: RawAuth, env: &dyn Environment) -> AuthC
     let RawAuth {
         tokens: raw_tokens,
         jwt: raw_jwt,
+        oauth: raw_oauth,
     } = raw;
     let raw_tokens = raw_tokens.unwrap_or_default();
-    if raw_tokens.is_empty() {
+    // OAuth clients alone are enough: an identity provider using the token endpoint
+    // needs no static token.
+    let has_clients = raw_oauth
+        .as_ref()
+        .and_then(|o| o.clients.as_ref())
+        .is_some_and(|c| !c.is_empty());
+    if raw_tokens.is_empty() && !has_clients {
         checker.report(
             "auth.tokens",
             "no tokens; at least one is required (e.g. - name: entra, secret: {env: SCIM_BRIDGE_TOKEN})"
@@ -714,7 +721,7 @@ fn auth(checker: &mut Checker<'_>, raw: RawAuth, env: &dyn Environment) -> AuthC
         };
         if let Some((digest, key)) = digest {
             digests.push(Earlier {
-                index: i,
+                at: at.clone(),
                 key,
                 digest,
             });
@@ -728,16 +735,211 @@ fn auth(checker: &mut Checker<'_>, raw: RawAuth, env: &dyn Environment) -> AuthC
         }
     }
     let jwt = raw_jwt.and_then(|raw| jwt(checker, raw, env, &names));
-    AuthConfig { tokens, jwt }
+    let oauth = raw_oauth.map(|raw| {
+        let mut taken: Vec<(String, String)> = names
+            .iter()
+            .map(|(j, name)| (name.clone(), format!("auth.tokens[{j}]")))
+            .collect();
+        if let Some(jwt) = &jwt {
+            taken.push((jwt.name.clone(), "auth.jwt".to_owned()));
+        }
+        oauth(checker, raw, env, taken, &mut digests)
+    });
+    AuthConfig { tokens, jwt, oauth }
+}
+
+const DEFAULT_TOKEN_LIFETIME: std::time::Duration = std::time::Duration::from_secs(3600);
+const MAX_TOKEN_LIFETIME: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+const MAX_CLIENT_ID: usize = 128;
+
+/// Whether `id` can be an OAuth client id: 1 to 128 printable ASCII characters, no
+/// spaces and no `:` (which separates the id from the secret in HTTP Basic).
+fn valid_client_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= MAX_CLIENT_ID
+        && id.bytes().all(|b| b.is_ascii_graphic() && b != b':')
+}
+
+/// `auth.oauth`: the clients (ids unique; names unique among the tokens, the JWT and the
+/// clients; secrets unique among them all, so a client secret is never also a bearer
+/// token) and the lifetime of the tokens issued.
+fn oauth(
+    checker: &mut Checker<'_>,
+    raw: RawOAuth,
+    env: &dyn Environment,
+    // The names already given, and where: `auth.tokens[0]`, `auth.jwt`.
+    mut taken: Vec<(String, String)>,
+    digests: &mut Vec<Earlier>,
+) -> OAuthConfig {
+    let token_lifetime = match raw.token_lifetime {
+        None => DEFAULT_TOKEN_LIFETIME,
+        Some(text) => {
+            match parse_duration(&text).filter(|d| !d.is_zero() && *d <= MAX_TOKEN_LIFETIME) {
+                Some(d) => d,
+                None => {
+                    checker.report(
+                    "auth.oauth.token_lifetime",
+                    format!(
+                        "'{text}' is not a duration from 1s to 24h (e.g. 1h); it is how long an issued access token is valid"
+                    ),
+                );
+                    DEFAULT_TOKEN_LIFETIME
+                }
+            }
+        }
+    };
+    let raw_clients = raw.clients.unwrap_or_default();
+    if raw_clients.is_empty() {
+        let at = if checker.index.contains("auth.oauth.clients") {
+            "auth.oauth.clients"
+        } else {
+            "auth.oauth"
+        };
+        checker.report(
+            at,
+            "no clients; at least one is required (e.g. - client_id: okta, secret: {env: SCIM_BRIDGE_OKTA_SECRET})"
+                .to_owned(),
+        );
+    }
+    let mut clients = Vec::new();
+    let mut ids: Vec<(usize, String)> = Vec::new();
+    for (i, raw_client) in raw_clients.into_iter().enumerate() {
+        let at = format!("auth.oauth.clients[{i}]");
+        let RawOAuthClient {
+            client_id,
+            secret,
+            hash,
+            name,
+            read_only,
+        } = raw_client;
+        let client_id = match client_id {
+            None => {
+                checker.report(&at, "missing 'client_id' (e.g. client_id: okta)".to_owned());
+                None
+            }
+            Some(id) if !valid_client_id(&id) => {
+                checker.report(
+                    &format!("{at}.client_id"),
+                    format!(
+                        "'{id}' is not a client id (use 1 to {MAX_CLIENT_ID} printable ASCII characters, without spaces or ':')"
+                    ),
+                );
+                None
+            }
+            Some(id) => match ids.iter().find(|(_, other)| *other == id) {
+                Some((j, _)) => {
+                    checker.report(
+                        &format!("{at}.client_id"),
+                        format!(
+                            "'{id}' is already the client_id of auth.oauth.clients[{j}]; client ids must be unique"
+                        ),
+                    );
+                    None
+                }
+                None => {
+                    ids.push((i, id.clone()));
+                    Some(id)
+                }
+            },
+        };
+        // The actor name, and the key it was read from.
+        let name = match (name, &client_id) {
+            (Some(name), _) if !valid_token_name(&name) => {
+                checker.report(
+                    &format!("{at}.name"),
+                    format!(
+                        "'{name}' is not a valid token name (use 1 to {MAX_TOKEN_NAME} of A-Z a-z 0-9 _ . -)"
+                    ),
+                );
+                None
+            }
+            (Some(name), _) => Some((name, "name")),
+            (None, Some(id)) if !valid_token_name(id) => {
+                checker.report(
+                    &format!("{at}.client_id"),
+                    format!(
+                        "'{id}' cannot be the client's name in logs and the journal; give it a name: (1 to {MAX_TOKEN_NAME} of A-Z a-z 0-9 _ . -)"
+                    ),
+                );
+                None
+            }
+            (None, Some(id)) => Some((id.clone(), "client_id")),
+            (None, None) => None,
+        };
+        let name = match name {
+            Some((name, key)) => match taken.iter().find(|(other, _)| *other == name) {
+                Some((_, other)) => {
+                    checker.report(
+                        &format!("{at}.{key}"),
+                        format!(
+                            "'{name}' is already the name of {other}; a client needs a name of its own (name: …)"
+                        ),
+                    );
+                    None
+                }
+                None => {
+                    taken.push((name.clone(), at.clone()));
+                    Some(name)
+                }
+            },
+            None => None,
+        };
+        let read_only =
+            super::mapping::flag(checker, &format!("{at}.read_only"), read_only.as_deref());
+        let digest = match (secret, hash) {
+            (None, None) => {
+                checker.report(
+                    &at,
+                    format!(
+                        "missing 'secret' or 'hash' (e.g. secret: {{env: SCIM_BRIDGE_OKTA_SECRET}}, or the hash: line {MAKE_TOKEN} prints)"
+                    ),
+                );
+                None
+            }
+            (Some(_), Some(_)) => {
+                checker.report(
+                    &at,
+                    "both 'secret' and 'hash' are set; set exactly one (the hash of a secret is computed, not configured next to it)"
+                        .to_owned(),
+                );
+                None
+            }
+            (Some(raw_secret), None) => token_secret(checker, &at, raw_secret, env, digests)
+                .map(|secret| (TokenDigest::of(secret.expose()), "secret")),
+            (None, Some(text)) => {
+                token_hash(checker, &at, &text, digests).map(|digest| (digest, "hash"))
+            }
+        };
+        if let Some((digest, key)) = digest {
+            digests.push(Earlier {
+                at: at.clone(),
+                key,
+                digest,
+            });
+            if let (Some(client_id), Some(name)) = (client_id, name) {
+                clients.push(OAuthClientConfig {
+                    client_id,
+                    name,
+                    digest,
+                    read_only,
+                });
+            }
+        }
+    }
+    OAuthConfig {
+        clients,
+        token_lifetime,
+    }
 }
 
 /// How the message points the reader at `scim-bridge token new`.
 const MAKE_TOKEN: &str = "'scim-bridge token new'";
 
-/// A token already validated, for the uniqueness check: which entry, and whether its
-/// digest came from a `secret` or a `hash`.
+/// A token (or OAuth client) already validated, for the uniqueness check: which entry
+/// (`auth.tokens[j]`, `auth.oauth.clients[j]`), and whether its digest came from a
+/// `secret` or a `hash`.
 struct Earlier {
-    index: usize,
+    at: String,
     key: &'static str,
     digest: TokenDigest,
 }
@@ -748,7 +950,7 @@ impl Earlier {
         earlier
             .iter()
             .find(|e| e.digest.matches(digest))
-            .map(|e| format!("auth.tokens[{}].{}", e.index, e.key))
+            .map(|e| format!("{}.{}", e.at, e.key))
     }
 }
 
@@ -1127,12 +1329,13 @@ fn log(checker: &mut Checker<'_>, raw: RawLog) -> LogConfig {
     let format = match raw.format.as_deref() {
         None | Some("text") => LogFormat::Text,
         Some("json") => LogFormat::Json,
+        Some("journald") => LogFormat::Journald,
         Some(other) => {
-            let hint = did_you_mean(other, ["text", "json"])
+            let hint = did_you_mean(other, ["text", "json", "journald"])
                 .map_or_else(String::new, |near| format!(" (did you mean '{near}'?)"));
             checker.report(
                 "log.format",
-                format!("'{other}' is not a log format{hint}; use text or json"),
+                format!("'{other}' is not a log format{hint}; use text, json or journald"),
             );
             LogFormat::Text
         }

@@ -41,9 +41,12 @@ pub struct Backlog {
 }
 
 pub struct Delivery {
+    /// The endpoint whose journal this worker delivers (metrics, purge records).
+    endpoint: String,
     store: Arc<Store>,
-    mapping: Arc<Mapping>,
-    target: Arc<dyn Target>,
+    /// The mapping and the target it writes, replaced together by a reload; the worker
+    /// takes both for each record.
+    current: std::sync::RwLock<(Arc<Mapping>, Arc<dyn Target>)>,
     waiters: Mutex<HashMap<u64, oneshot::Sender<Outcome>>>,
     wake: (Mutex<bool>, Condvar),
     /// The last unavailability, for logs and readiness (None when delivering fine).
@@ -51,16 +54,26 @@ pub struct Delivery {
 }
 
 impl Delivery {
-    /// Starts the worker thread.
+    /// Starts the worker thread of the default endpoint.
     pub fn start(
         store: Arc<Store>,
         mapping: Arc<Mapping>,
         target: Arc<dyn Target>,
     ) -> std::io::Result<Arc<Delivery>> {
+        Delivery::start_for(crate::engine::DEFAULT_ENDPOINT, store, mapping, target)
+    }
+
+    /// Starts the worker thread of `endpoint`.
+    pub fn start_for(
+        endpoint: &str,
+        store: Arc<Store>,
+        mapping: Arc<Mapping>,
+        target: Arc<dyn Target>,
+    ) -> std::io::Result<Arc<Delivery>> {
         let d = Arc::new(Delivery {
+            endpoint: endpoint.to_string(),
             store,
-            mapping,
-            target,
+            current: std::sync::RwLock::new((mapping, target)),
             waiters: Mutex::new(HashMap::new()),
             wake: (Mutex::new(true), Condvar::new()),
             last_error: Mutex::new(None),
@@ -72,8 +85,26 @@ impl Delivery {
         Ok(d)
     }
 
-    pub fn mapping(&self) -> &Arc<Mapping> {
-        &self.mapping
+    /// The mapping and target in use.
+    fn current(&self) -> (Arc<Mapping>, Arc<dyn Target>) {
+        self.current
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    pub fn mapping(&self) -> Arc<Mapping> {
+        self.current().0
+    }
+
+    /// Replaces the mapping and the target (a configuration reload); records after the
+    /// one being delivered go through the new ones.
+    pub fn replace(&self, mapping: Arc<Mapping>, target: Arc<dyn Target>) {
+        *self
+            .current
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = (mapping, target);
+        self.notify();
     }
 
     /// Tells the worker that new records are pending.
@@ -129,7 +160,7 @@ impl Delivery {
                 .and_then(|t| Duration::try_from(time::OffsetDateTime::now_utc() - t).ok())
                 .unwrap_or(Duration::ZERO)
         });
-        metrics::delivery_backlog(pending, oldest_age);
+        metrics::delivery_backlog(&self.endpoint, pending, oldest_age);
         Ok(Backlog {
             pending,
             oldest_age,
@@ -225,13 +256,14 @@ impl Delivery {
     /// Delivers up to one batch, in order, stopping at the first unavailability.
     fn round(&self) -> Result<Progress, StoreError> {
         let rows = self.store.read(|r| r.journal_pending(BATCH))?;
+        let (mapping, target) = self.current();
         if rows.is_empty() {
             return Ok(Progress::Idle);
         }
         for row in rows {
             let (outcome, source) = match row.record() {
-                Ok(record) => match self.mapping.change(&record) {
-                    Ok(change) => (self.target.apply(&change), FailureSource::Target),
+                Ok(record) => match mapping.change(&record) {
+                    Ok(change) => (target.apply(&change), FailureSource::Target),
                     Err(detail) => (Outcome::Rejected(detail), FailureSource::Mapping),
                 },
                 Err(e) => (Outcome::Rejected(e.to_string()), FailureSource::Record),
@@ -271,7 +303,8 @@ impl Delivery {
         now: time::OffsetDateTime,
     ) -> Result<usize, StoreError> {
         let mut due = Vec::new();
-        for map in [self.mapping.users.as_ref(), self.mapping.groups.as_ref()]
+        let (mapping, target) = self.current();
+        for map in [mapping.users.as_ref(), mapping.groups.as_ref()]
             .into_iter()
             .flatten()
         {
@@ -279,8 +312,7 @@ impl Delivery {
                 continue;
             };
             let before = crate::journal::timestamp(now - after);
-            for key in self
-                .target
+            for key in target
                 .archived_before(map.kind, &before)
                 .map_err(|e| StoreError::Journal(e.to_string()))?
             {
@@ -292,12 +324,13 @@ impl Delivery {
             return Ok(0);
         }
         let time = crate::journal::timestamp(now);
+        let endpoint = self.endpoint.clone();
         store.write_blocking(move |tx| -> Result<(), StoreError> {
             for (kind, key) in due {
                 tx.journal_append(
                     crate::store::NewRecord {
                         time: time.clone(),
-                        endpoint: crate::engine::DEFAULT_ENDPOINT.into(),
+                        endpoint: endpoint.clone(),
                         actor: "retention".into(),
                         client: None,
                         request_id: None,

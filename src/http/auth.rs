@@ -5,7 +5,9 @@
 //! compared in constant time against every configured digest, so neither the token nor
 //! its position leaks through timing. With `auth.jwt`, a token shaped like a JWT that
 //! validates (see `jwt`) authenticates as the JWT's configured name; any other token is
-//! looked up among the static ones.
+//! looked up among the static ones. With `auth.oauth`, a token the endpoint's token
+//! endpoint issued (see `oauth`) authenticates as its client while it is unexpired and
+//! the client is still configured.
 //!
 //! A read-only token passes only for reads: GET (and HEAD), and POST to a `/.search`
 //! endpoint. Every other method is refused here with 403, before the body is read, so
@@ -28,6 +30,9 @@ use crate::scim::error::ScimError;
 pub struct TokenSet {
     tokens: Vec<StaticToken>,
     jwt: Option<JwtVerifier>,
+    /// `auth.oauth`: the clients the token endpoint serves (their issued tokens are the
+    /// endpoint's `oauth::Issuer`'s, checked against this list).
+    oauth: Option<super::oauth::Clients>,
 }
 
 #[derive(Clone)]
@@ -57,6 +62,7 @@ impl TokenSet {
                 })
                 .collect(),
             jwt: None,
+            oauth: None,
         }
     }
 
@@ -73,7 +79,13 @@ impl TokenSet {
                 })
                 .collect(),
             jwt: auth.jwt.as_ref().map(JwtVerifier::new),
+            oauth: auth.oauth.as_ref().map(super::oauth::Clients::from_config),
         }
+    }
+
+    /// The OAuth clients, when `auth.oauth` is configured.
+    pub fn oauth(&self) -> Option<&super::oauth::Clients> {
+        self.oauth.as_ref()
     }
 
     /// Who `presented` authenticates as, if anyone.
@@ -180,7 +192,12 @@ fn identify(parts: &Parts, state: &AppState) -> Result<(String, bool), ApiError>
             );
         }
     };
-    match state.tokens.get().identify(token) {
+    let tokens = state.tokens.get();
+    // A static token or JWT, else a token the endpoint's OAuth token endpoint issued.
+    let who = tokens
+        .identify(token)
+        .or_else(|| state.oauth.identify(token, tokens.oauth()));
+    match who {
         Some(who) => Ok((who.name.to_string(), who.read_only)),
         None => Err(ScimError::unauthorized("invalid bearer token").into()),
     }

@@ -9,6 +9,7 @@ pub mod auth;
 pub mod client;
 pub mod error;
 pub mod jwt;
+pub mod oauth;
 mod observe;
 mod query;
 pub mod ratelimit;
@@ -44,6 +45,9 @@ pub struct AppState {
     pub settings: Arc<Settings>,
     /// Request rate limits (`rate_limit`): per client here, per token in `auth`.
     pub rate_limits: Arc<Shared<ratelimit::RateLimits>>,
+    /// The tokens this endpoint's OAuth token endpoint issued (kept across reloads; each
+    /// is checked against the current `tokens`' clients when presented).
+    pub oauth: Arc<oauth::Issuer>,
 }
 
 /// A value replaced as a whole while requests read it (a reload): readers take the
@@ -150,6 +154,8 @@ fn scim_router(state: AppState) -> Router {
         .route("/ResourceTypes", get(resource_types))
         .route("/ResourceTypes/{id}", get(resource_type_by_id))
         .route("/.search", post(search_root))
+        // No `Authenticated`: the client authenticates with its id and secret.
+        .route(oauth::TOKEN_PATH, post(oauth::token))
         .route("/{endpoint}", get(list).post(create))
         .route(
             "/{endpoint}/{id}",

@@ -790,7 +790,10 @@ mod tests {
 
         let r = call(&lenient, "GET", "/metrics", false).await;
         let text = body_text(r).await;
-        assert!(text.contains("scim_delivery_pending "), "{text}");
+        assert!(
+            text.contains("scim_delivery_pending{endpoint=\"default\"} "),
+            "{text}"
+        );
         assert!(
             sample(
                 &text,

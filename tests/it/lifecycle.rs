@@ -185,3 +185,66 @@ async fn sigterm_during_writes_loses_no_acknowledged_write_and_exits_0() {
         assert_eq!(r.status, 200, "acknowledged write {id} kept");
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sighup_applies_a_new_mapping_to_the_changes_that_follow() {
+    let mapping = |extra: &str| {
+        format!(
+            "target:
+  sqlite:
+    path: ./app.db
+mapping:
+  users:
+    table: people
+    columns:
+      login:
+        source: userName
+{extra}"
+        )
+    };
+    let d = Daemon::start_with(&mapping(""));
+    let r = d
+        .post(
+            "/Users",
+            &json!({"userName": "before", "displayName": "Before"}).to_string(),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    // The same file with one more column.
+    let text = d.config_text();
+    let with_display = text.replace(
+        "      login:\n        source: userName\n",
+        "      login:\n        source: userName\n      display:\n        source: displayName\n",
+    );
+    assert_ne!(text, with_display);
+    std::fs::write(&d.config_path, with_display).expect("rewrite the config");
+    d.signal("HUP");
+    let db = d.dir().join("app.db");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    for attempt in 0.. {
+        let r = d
+            .post(
+                "/Users",
+                &json!({"userName": format!("after-{attempt}"), "displayName": "After"})
+                    .to_string(),
+            )
+            .await;
+        assert_eq!(r.status, 201, "{}", r.text);
+        let conn = rusqlite::Connection::open(&db).expect("open");
+        let filled: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM people WHERE display = 'After'",
+                [],
+                |row| row.get(0),
+            )
+            .unwrap_or(0);
+        if filled > 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the new column was never written"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

@@ -17,6 +17,7 @@ mod ldap_target;
 mod ldap_tls;
 mod lifecycle;
 mod limits;
+mod oauth;
 mod observability;
 mod protocol;
 mod rate_limits;

@@ -268,8 +268,18 @@ async fn readyz_fails_while_the_directory_is_down_and_the_backlog_exceeds_the_li
         assert!(!r.text.contains(leak), "{leak} in {}", r.text);
     }
     let m = get_root(&d, "/metrics").await;
-    assert_eq!(sample(&m.text, "scim_delivery_pending"), 2.0, "{}", m.text);
-    assert!(sample(&m.text, "scim_delivery_oldest_pending_seconds") > 0.0);
+    assert_eq!(
+        sample(&m.text, "scim_delivery_pending{endpoint=\"default\"}"),
+        2.0,
+        "{}",
+        m.text
+    );
+    assert!(
+        sample(
+            &m.text,
+            "scim_delivery_oldest_pending_seconds{endpoint=\"default\"}"
+        ) > 0.0
+    );
     assert!(
         sample(
             &m.text,
@@ -295,5 +305,39 @@ async fn readyz_fails_while_the_directory_is_down_and_the_backlog_exceeds_the_li
     }
     let m = get_root(&d, "/metrics").await;
     assert!(sample(&m.text, r#"scim_deliveries_total{outcome="applied"}"#) >= 2.0);
-    assert_eq!(sample(&m.text, "scim_delivery_pending"), 0.0, "{}", m.text);
+    assert_eq!(
+        sample(&m.text, "scim_delivery_pending{endpoint=\"default\"}"),
+        0.0,
+        "{}",
+        m.text
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn journald_log_lines_have_no_timestamp_and_no_colour() {
+    let logs = tempfile::tempdir().expect("a directory for the daemon's log");
+    let log_path = logs.path().join("stderr.log");
+    let script = format!("exec \"$@\" 2>>'{}'", log_path.display());
+    let d = Daemon::start_wrapped(
+        "log:\n  level: info\n  format: journald\n",
+        &["sh", "-c", &script, "sh"],
+    );
+    assert_eq!(d.get("/Users").await.status, 200);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let text = loop {
+        let text = std::fs::read_to_string(&log_path).unwrap_or_default();
+        if text.lines().any(|l| l.contains("request")) || Instant::now() > deadline {
+            break text;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let line = text
+        .lines()
+        .find(|l| l.contains("request") && l.contains("status=200"))
+        .unwrap_or_else(|| panic!("a request line:\n{text}"));
+    assert!(
+        line.trim_start().starts_with("INFO"),
+        "level first, no timestamp: {line}"
+    );
+    assert!(!line.contains('\u{1b}'), "no ANSI colour: {line}");
 }
