@@ -153,7 +153,7 @@ use std::collections::{HashMap, HashSet};
 use ldap3::{LdapError, Mod, SearchEntry};
 
 use self::dn::DnKey;
-use self::links::Links;
+use self::links::{Link, Links};
 use self::pool::{NO_SUCH_OBJECT, OpError, Pool, Session, outside_runtime};
 use super::{
     Cell, Change, ColumnSpec, ColumnType, EntrySpec, LdapSchema, LdapSettings, MemberSpec,
@@ -764,20 +764,8 @@ impl LdapTarget {
         let attributes = self.resolve_refs(key, checked_cells(kind, spec, cells)?, false)?;
         let mut wanted = Wanted::new(spec, attributes, member_values);
         let attrs = wanted.read_attrs();
-        let link = self.links.link(key)?;
-        let mut entry = match &link {
-            Some(link) => s.read(&link.dn, &refs(&attrs))?,
-            None => None,
-        };
-        if entry.is_none()
-            && let Some(found) = s.read(&dn, &refs(&attrs))?
-        {
-            self.claim(key, spec, &found.dn)?;
-            entry = Some(found);
-        }
-        if entry.is_none() && link.is_none() && matches!(change, Change::Upsert { .. }) {
-            entry = self.find_match(s, key, spec, &wanted, &attrs)?;
-        }
+        let adopt = matches!(change, Change::Upsert { .. });
+        let (_, entry) = self.find_entry(s, key, &dn, spec, &wanted, &attrs, adopt)?;
         wanted.apply_bits(entry.as_ref(), &spec.disable_bits, disabled);
         let Some(entry) = entry else {
             return Ok(match change {
@@ -991,20 +979,7 @@ impl LdapTarget {
             disabled,
         } = u;
         let attrs = wanted.read_attrs();
-        let link = self.links.link(key)?;
-        let mut entry = match &link {
-            Some(link) => s.read(&link.dn, &refs(&attrs))?,
-            None => None,
-        };
-        if entry.is_none()
-            && let Some(found) = s.read(dn, &refs(&attrs))?
-        {
-            self.claim(key, spec, &found.dn)?;
-            entry = Some(found);
-        }
-        if entry.is_none() && link.is_none() {
-            entry = self.find_match(s, key, spec, wanted, &attrs)?;
-        }
+        let (link, entry) = self.find_entry(s, key, dn, spec, wanted, &attrs, true)?;
         let unflagged = wanted.attributes.clone();
         wanted.apply_bits(entry.as_ref(), &spec.disable_bits, disabled);
         let entry = match entry {
@@ -1122,6 +1097,37 @@ impl LdapTarget {
         self.links.set_state(key, value.as_deref(), drops, None)?;
         self.resolve_pending(s, key)?;
         Ok(())
+    }
+
+    /// The link of `key` and its entry: the linked one if it still exists, else the one at
+    /// `dn` (claimed), else — nothing linked and `adopt` — one found by the `match`
+    /// attributes (claimed).
+    #[allow(clippy::too_many_arguments)]
+    fn find_entry(
+        &self,
+        s: &mut Session<'_>,
+        key: &str,
+        dn: &str,
+        spec: &EntrySpec,
+        wanted: &Wanted<'_>,
+        attrs: &[String],
+        adopt: bool,
+    ) -> Result<(Option<Link>, Option<SearchEntry>), Fail> {
+        let link = self.links.link(key)?;
+        let mut entry = match &link {
+            Some(link) => s.read(&link.dn, &refs(attrs))?,
+            None => None,
+        };
+        if entry.is_none()
+            && let Some(found) = s.read(dn, &refs(attrs))?
+        {
+            self.claim(key, spec, &found.dn)?;
+            entry = Some(found);
+        }
+        if entry.is_none() && link.is_none() && adopt {
+            entry = self.find_match(s, key, spec, wanted, attrs)?;
+        }
+        Ok((link, entry))
     }
 
     /// Refuses to take the entry at `found` for `key` when another resource's entry is

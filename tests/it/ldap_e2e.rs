@@ -11,19 +11,7 @@ use crate::slapd::Slapd;
 
 /// The example LDAP config's target and mapping, pointed at this test's slapd.
 fn daemon_for(slapd: &Slapd) -> Daemon {
-    let example = include_str!("../../config.ldap.example.yaml");
-    let start = example.find("\ntarget:").expect("target section") + 1;
-    let yaml = example[start..]
-        .replace("- env: LDAP_URL", &format!("- value: {}", slapd.url))
-        .replace("env: LDAP_BIND_DN", &format!("value: {}", slapd.admin_dn))
-        .replace(
-            "env: LDAP_BIND_PASSWORD",
-            &format!("value: {}", slapd.admin_password),
-        )
-        .replace("env: LDAP_BASE_DN", &format!("value: {}", slapd.base))
-        .replace("operation_timeout: 10s", "operation_timeout: 2s")
-        .replace("connect_timeout: 5s", "connect_timeout: 1s");
-    Daemon::start_with(&yaml)
+    Daemon::start_with(&slapd.example_target_yaml())
 }
 
 fn has(ldif: &str, line: &str) -> bool {

@@ -10,20 +10,7 @@ use crate::slapd::Slapd;
 
 /// The example LDAP config pointed at `slapd`, with `edit` applied to its text.
 fn ldap_yaml(slapd: &Slapd, edit: impl Fn(String) -> String) -> String {
-    let example = include_str!("../../config.ldap.example.yaml");
-    let start = example.find("\ntarget:").expect("target section") + 1;
-    edit(
-        example[start..]
-            .replace("- env: LDAP_URL", &format!("- value: {}", slapd.url))
-            .replace("env: LDAP_BIND_DN", &format!("value: {}", slapd.admin_dn))
-            .replace(
-                "env: LDAP_BIND_PASSWORD",
-                &format!("value: {}", slapd.admin_password),
-            )
-            .replace("env: LDAP_BASE_DN", &format!("value: {}", slapd.base))
-            .replace("operation_timeout: 10s", "operation_timeout: 2s")
-            .replace("connect_timeout: 5s", "connect_timeout: 1s"),
-    )
+    edit(slapd.example_target_yaml())
 }
 
 /// The example's users mapping with a disable policy that locks, moves and drops

@@ -221,19 +221,7 @@ async fn one_request_line_with_id_actor_method_path_status_and_duration_and_no_b
 
 /// The example LDAP config's target and mapping, pointed at `slapd`, short timeouts.
 fn ldap_daemon(slapd: &Slapd, extra: &str) -> Daemon {
-    let example = include_str!("../../config.ldap.example.yaml");
-    let start = example.find("\ntarget:").expect("target section") + 1;
-    let yaml = example[start..]
-        .replace("- env: LDAP_URL", &format!("- value: {}", slapd.url))
-        .replace("env: LDAP_BIND_DN", &format!("value: {}", slapd.admin_dn))
-        .replace(
-            "env: LDAP_BIND_PASSWORD",
-            &format!("value: {}", slapd.admin_password),
-        )
-        .replace("env: LDAP_BASE_DN", &format!("value: {}", slapd.base))
-        .replace("operation_timeout: 10s", "operation_timeout: 2s")
-        .replace("connect_timeout: 5s", "connect_timeout: 1s");
-    Daemon::start_with(&format!("{extra}{yaml}"))
+    Daemon::start_with(&format!("{extra}{}", slapd.example_target_yaml()))
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -836,3 +836,23 @@ fn read_from(path: &Path, offset: u64) -> String {
 pub fn test_certificates(dir: &Path) -> SlapdTls {
     SlapdTls::generate(dir)
 }
+
+impl Slapd {
+    /// `config.ldap.example.yaml` from its `target:` section on, pointed at this slapd
+    /// (URL, bind DN and password, base as values) with short timeouts: the YAML a test
+    /// merges into the daemon's base config.
+    pub fn example_target_yaml(&self) -> String {
+        let example = include_str!("../../config.ldap.example.yaml");
+        let start = example.find("\ntarget:").expect("target section") + 1;
+        example[start..]
+            .replace("- env: LDAP_URL", &format!("- value: {}", self.url))
+            .replace("env: LDAP_BIND_DN", &format!("value: {}", self.admin_dn))
+            .replace(
+                "env: LDAP_BIND_PASSWORD",
+                &format!("value: {}", self.admin_password),
+            )
+            .replace("env: LDAP_BASE_DN", &format!("value: {}", self.base))
+            .replace("operation_timeout: 10s", "operation_timeout: 2s")
+            .replace("connect_timeout: 5s", "connect_timeout: 1s")
+    }
+}
