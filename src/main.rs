@@ -16,6 +16,7 @@ use scim_bridge::engine::Engine;
 use scim_bridge::http::{self, AppState, Settings, auth::TokenSet};
 use scim_bridge::store::Store;
 
+mod bench_cli;
 mod journal_cli;
 mod mapping_cli;
 mod reconcile_cli;
@@ -87,6 +88,8 @@ enum Command {
         #[command(subcommand)]
         command: JournalCommand,
     },
+    /// Drive a daemon with Entra-shaped traffic; print throughput, latency and memory.
+    Bench(bench_cli::BenchArgs),
 }
 
 /// Where the state directory is: `--state-dir`, else the config's `state.dir`.
@@ -211,6 +214,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::CheckConfig { config, online } => check_config(&config, online),
+        Command::Bench(args) => bench_cli::run(args),
         Command::Mapping {
             command:
                 MappingCommand::Preview {

@@ -1,6 +1,7 @@
 //! Integration tests: one binary, one module per area. Each test starts the real
 //! `scim-bridge` daemon through `harness::Daemon` and talks HTTP to it.
 
+mod bench;
 mod cli;
 mod contract;
 mod durability;

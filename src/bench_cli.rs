@@ -1,0 +1,1249 @@
+//! `scim-bridge bench`: drives a daemon over HTTP with Entra-shaped traffic and prints,
+//! per phase, the request count, throughput, latency percentiles and errors.
+//!
+//! The daemon is either one already running (`--url`, `--token`) or one this command
+//! starts from a configuration file (`--config`): the same binary's `serve`, on a free
+//! loopback port, with a temporary state directory, its resident memory sampled every
+//! 100 ms. To start it, the configuration is copied with two sections replaced: `auth`
+//! (one static bearer token made up for the run) and `rate_limit` (off: the defaults would
+//! answer 429 long before the daemon's own limits show); everything else (target, mapping,
+//! journal, log settings) is the file's.
+//!
+//! The client is deliberately plain: `--concurrency` threads, each with one HTTP/1.1
+//! keep-alive connection (blocking `std::net`), writing a request and reading the response
+//! by its `Content-Length` (or chunks). Nothing from the network is trusted: a failed
+//! connection, a malformed response or an unexpected status is counted as an error of its
+//! phase, never a panic. Latency is measured from the first byte written to the last byte
+//! read.
+//!
+//! Exit codes: 0 every request succeeded, 1 some failed (the table says which), 2 the
+//! daemon could not be started or reached.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitCode, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock, mpsc};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use scim_bridge::config::{self, Environment, ProcessEnv};
+
+/// The environment variable the started daemon reads its (made-up) bearer token from.
+const TOKEN_VAR: &str = "SCIM_BRIDGE_BENCH_TOKEN";
+/// How long the started daemon may take to print `listening on ADDR`.
+const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
+/// Per-request connect, read and write timeout.
+const IO_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long the steady-rate phase runs.
+const STEADY_DURATION: Duration = Duration::from_secs(10);
+/// How often the daemon's resident memory is sampled.
+const RSS_INTERVAL: Duration = Duration::from_millis(100);
+/// The largest response accepted (a list of 1000 users is far below).
+const MAX_BODY: usize = 64 << 20;
+
+const USER_SCHEMAS: &str = r#"["urn:ietf:params:scim:schemas:core:2.0:User","urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"]"#;
+const GROUP_SCHEMAS: &str = r#"["urn:ietf:params:scim:schemas:core:2.0:Group","http://schemas.microsoft.com/2006/11/ResourceManagement/ADSCIM/2.0/Group"]"#;
+const PATCH_SCHEMAS: &str = r#"["urn:ietf:params:scim:api:messages:2.0:PatchOp"]"#;
+
+/// `scim-bridge bench` options.
+#[derive(clap::Args)]
+#[command(group(clap::ArgGroup::new("daemon").required(true).args(["url", "config"])))]
+pub struct BenchArgs {
+    /// A running daemon's SCIM base URL, e.g. http://127.0.0.1:8080/scim/v2 (plain HTTP).
+    #[arg(long)]
+    url: Option<String>,
+    /// The bearer token for --url.
+    #[arg(long, env = "SCIM_BRIDGE_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// Start the daemon from this configuration file (auth and rate_limit replaced), on
+    /// 127.0.0.1:0, and stop it at the end.
+    #[arg(long, short = 'c')]
+    config: Option<PathBuf>,
+    /// The started daemon's state directory (kept); default a temporary one (removed).
+    #[arg(long, requires = "config")]
+    state_dir: Option<PathBuf>,
+    /// Users to create, look up, patch and delete.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
+    users: u64,
+    /// Groups to create and fill with the users.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    groups: u64,
+    /// Members added per group PATCH.
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    members_per_batch: u64,
+    /// Connections (one client thread each) sending requests at once.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u64).range(1..=1024))]
+    concurrency: u64,
+    /// Overall time limit; a phase running when it is reached stops and says so.
+    #[arg(long, default_value_t = 120, value_parser = clap::value_parser!(u64).range(1..))]
+    max_seconds: u64,
+    /// Also run a phase of this many requests per second (GET by filter and PATCH,
+    /// alternately) for 10 s, before the users are deleted.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    steady_rps: Option<u32>,
+}
+
+/// Runs the benchmark; see the module documentation for the exit codes.
+pub fn run(args: BenchArgs) -> ExitCode {
+    match bench(&args) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
+        Err(e) => {
+            eprintln!("scim-bridge bench: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Where requests go.
+struct Endpoint {
+    addr: SocketAddr,
+    /// The `Host` header.
+    host: String,
+    /// `/scim/v2`, no trailing `/`.
+    base_path: String,
+    token: String,
+}
+
+/// `Ok(true)`: no request failed.
+fn bench(args: &BenchArgs) -> anyhow::Result<bool> {
+    let run_id = random_hex(4).context("while reading random bytes from the system")?;
+    let mut daemon = None;
+    let endpoint = match (&args.url, &args.config) {
+        (Some(url), _) => {
+            let token = args
+                .token
+                .clone()
+                .context("--url needs --token (or SCIM_BRIDGE_TOKEN)")?;
+            parse_url(url, token)?
+        }
+        (None, Some(config)) => {
+            let (d, endpoint) = Daemon::start(config, args.state_dir.as_deref())?;
+            daemon = Some(d);
+            endpoint
+        }
+        (None, None) => anyhow::bail!("give --url or --config"),
+    };
+    let endpoint = Arc::new(endpoint);
+
+    print_header(args, &endpoint, daemon.as_ref());
+    let mut b = Bench {
+        conns: (0..args.concurrency)
+            .map(|_| Conn::new(endpoint.clone()))
+            .collect(),
+        deadline: Instant::now() + Duration::from_secs(args.max_seconds),
+        max_seconds: args.max_seconds,
+        rss: daemon.as_ref().map(|d| d.peak_rss.clone()),
+        ok: true,
+    };
+    println!("{}", Phase::header());
+
+    let n = args.users as usize;
+    let names: Vec<String> = (0..n)
+        .map(|i| format!("bench_{run_id}_{i}@contoso.example"))
+        .collect();
+    let user_ids: Vec<OnceLock<String>> = (0..n).map(|_| OnceLock::new()).collect();
+
+    // (1) Create the users (Entra's §1.1 body, unique userName/externalId/email).
+    b.phase(
+        "create users",
+        n,
+        |i| {
+            let name = &names[i];
+            Some(Req::post(
+                "/Users".to_owned(),
+                format!(
+                    r#"{{"schemas":{USER_SCHEMAS},"externalId":"{run_id}-0000-4000-8000-{i:012x}","userName":"{name}","active":true,"emails":[{{"primary":true,"type":"work","value":"{name}"}}],"meta":{{"resourceType":"User"}},"name":{{"formatted":"Given{i} Family{i}","familyName":"Family{i}","givenName":"Given{i}"}},"roles":[]}}"#
+                ),
+            ))
+        },
+        |i, body| {
+            let id = resource_id(body).ok_or("no id in the response")?;
+            let _ = user_ids[i].set(id);
+            Ok(())
+        },
+    );
+
+    // (2) Look each one up the way Entra matches: filter on userName, form-encoded.
+    b.phase(
+        "get by filter",
+        n,
+        |i| {
+            Some(Req::get(format!(
+                "/Users?filter=userName+eq+%22{}%22",
+                form_encode(&names[i])
+            )))
+        },
+        |_, body| {
+            if total_results(body) == Some(1) {
+                Ok(())
+            } else {
+                Err("not exactly one result")
+            }
+        },
+    );
+
+    // (3) Patch each one in Entra's default dialect: string boolean, a title change.
+    b.phase(
+        "patch users",
+        n,
+        |i| {
+            let id = user_ids[i].get()?;
+            Some(Req::patch(format!("/Users/{id}"), user_patch(i, "False")))
+        },
+        |_, _| Ok(()),
+    );
+
+    // (4) Groups, then their members in batches (§1.13's multi-member form).
+    let g = args.groups as usize;
+    let group_ids: Vec<OnceLock<String>> = (0..g).map(|_| OnceLock::new()).collect();
+    b.phase(
+        "create groups",
+        g,
+        |j| {
+            Some(Req::post(
+                "/Groups".to_owned(),
+                format!(
+                    r#"{{"schemas":{GROUP_SCHEMAS},"externalId":"{run_id}-1111-4000-8000-{j:012x}","displayName":"bench-{run_id}-group-{j}","meta":{{"resourceType":"Group"}}}}"#
+                ),
+            ))
+        },
+        |j, body| {
+            let id = resource_id(body).ok_or("no id in the response")?;
+            let _ = group_ids[j].set(id);
+            Ok(())
+        },
+    );
+    let per = args.members_per_batch as usize;
+    b.phase(
+        "add members",
+        n.div_ceil(per),
+        |k| {
+            let group = group_ids[k % g].get()?;
+            let mut value = String::new();
+            for id in user_ids[k * per..n.min((k + 1) * per)]
+                .iter()
+                .filter_map(OnceLock::get)
+            {
+                if !value.is_empty() {
+                    value.push(',');
+                }
+                let _ = write!(value, r#"{{"value":"{id}"}}"#);
+            }
+            if value.is_empty() {
+                return None;
+            }
+            Some(Req::patch(
+                format!("/Groups/{group}"),
+                format!(
+                    r#"{{"schemas":{PATCH_SCHEMAS},"Operations":[{{"op":"Add","path":"members","value":[{value}]}}]}}"#
+                ),
+            ))
+        },
+        |_, _| Ok(()),
+    );
+
+    // Optional: a steady rate of lookups and patches, as a provisioning cycle sends them.
+    if let Some(rps) = args.steady_rps {
+        b.steady(rps, |k| {
+            let i = (k / 2) % n;
+            if k.is_multiple_of(2) {
+                Some(Req::get(format!(
+                    "/Users?filter=userName+eq+%22{}%22",
+                    form_encode(&names[i])
+                )))
+            } else {
+                let id = user_ids[i].get()?;
+                let active = if (k / 2 / n).is_multiple_of(2) {
+                    "True"
+                } else {
+                    "False"
+                };
+                Some(Req::patch(format!("/Users/{id}"), user_patch(k, active)))
+            }
+        });
+    }
+
+    // (5) Delete every user.
+    b.phase(
+        "delete users",
+        n,
+        |i| Some(Req::delete(format!("/Users/{}", user_ids[i].get()?))),
+        |_, _| Ok(()),
+    );
+
+    if let Some(mut d) = daemon {
+        let hwm = d.stop();
+        let peak = d.peak_rss.load(Ordering::Relaxed);
+        println!(
+            "daemon memory: peak RSS {} (sampled every {} ms), VmHWM {}",
+            mib(Some(peak)),
+            RSS_INTERVAL.as_millis(),
+            mib(hwm)
+        );
+        d.cleanup(b.ok);
+    } else {
+        println!("daemon memory: not measured (--url: the daemon is not this command's child)");
+    }
+    Ok(b.ok)
+}
+
+/// An Entra-style user PATCH: `active` as a string boolean, and a new title.
+fn user_patch(k: usize, active: &str) -> String {
+    format!(
+        r#"{{"schemas":{PATCH_SCHEMAS},"Operations":[{{"op":"Replace","path":"active","value":"{active}"}},{{"op":"Replace","path":"title","value":"Engineer {k}"}}]}}"#
+    )
+}
+
+fn print_header(args: &BenchArgs, endpoint: &Endpoint, daemon: Option<&Daemon>) {
+    println!("scim-bridge bench {}", env!("CARGO_PKG_VERSION"));
+    println!("machine: {}", machine());
+    match daemon {
+        Some(d) => println!(
+            "daemon: started by bench (pid {}) from {} on http://{}{}, state {}",
+            d.pid,
+            d.config.display(),
+            endpoint.addr,
+            endpoint.base_path,
+            d.state_dir.display()
+        ),
+        None => println!("daemon: http://{}{}", endpoint.host, endpoint.base_path),
+    }
+    println!(
+        "options: --users {} --groups {} --members-per-batch {} --concurrency {} --max-seconds {}{}",
+        args.users,
+        args.groups,
+        args.members_per_batch,
+        args.concurrency,
+        args.max_seconds,
+        args.steady_rps
+            .map(|r| format!(" --steady-rps {r}"))
+            .unwrap_or_default()
+    );
+}
+
+/// "2 cores (model), 23.5 GiB memory, Linux 6.1.0".
+fn machine() -> String {
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let model = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, v)| v.trim().to_owned())
+        })
+        .unwrap_or_else(|| "cpu model unknown".to_owned());
+    let memory = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|t| proc_kib(&t, "MemTotal:"))
+        .map_or_else(
+            || "memory unknown".to_owned(),
+            |kib| format!("{:.1} GiB memory", kib as f64 / (1024.0 * 1024.0)),
+        );
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|s| format!(", Linux {}", s.trim()))
+        .unwrap_or_default();
+    format!("{cores} cores ({model}), {memory}{kernel}")
+}
+
+/// The `kB` value of a `/proc/*/status` or `/proc/meminfo` line, e.g. `VmRSS:`.
+fn proc_kib(text: &str, key: &str) -> Option<u64> {
+    let line = text.lines().find(|l| l.starts_with(key))?;
+    line[key.len()..].split_whitespace().next()?.parse().ok()
+}
+
+fn mib(kib: Option<u64>) -> String {
+    match kib {
+        Some(k) if k > 0 => format!("{:.1} MiB", k as f64 / 1024.0),
+        _ => "unknown".to_owned(),
+    }
+}
+
+/// `http://host:port/base/path` (a query, e.g. Entra's feature flags, is ignored).
+fn parse_url(url: &str, token: String) -> anyhow::Result<Endpoint> {
+    let rest = url.strip_prefix("http://").with_context(|| {
+        format!("--url {url}: only http:// is supported (start the daemon without server.tls)")
+    })?;
+    let rest = rest.split(['?', '#']).next().unwrap_or_default();
+    let (host, path) = match rest.find('/') {
+        Some(at) => rest.split_at(at),
+        None => (rest, ""),
+    };
+    let with_port = if host.rsplit_once(':').is_some_and(|(_, p)| !p.contains(']')) {
+        host.to_owned()
+    } else {
+        format!("{host}:80")
+    };
+    let addr = with_port
+        .to_socket_addrs()
+        .with_context(|| format!("--url {url}: cannot resolve {host}"))?
+        .next()
+        .with_context(|| format!("--url {url}: {host} has no address"))?;
+    Ok(Endpoint {
+        addr,
+        host: host.to_owned(),
+        base_path: path.trim_end_matches('/').to_owned(),
+        token,
+    })
+}
+
+/// `a@b.c` as a form-encoded query value (Entra's wire form).
+fn form_encode(s: &str) -> String {
+    form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+/// The top-level `id` of a JSON resource.
+fn resource_id(body: &[u8]) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct WithId {
+        id: String,
+    }
+    serde_json::from_slice::<WithId>(body).ok().map(|r| r.id)
+}
+
+/// A ListResponse's `totalResults`.
+fn total_results(body: &[u8]) -> Option<u64> {
+    #[derive(serde::Deserialize)]
+    struct List {
+        #[serde(rename = "totalResults")]
+        total_results: u64,
+    }
+    serde_json::from_slice::<List>(body)
+        .ok()
+        .map(|l| l.total_results)
+}
+
+fn random_hex(bytes: usize) -> Result<String, getrandom::Error> {
+    let mut buf = vec![0u8; bytes];
+    getrandom::fill(&mut buf)?;
+    let mut hex = String::with_capacity(2 * bytes);
+    for b in buf {
+        let _ = write!(hex, "{b:02x}");
+    }
+    Ok(hex)
+}
+
+// ---------------------------------------------------------------------------------------
+// The started daemon
+
+/// A daemon this command started, and what it left on disk.
+struct Daemon {
+    child: Option<Child>,
+    pid: u32,
+    config: PathBuf,
+    state_dir: PathBuf,
+    /// The temporary directory (config copy, daemon log, default state directory).
+    temp: PathBuf,
+    log: PathBuf,
+    /// Highest VmRSS seen so far, KiB.
+    peak_rss: Arc<AtomicU64>,
+    stop_sampler: Arc<AtomicBool>,
+    sampler: Option<std::thread::JoinHandle<()>>,
+}
+
+/// The process environment, plus the made-up token.
+struct BenchEnv<'a>(&'a str);
+
+impl Environment for BenchEnv<'_> {
+    fn var(&self, name: &str) -> Option<String> {
+        if name == TOKEN_VAR {
+            Some(self.0.to_owned())
+        } else {
+            ProcessEnv.var(name)
+        }
+    }
+
+    fn read_file(&self, path: &Path) -> std::io::Result<String> {
+        ProcessEnv.read_file(path)
+    }
+}
+
+impl Daemon {
+    fn start(config_path: &Path, state_dir: Option<&Path>) -> anyhow::Result<(Daemon, Endpoint)> {
+        let text = std::fs::read_to_string(config_path)
+            .with_context(|| format!("cannot read {}", config_path.display()))?;
+        let token = random_hex(32).context("while reading random bytes from the system")?;
+        let text = bench_config(&text);
+        let source = format!(
+            "{} (auth and rate_limit replaced by bench)",
+            config_path.display()
+        );
+        let cfg = config::parse(&text, &source, &BenchEnv(&token))
+            .map_err(|e| anyhow::anyhow!("the configuration is not usable\n{e}"))?;
+        if cfg.server.tls.is_some() {
+            anyhow::bail!(
+                "{}: server.tls is set, and bench speaks plain HTTP; remove it, or start \
+                 the daemon yourself without TLS and use --url",
+                config_path.display()
+            );
+        }
+
+        let temp = std::env::temp_dir().join(format!(
+            "scim-bridge-bench-{}-{}",
+            std::process::id(),
+            random_hex(4).context("while reading random bytes from the system")?
+        ));
+        std::fs::create_dir_all(&temp)
+            .with_context(|| format!("cannot create {}", temp.display()))?;
+        let copy = temp.join("bench-config.yaml");
+        std::fs::write(&copy, &text).with_context(|| format!("cannot write {}", copy.display()))?;
+        let state = state_dir.map_or_else(|| temp.join("state"), Path::to_path_buf);
+        let log = temp.join("daemon.log");
+        let log_file = std::fs::File::create(&log)
+            .with_context(|| format!("cannot create {}", log.display()))?;
+        let exe = std::env::current_exe().context("cannot find this program's path")?;
+        let mut child = Command::new(&exe)
+            .arg("serve")
+            .arg("--config")
+            .arg(&copy)
+            .arg("--listen")
+            .arg("127.0.0.1:0")
+            .arg("--state-dir")
+            .arg(&state)
+            .env(TOKEN_VAR, &token)
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(log_file))
+            .spawn()
+            .with_context(|| format!("cannot start {} serve", exe.display()))?;
+        let pid = child.id();
+
+        let peak_rss = Arc::new(AtomicU64::new(0));
+        let stop_sampler = Arc::new(AtomicBool::new(false));
+        let sampler = {
+            let peak = peak_rss.clone();
+            let stop = stop_sampler.clone();
+            std::thread::spawn(move || {
+                let status = format!("/proc/{pid}/status");
+                while !stop.load(Ordering::Relaxed) {
+                    match std::fs::read_to_string(&status) {
+                        Ok(t) => {
+                            if let Some(kib) = proc_kib(&t, "VmRSS:") {
+                                peak.fetch_max(kib, Ordering::Relaxed);
+                            }
+                        }
+                        Err(_) => break,
+                    }
+                    std::thread::sleep(RSS_INTERVAL);
+                }
+            })
+        };
+        let mut daemon = Daemon {
+            child: None,
+            pid,
+            config: config_path.to_path_buf(),
+            state_dir: state,
+            temp,
+            log,
+            peak_rss,
+            stop_sampler,
+            sampler: Some(sampler),
+        };
+
+        let Some(stdout) = child.stdout.take() else {
+            daemon.child = Some(child);
+            daemon.stop();
+            anyhow::bail!("the daemon's stdout is not available");
+        };
+        daemon.child = Some(child);
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            // Reads (and drops) the daemon's stdout for its whole life, so it never blocks.
+            let reader = BufReader::new(stdout);
+            for line in reader.lines() {
+                let Ok(line) = line else { break };
+                let _ = tx.send(line);
+            }
+        });
+        let deadline = Instant::now() + STARTUP_TIMEOUT;
+        let addr = loop {
+            match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+                Ok(line) => {
+                    if let Some(addr) = line
+                        .trim()
+                        .strip_prefix("listening on ")
+                        .and_then(|a| a.trim().parse::<SocketAddr>().ok())
+                    {
+                        break addr;
+                    }
+                }
+                Err(e) => {
+                    daemon.stop();
+                    let tail = log_tail(&daemon.log);
+                    let why = match e {
+                        mpsc::RecvTimeoutError::Timeout => format!(
+                            "did not print `listening on ADDR` within {}s",
+                            STARTUP_TIMEOUT.as_secs()
+                        ),
+                        mpsc::RecvTimeoutError::Disconnected => {
+                            "exited before printing `listening on ADDR`".to_owned()
+                        }
+                    };
+                    anyhow::bail!(
+                        "the daemon {why}; its log ({}):\n{tail}",
+                        daemon.log.display()
+                    );
+                }
+            }
+        };
+        let endpoint = Endpoint {
+            addr,
+            host: addr.to_string(),
+            base_path: cfg.server.base_path.clone(),
+            token,
+        };
+        Ok((daemon, endpoint))
+    }
+
+    /// Stops the daemon (SIGTERM, up to 20 s, then SIGKILL); its VmHWM, KiB, read just
+    /// before.
+    fn stop(&mut self) -> Option<u64> {
+        let hwm = std::fs::read_to_string(format!("/proc/{}/status", self.pid))
+            .ok()
+            .and_then(|t| proc_kib(&t, "VmHWM:"));
+        self.stop_sampler.store(true, Ordering::Relaxed);
+        if let Some(sampler) = self.sampler.take() {
+            let _ = sampler.join();
+        }
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(self.pid.to_string())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+            let deadline = Instant::now() + Duration::from_secs(20);
+            loop {
+                match child.try_wait() {
+                    Ok(Some(_)) => break,
+                    Ok(None) if Instant::now() < deadline => {
+                        std::thread::sleep(Duration::from_millis(20));
+                    }
+                    _ => {
+                        let _ = child.kill();
+                        let _ = child.wait();
+                        break;
+                    }
+                }
+            }
+        }
+        hwm
+    }
+
+    /// Removes the temporary directory, or keeps it (and says where) when something
+    /// failed, for its daemon log.
+    fn cleanup(&self, ok: bool) {
+        if ok {
+            let _ = std::fs::remove_dir_all(&self.temp);
+        } else {
+            println!("daemon log kept: {}", self.log.display());
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// The last lines of the daemon's log.
+fn log_tail(path: &Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(20)..].join("\n")
+}
+
+/// The configuration text with the top-level `auth` and `rate_limit` sections replaced:
+/// one static token from [`TOKEN_VAR`], no rate limits.
+fn bench_config(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 256);
+    let mut skipping = false;
+    for line in text.lines() {
+        let top_level = !line.is_empty() && !line.starts_with([' ', '\t', '#']);
+        if top_level {
+            let key = line.split(':').next().unwrap_or_default().trim();
+            skipping = key == "auth" || key == "rate_limit";
+        }
+        if !skipping {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    let _ = write!(
+        out,
+        "auth:\n  tokens:\n    - name: bench\n      secret:\n        env: {TOKEN_VAR}\n\
+         rate_limit:\n  per_token:\n    per_second: 0\n  per_client:\n    per_second: 0\n"
+    );
+    out
+}
+
+// ---------------------------------------------------------------------------------------
+// The client
+
+/// One request to send.
+struct Req {
+    method: &'static str,
+    /// Relative to the base path: `/Users?…`.
+    path: String,
+    body: Option<String>,
+}
+
+impl Req {
+    fn get(path: String) -> Req {
+        Req {
+            method: "GET",
+            path,
+            body: None,
+        }
+    }
+    fn delete(path: String) -> Req {
+        Req {
+            method: "DELETE",
+            path,
+            body: None,
+        }
+    }
+    fn post(path: String, body: String) -> Req {
+        Req {
+            method: "POST",
+            path,
+            body: Some(body),
+        }
+    }
+    fn patch(path: String, body: String) -> Req {
+        Req {
+            method: "PATCH",
+            path,
+            body: Some(body),
+        }
+    }
+}
+
+/// One keep-alive connection, opened on first use and again after a failure.
+struct Conn {
+    endpoint: Arc<Endpoint>,
+    stream: Option<BufReader<TcpStream>>,
+    out: Vec<u8>,
+    body: Vec<u8>,
+}
+
+/// Why a request got no HTTP response.
+enum SendError {
+    /// Nothing came back on a reused connection (the server closed it while idle): safe to
+    /// send again on a new one.
+    Stale(String),
+    Failed(String),
+}
+
+impl Conn {
+    fn new(endpoint: Arc<Endpoint>) -> Conn {
+        Conn {
+            endpoint,
+            stream: None,
+            out: Vec::with_capacity(4096),
+            body: Vec::with_capacity(64 * 1024),
+        }
+    }
+
+    /// Sends `req` and reads the response: its status; its body is in `self.body`.
+    fn send(&mut self, req: &Req) -> Result<u16, String> {
+        match self.try_send(req) {
+            Err(SendError::Stale(_)) => match self.try_send(req) {
+                Ok(status) => Ok(status),
+                Err(SendError::Stale(e) | SendError::Failed(e)) => Err(e),
+            },
+            Err(SendError::Failed(e)) => Err(e),
+            Ok(status) => Ok(status),
+        }
+    }
+
+    fn try_send(&mut self, req: &Req) -> Result<u16, SendError> {
+        let reused = self.stream.is_some();
+        let mut stream = match self.stream.take() {
+            Some(s) => s,
+            None => BufReader::with_capacity(
+                64 * 1024,
+                connect(self.endpoint.addr).map_err(SendError::Failed)?,
+            ),
+        };
+        self.out.clear();
+        let e = &self.endpoint;
+        let _ = write!(
+            self.out,
+            "{} {}{} HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {}\r\nAccept: application/scim+json\r\n",
+            req.method, e.base_path, req.path, e.host, e.token
+        );
+        if let Some(body) = &req.body {
+            let _ = write!(
+                self.out,
+                "Content-Type: application/scim+json; charset=utf-8\r\nContent-Length: {}\r\n\r\n",
+                body.len()
+            );
+            self.out.extend_from_slice(body.as_bytes());
+        } else {
+            self.out.extend_from_slice(b"\r\n");
+        }
+        if let Err(err) = stream.get_mut().write_all(&self.out) {
+            return Err(if reused {
+                SendError::Stale(err.to_string())
+            } else {
+                SendError::Failed(err.to_string())
+            });
+        }
+        match read_response(&mut stream, &mut self.body) {
+            Ok((status, keep_alive)) => {
+                if keep_alive {
+                    self.stream = Some(stream);
+                }
+                Ok(status)
+            }
+            Err((nothing_read, err)) if reused && nothing_read => Err(SendError::Stale(err)),
+            Err((_, err)) => Err(SendError::Failed(err)),
+        }
+    }
+}
+
+fn connect(addr: SocketAddr) -> Result<TcpStream, String> {
+    let stream = TcpStream::connect_timeout(&addr, IO_TIMEOUT)
+        .map_err(|e| format!("connect {addr}: {e}"))?;
+    let _ = stream.set_nodelay(true);
+    let _ = stream.set_read_timeout(Some(IO_TIMEOUT));
+    let _ = stream.set_write_timeout(Some(IO_TIMEOUT));
+    Ok(stream)
+}
+
+/// Reads one response into `body`: `(status, keep-alive)`, or `(nothing was read, why)`.
+fn read_response(
+    stream: &mut BufReader<TcpStream>,
+    body: &mut Vec<u8>,
+) -> Result<(u16, bool), (bool, String)> {
+    body.clear();
+    let mut line = String::new();
+    match stream.read_line(&mut line) {
+        Ok(0) => return Err((true, "connection closed before a response".to_owned())),
+        Ok(_) => {}
+        Err(e) => return Err((true, format!("reading the status line: {e}"))),
+    }
+    let fail = |why: String| Err((false, why));
+    let mut parts = line.split_whitespace();
+    let version = parts.next().unwrap_or_default();
+    let Some(status) = parts.next().and_then(|s| s.parse::<u16>().ok()) else {
+        return fail(format!("malformed status line {:?}", line.trim_end()));
+    };
+    if !version.starts_with("HTTP/1.") {
+        return fail(format!("malformed status line {:?}", line.trim_end()));
+    }
+    let mut keep_alive = version == "HTTP/1.1";
+    let mut length: Option<usize> = None;
+    let mut chunked = false;
+    loop {
+        line.clear();
+        match stream.read_line(&mut line) {
+            Ok(0) => return fail("connection closed in the headers".to_owned()),
+            Ok(_) => {}
+            Err(e) => return fail(format!("reading the headers: {e}")),
+        }
+        let header = line.trim_end();
+        if header.is_empty() {
+            break;
+        }
+        let Some((name, value)) = header.split_once(':') else {
+            return fail(format!("malformed header {header:?}"));
+        };
+        let value = value.trim();
+        if name.eq_ignore_ascii_case("content-length") {
+            match value.parse::<usize>() {
+                Ok(n) if n <= MAX_BODY => length = Some(n),
+                _ => return fail(format!("bad Content-Length {value:?}")),
+            }
+        } else if name.eq_ignore_ascii_case("transfer-encoding") {
+            chunked = value.eq_ignore_ascii_case("chunked");
+        } else if name.eq_ignore_ascii_case("connection") {
+            if value.eq_ignore_ascii_case("close") {
+                keep_alive = false;
+            } else if value.eq_ignore_ascii_case("keep-alive") {
+                keep_alive = true;
+            }
+        }
+    }
+    if chunked {
+        loop {
+            line.clear();
+            if let Err(e) = stream.read_line(&mut line) {
+                return fail(format!("reading a chunk size: {e}"));
+            }
+            let size_text = line.trim().split(';').next().unwrap_or_default();
+            let Ok(size) = usize::from_str_radix(size_text, 16) else {
+                return fail(format!("bad chunk size {:?}", line.trim()));
+            };
+            if size == 0 {
+                // Trailers, up to the empty line.
+                loop {
+                    line.clear();
+                    match stream.read_line(&mut line) {
+                        Ok(0) => return fail("connection closed in the trailers".to_owned()),
+                        Ok(_) if line.trim().is_empty() => return Ok((status, keep_alive)),
+                        Ok(_) => {}
+                        Err(e) => return fail(format!("reading the trailers: {e}")),
+                    }
+                }
+            }
+            if body.len() + size > MAX_BODY {
+                return fail("response body too large".to_owned());
+            }
+            let start = body.len();
+            body.resize(start + size + 2, 0);
+            if let Err(e) = stream.read_exact(&mut body[start..]) {
+                return fail(format!("reading a chunk: {e}"));
+            }
+            body.truncate(start + size);
+        }
+    }
+    match length {
+        Some(n) => {
+            body.resize(n, 0);
+            if let Err(e) = stream.read_exact(body) {
+                return fail(format!("reading the body: {e}"));
+            }
+        }
+        None if status == 204 || status == 304 || (100..200).contains(&status) => {}
+        None => {
+            // Delimited by the end of the connection.
+            if let Err(e) = stream.take(MAX_BODY as u64).read_to_end(body) {
+                return fail(format!("reading the body: {e}"));
+            }
+            keep_alive = false;
+        }
+    }
+    Ok((status, keep_alive))
+}
+
+// ---------------------------------------------------------------------------------------
+// Phases
+
+struct Bench {
+    conns: Vec<Conn>,
+    deadline: Instant,
+    max_seconds: u64,
+    rss: Option<Arc<AtomicU64>>,
+    ok: bool,
+}
+
+/// What one worker saw.
+#[derive(Default)]
+struct Tally {
+    /// Microseconds per request answered (any status).
+    latencies: Vec<u32>,
+    errors: BTreeMap<String, usize>,
+    skipped: usize,
+}
+
+impl Tally {
+    fn merge(&mut self, other: Tally) {
+        self.latencies.extend(other.latencies);
+        for (k, v) in other.errors {
+            *self.errors.entry(k).or_default() += v;
+        }
+        self.skipped += other.skipped;
+    }
+
+    /// Sends `req` and records the outcome; `check` judges a 2xx body.
+    fn send(
+        &mut self,
+        conn: &mut Conn,
+        req: &Req,
+        check: impl FnOnce(&[u8]) -> Result<(), &'static str>,
+    ) {
+        let start = Instant::now();
+        let result = conn.send(req);
+        let micros = u32::try_from(start.elapsed().as_micros()).unwrap_or(u32::MAX);
+        match result {
+            Ok(status) => {
+                self.latencies.push(micros);
+                if !(200..300).contains(&status) {
+                    *self.errors.entry(status.to_string()).or_default() += 1;
+                } else if let Err(why) = check(&conn.body) {
+                    *self.errors.entry(why.to_owned()).or_default() += 1;
+                }
+            }
+            Err(_) => *self.errors.entry("io".to_owned()).or_default() += 1,
+        }
+    }
+}
+
+/// One phase's result line.
+struct Phase {
+    name: &'static str,
+    planned: usize,
+    started: Instant,
+    elapsed: Duration,
+    tally: Tally,
+    /// Stopped by `--max-seconds` with requests left.
+    timed_out: bool,
+}
+
+impl Phase {
+    fn header() -> String {
+        format!(
+            "{:<15} {:>9} {:>10} {:>8} {:>8} {:>8} {:>9}  errors",
+            "phase", "requests", "req/s", "p50 ms", "p99 ms", "max ms", "rss MiB"
+        )
+    }
+
+    fn errors(&self) -> usize {
+        self.tally.errors.values().sum()
+    }
+
+    fn line(&self, rss: Option<u64>) -> String {
+        let mut lat = self.tally.latencies.clone();
+        lat.sort_unstable();
+        let pct = |q: f64| -> String {
+            if lat.is_empty() {
+                return "-".to_owned();
+            }
+            let rank = ((q * lat.len() as f64).ceil() as usize).clamp(1, lat.len());
+            format!("{:.2}", f64::from(lat[rank - 1]) / 1000.0)
+        };
+        let requests =
+            self.tally.latencies.len() + self.tally.errors.get("io").copied().unwrap_or(0);
+        let secs = self.elapsed.as_secs_f64();
+        let rate = if secs > 0.0 {
+            format!("{:.0}", requests as f64 / secs)
+        } else {
+            "-".to_owned()
+        };
+        let errors = self.errors();
+        let mut err_text = errors.to_string();
+        if errors > 0 {
+            let detail: Vec<String> = self
+                .tally
+                .errors
+                .iter()
+                .map(|(k, v)| format!("{k}: {v}"))
+                .collect();
+            let _ = write!(err_text, " ({})", detail.join(", "));
+        }
+        let rss = rss.map_or_else(|| "-".to_owned(), |k| format!("{:.1}", k as f64 / 1024.0));
+        format!(
+            "{:<15} {:>9} {:>10} {:>8} {:>8} {:>8} {:>9}  {}",
+            self.name,
+            requests,
+            rate,
+            pct(0.50),
+            pct(0.99),
+            pct(1.0),
+            rss,
+            err_text
+        )
+    }
+}
+
+impl Bench {
+    /// Sends `make(i)` for `i` in `0..n` from every connection at once, as fast as the
+    /// daemon answers, until done or the deadline; `make` returning `None` skips `i` (its
+    /// resource was not created). `check(i, body)` judges a 2xx response.
+    fn phase<M, C>(&mut self, name: &'static str, n: usize, make: M, check: C)
+    where
+        M: Fn(usize) -> Option<Req> + Sync,
+        C: Fn(usize, &[u8]) -> Result<(), &'static str> + Sync,
+    {
+        let next = AtomicUsize::new(0);
+        let timed_out = AtomicBool::new(false);
+        let deadline = self.deadline;
+        let started = Instant::now();
+        let tally = std::thread::scope(|scope| {
+            let workers: Vec<_> = self
+                .conns
+                .iter_mut()
+                .map(|conn| {
+                    let (next, timed_out, make, check) = (&next, &timed_out, &make, &check);
+                    scope.spawn(move || {
+                        let mut tally = Tally::default();
+                        loop {
+                            if Instant::now() >= deadline {
+                                if next.load(Ordering::Relaxed) < n {
+                                    timed_out.store(true, Ordering::Relaxed);
+                                }
+                                break;
+                            }
+                            let i = next.fetch_add(1, Ordering::Relaxed);
+                            if i >= n {
+                                break;
+                            }
+                            match make(i) {
+                                Some(req) => tally.send(conn, &req, |body| check(i, body)),
+                                None => tally.skipped += 1,
+                            }
+                        }
+                        tally
+                    })
+                })
+                .collect();
+            let mut all = Tally::default();
+            for w in workers {
+                match w.join() {
+                    Ok(t) => all.merge(t),
+                    Err(_) => {
+                        *all.errors.entry("client panic".to_owned()).or_default() += 1;
+                    }
+                }
+            }
+            all
+        });
+        self.report(Phase {
+            name,
+            planned: n,
+            started,
+            elapsed: started.elapsed(),
+            tally,
+            timed_out: timed_out.load(Ordering::Relaxed),
+        });
+    }
+
+    /// Sends `make(k)` at `rps` requests per second (open loop: request `k` is due at
+    /// `k / rps` s) for [`STEADY_DURATION`] or until the deadline.
+    fn steady<M>(&mut self, rps: u32, make: M)
+    where
+        M: Fn(usize) -> Option<Req> + Sync,
+    {
+        let remaining = self.deadline.saturating_duration_since(Instant::now());
+        let duration = STEADY_DURATION.min(remaining);
+        let n = (duration.as_secs_f64() * f64::from(rps)) as usize;
+        let planned = (STEADY_DURATION.as_secs_f64() * f64::from(rps)) as usize;
+        let next = AtomicUsize::new(0);
+        let started = Instant::now();
+        let interval = Duration::from_secs_f64(1.0 / f64::from(rps));
+        let tally = std::thread::scope(|scope| {
+            let workers: Vec<_> = self
+                .conns
+                .iter_mut()
+                .map(|conn| {
+                    let (next, make) = (&next, &make);
+                    scope.spawn(move || {
+                        let mut tally = Tally::default();
+                        loop {
+                            let k = next.fetch_add(1, Ordering::Relaxed);
+                            if k >= n {
+                                break;
+                            }
+                            let due = started + interval.mul_f64(k as f64);
+                            let now = Instant::now();
+                            if due > now {
+                                std::thread::sleep(due - now);
+                            }
+                            match make(k) {
+                                Some(req) => tally.send(conn, &req, |_| Ok(())),
+                                None => tally.skipped += 1,
+                            }
+                        }
+                        tally
+                    })
+                })
+                .collect();
+            let mut all = Tally::default();
+            for w in workers {
+                match w.join() {
+                    Ok(t) => all.merge(t),
+                    Err(_) => {
+                        *all.errors.entry("client panic".to_owned()).or_default() += 1;
+                    }
+                }
+            }
+            all
+        });
+        let name: &'static str = "steady rate";
+        self.report(Phase {
+            name,
+            planned,
+            started,
+            elapsed: started.elapsed(),
+            tally,
+            timed_out: n < planned,
+        });
+        println!(
+            "  steady rate: {rps} requests/s offered for {:.1} s (GET by filter and PATCH alternately); p99 above",
+            duration.as_secs_f64()
+        );
+    }
+
+    fn report(&mut self, phase: Phase) {
+        let rss = self
+            .rss
+            .as_ref()
+            .map(|r| r.load(Ordering::Relaxed))
+            .filter(|&k| k > 0);
+        println!("{}", phase.line(rss));
+        if phase.errors() > 0 {
+            self.ok = false;
+        }
+        if phase.tally.skipped > 0 {
+            println!(
+                "  {} of {} skipped: their resource was not created",
+                phase.tally.skipped, phase.planned
+            );
+        }
+        if phase.timed_out {
+            let sent =
+                phase.tally.latencies.len() + phase.tally.errors.get("io").copied().unwrap_or(0);
+            println!(
+                "  stopped: --max-seconds {} reached {:.1} s into this phase, after {} of {} requests",
+                self.max_seconds,
+                phase.started.elapsed().as_secs_f64(),
+                sent,
+                phase.planned
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bench_config_replaces_auth_and_rate_limit() {
+        let text = "server:\n  listen: 127.0.0.1:8080\nauth:\n  tokens:\n    - name: entra\n      secret:\n        env: X\n# comment\nrate_limit:\n  per_token:\n    per_second: 5\nlog:\n  level: info\n";
+        let out = bench_config(text);
+        assert!(out.starts_with("server:\n  listen: 127.0.0.1:8080\nlog:\n  level: info\n"));
+        assert_eq!(out.matches("auth:").count(), 1);
+        assert!(out.contains("env: SCIM_BRIDGE_BENCH_TOKEN"));
+        assert!(!out.contains("per_second: 5"));
+    }
+
+    #[test]
+    fn urls_are_split_into_address_host_and_base_path() {
+        let e = parse_url(
+            "http://127.0.0.1:8080/scim/v2/?aadOptscim062020",
+            "t".into(),
+        )
+        .expect("parse");
+        assert_eq!(e.addr, "127.0.0.1:8080".parse().expect("addr"));
+        assert_eq!(e.host, "127.0.0.1:8080");
+        assert_eq!(e.base_path, "/scim/v2");
+        assert!(parse_url("https://127.0.0.1/scim/v2", "t".into()).is_err());
+    }
+
+    #[test]
+    fn ids_and_totals_are_read_from_json() {
+        assert_eq!(
+            resource_id(br#"{"schemas":[],"id":"abc","meta":{"id":"x"}}"#).as_deref(),
+            Some("abc")
+        );
+        assert_eq!(resource_id(b"not json"), None);
+        assert_eq!(
+            total_results(br#"{"totalResults":1,"Resources":[]}"#),
+            Some(1)
+        );
+        assert_eq!(form_encode("a_b@c.d"), "a_b%40c.d");
+    }
+}
