@@ -48,6 +48,9 @@ pub struct Delivery {
     /// takes both for each record.
     current: std::sync::RwLock<(Arc<Mapping>, Arc<dyn Target>)>,
     waiters: Mutex<HashMap<u64, oneshot::Sender<Outcome>>>,
+    /// Verdicts told but not yet written to the journal (see `round`): a request that
+    /// starts waiting in between finds its verdict here.
+    unmarked: Mutex<HashMap<u64, Outcome>>,
     wake: (Mutex<bool>, Condvar),
     /// The last unavailability, for logs and readiness (None when delivering fine).
     pub last_error: Mutex<Option<String>>,
@@ -75,6 +78,7 @@ impl Delivery {
             store,
             current: std::sync::RwLock::new((mapping, target)),
             waiters: Mutex::new(HashMap::new()),
+            unmarked: Mutex::new(HashMap::new()),
             wake: (Mutex::new(true), Condvar::new()),
             last_error: Mutex::new(None),
         });
@@ -129,7 +133,18 @@ impl Delivery {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .insert(seq, tx);
-        // The worker may have delivered it before we registered: ask the journal.
+        // The worker may have delivered it before we registered: its verdict is in
+        // `unmarked` until written, then in the journal.
+        let told = self
+            .unmarked
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&seq)
+            .cloned();
+        if told.is_some() {
+            self.forget(seq);
+            return told;
+        }
         if let Ok(Some(row)) = self.store.read(|r| r.journal_get(seq)) {
             let done = match row.delivery.as_str() {
                 "applied" => Some(Outcome::Applied),
@@ -260,6 +275,11 @@ impl Delivery {
         if rows.is_empty() {
             return Ok(Progress::Idle);
         }
+        // Verdicts are told to the waiting requests at once and written to the journal
+        // together at the end of the round (one commit instead of one per record). A crash
+        // in between only re-delivers those records: converging is idempotent.
+        let mut marks: Vec<(u64, &'static str, Option<String>)> = Vec::new();
+        let mut down = None;
         for row in rows {
             let (outcome, source) = match row.record() {
                 Ok(record) => match mapping.change(&record) {
@@ -271,26 +291,52 @@ impl Delivery {
             metrics::delivery(&outcome, source);
             let seq = row.seq;
             match &outcome {
-                Outcome::Applied => {
-                    self.store
-                        .write_blocking(move |tx| tx.journal_mark(seq, "applied", None))?;
-                }
+                Outcome::Applied => marks.push((seq, "applied", None)),
                 Outcome::Rejected(detail) => {
                     tracing::warn!(seq, detail = %detail, "target rejected a record");
-                    let detail = detail.clone();
-                    self.store.write_blocking(move |tx| {
-                        tx.journal_mark(seq, "rejected", Some(&detail))
-                    })?;
+                    marks.push((seq, "rejected", Some(detail.clone())));
                 }
-                Outcome::Unavailable(e) => return Ok(Progress::TargetDown(e.clone())),
+                Outcome::Unavailable(e) => {
+                    down = Some(e.clone());
+                    break;
+                }
             }
             *self
                 .last_error
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner) = None;
+            self.unmarked
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .insert(seq, outcome.clone());
             self.tell(seq, &outcome);
         }
-        Ok(Progress::More)
+        if !marks.is_empty() {
+            let seqs: Vec<u64> = marks.iter().map(|m| m.0).collect();
+            let written = self
+                .store
+                .write_blocking(move |tx| -> Result<(), StoreError> {
+                    for (seq, status, detail) in &marks {
+                        tx.journal_mark(*seq, status, detail.as_deref())?;
+                    }
+                    Ok(())
+                });
+            // Written or not, these verdicts are forgotten: a failed write leaves the
+            // records pending, to be delivered (idempotently) again.
+            let mut unmarked = self
+                .unmarked
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            for seq in seqs {
+                unmarked.remove(&seq);
+            }
+            drop(unmarked);
+            written?;
+        }
+        Ok(match down {
+            Some(e) => Progress::TargetDown(e),
+            None => Progress::More,
+        })
     }
 }
 
