@@ -22,6 +22,7 @@ use tokio::sync::oneshot;
 use crate::mapping::model::Mapping;
 use crate::metrics::{self, FailureSource};
 use crate::store::{Store, StoreError};
+use crate::target::Change;
 use crate::target::{Outcome, Target};
 
 /// Records fetched per round.
@@ -280,16 +281,39 @@ impl Delivery {
         // in between only re-delivers those records: converging is idempotent.
         let mut marks: Vec<(u64, &'static str, Option<String>)> = Vec::new();
         let mut down = None;
-        for row in rows {
-            let (outcome, source) = match row.record() {
-                Ok(record) => match mapping.change(&record) {
-                    Ok(change) => (target.apply(&change), FailureSource::Target),
-                    Err(detail) => (Outcome::Rejected(detail), FailureSource::Mapping),
+        // The changes of the round go to the target together (one commit where the
+        // target can); records that do not map are rejected without it.
+        let planned: Vec<(u64, Result<Change, (Outcome, FailureSource)>)> = rows
+            .iter()
+            .map(|row| {
+                let planned = match row.record() {
+                    Ok(record) => mapping
+                        .change(&record)
+                        .map_err(|detail| (Outcome::Rejected(detail), FailureSource::Mapping)),
+                    Err(e) => Err((Outcome::Rejected(e.to_string()), FailureSource::Record)),
+                };
+                (row.seq, planned)
+            })
+            .collect();
+        let changes: Vec<Change> = planned
+            .iter()
+            .filter_map(|(_, p)| p.as_ref().ok().cloned())
+            .collect();
+        let mut applied = target.apply_batch(&changes).into_iter();
+        for (seq, planned) in planned {
+            let (outcome, source) = match planned {
+                Ok(_) => match applied.next() {
+                    Some(outcome) => (outcome, FailureSource::Target),
+                    None => (
+                        Outcome::Unavailable(
+                            "the target answered fewer outcomes than changes".into(),
+                        ),
+                        FailureSource::Target,
+                    ),
                 },
-                Err(e) => (Outcome::Rejected(e.to_string()), FailureSource::Record),
+                Err(failed) => failed,
             };
             metrics::delivery(&outcome, source);
-            let seq = row.seq;
             match &outcome {
                 Outcome::Applied => marks.push((seq, "applied", None)),
                 Outcome::Rejected(detail) => {

@@ -158,6 +158,20 @@ pub enum TargetError {
 /// A target the delivery worker can converge changes into.
 pub trait Target: Send + Sync {
     fn apply(&self, change: &Change) -> Outcome;
+    /// Applies several changes in order, their outcomes in order; a target may commit
+    /// them together. Once one is `Unavailable`, the ones after it are not applied (they
+    /// are `Unavailable` too).
+    fn apply_batch(&self, changes: &[Change]) -> Vec<Outcome> {
+        let mut out = Vec::with_capacity(changes.len());
+        for change in changes {
+            let outcome = match out.last() {
+                Some(Outcome::Unavailable(e)) => Outcome::Unavailable(e.clone()),
+                _ => self.apply(change),
+            };
+            out.push(outcome);
+        }
+        out
+    }
     /// What applying `change` would write, without writing anything (reconcile
     /// `--dry-run`, previews): human-readable lines (LDIF for a directory); empty when
     /// the target already matches. Err: the outcome applying it would have now (rejected,
@@ -173,6 +187,9 @@ pub trait Target: Send + Sync {
 impl Target for sqlite::SqliteTarget {
     fn apply(&self, change: &Change) -> Outcome {
         sqlite::SqliteTarget::apply(self, change)
+    }
+    fn apply_batch(&self, changes: &[Change]) -> Vec<Outcome> {
+        sqlite::SqliteTarget::apply_batch(self, changes)
     }
     fn plan(&self, change: &Change) -> Result<Vec<String>, Outcome> {
         sqlite::SqliteTarget::plan(self, change)

@@ -65,7 +65,7 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use rusqlite::types::Value;
-use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params_from_iter};
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params_from_iter};
 
 use super::{
     Cell, Change, ColumnSpec, MembershipSpec, Outcome, TableSpec, TargetError, TargetSchema,
@@ -160,6 +160,48 @@ impl SqliteTarget {
             Ok(()) => Outcome::Applied,
             Err(Fail::Reject(detail)) => Outcome::Rejected(detail),
             Err(Fail::Sql(e)) => verdict(e),
+        }
+    }
+
+    /// Converges several changes in one transaction (one commit, one fsync): each in its
+    /// own savepoint, so a rejected one leaves the others. The outcomes, in order; when
+    /// the database cannot be written, every change is `Unavailable` and nothing of the
+    /// batch is kept.
+    pub fn apply_batch(&self, changes: &[Change]) -> Vec<Outcome> {
+        let mut conn = self.conn();
+        if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+            let outcome = verdict(e);
+            return changes.iter().map(|_| outcome.clone()).collect();
+        }
+        let mut outcomes = Vec::with_capacity(changes.len());
+        let mut failed = None;
+        for change in changes {
+            if matches!(change, Change::Nothing) {
+                outcomes.push(Outcome::Applied);
+                continue;
+            }
+            match self.converge(&mut conn, change, true) {
+                Ok(()) => outcomes.push(Outcome::Applied),
+                Err(Fail::Reject(detail)) => outcomes.push(Outcome::Rejected(detail)),
+                Err(Fail::Sql(e)) => match verdict(e) {
+                    Outcome::Unavailable(detail) => {
+                        failed = Some(Outcome::Unavailable(detail));
+                        break;
+                    }
+                    other => outcomes.push(other),
+                },
+            }
+        }
+        let committed = match &failed {
+            None => conn.execute_batch("COMMIT").map_err(verdict),
+            Some(outcome) => Err(outcome.clone()),
+        };
+        match committed {
+            Ok(()) => outcomes,
+            Err(outcome) => {
+                let _ = conn.execute_batch("ROLLBACK");
+                changes.iter().map(|_| outcome.clone()).collect()
+            }
         }
     }
 
@@ -357,7 +399,7 @@ impl SqliteTarget {
             } => {
                 let table = self.table(*kind)?;
                 let cells = checked_cells(table, cells)?;
-                let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                let tx = conn.savepoint()?;
                 let fresh = upsert_row(&tx, table, key, &cells)?;
                 if let Some(m) = &self.schema.memberships {
                     // A restored user lost its memberships when archived: it gets its
@@ -376,7 +418,7 @@ impl SqliteTarget {
             }
             Change::Remove { kind, key } => {
                 let table = self.table(*kind)?;
-                let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                let tx = conn.savepoint()?;
                 delete_row(&tx, table, key)?;
                 self.drop_memberships(&tx, *kind, key)?;
                 Ok(finish(tx, commit)?)
@@ -397,7 +439,7 @@ impl SqliteTarget {
                     )));
                 }
                 let cells = checked_cells(table, cells)?;
-                let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                let tx = conn.savepoint()?;
                 self.archive(&tx, *kind, table, key, &cells, at)?;
                 Ok(finish(tx, commit)?)
             }
@@ -406,7 +448,7 @@ impl SqliteTarget {
 
     fn archive(
         &self,
-        tx: &Transaction<'_>,
+        tx: &Connection,
         kind: ResourceKind,
         table: &TableSpec,
         key: &str,
@@ -583,7 +625,7 @@ fn existing(
 /// Inserts the row, or updates the columns that differ and restores it when archived.
 /// True when the row is new or restored (it has no memberships of its own yet).
 fn upsert_row(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     table: &TableSpec,
     key: &str,
     cells: &[(&ColumnSpec, &Cell)],
@@ -671,7 +713,7 @@ fn delete_row(conn: &Connection, table: &TableSpec, key: &str) -> rusqlite::Resu
 }
 
 /// Commits the transaction, or rolls it back (a plan).
-fn finish(tx: Transaction<'_>, commit: bool) -> rusqlite::Result<()> {
+fn finish(mut tx: rusqlite::Savepoint<'_>, commit: bool) -> rusqlite::Result<()> {
     if commit { tx.commit() } else { tx.rollback() }
 }
 
