@@ -23,6 +23,9 @@ use crate::mapping::model::Mapping;
 use crate::metrics::{self, FailureSource};
 use crate::store::{Store, StoreError};
 use crate::target::Change;
+
+/// A record of a round: the change for the target, or the verdict without it.
+type Planned = Result<Change, (Outcome, FailureSource)>;
 use crate::target::{Outcome, Target};
 
 /// Records fetched per round.
@@ -283,7 +286,7 @@ impl Delivery {
         let mut down = None;
         // The changes of the round go to the target together (one commit where the
         // target can); records that do not map are rejected without it.
-        let planned: Vec<(u64, Result<Change, (Outcome, FailureSource)>)> = rows
+        let planned: Vec<(u64, Planned)> = rows
             .iter()
             .map(|row| {
                 let planned = match row.record() {
