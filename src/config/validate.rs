@@ -695,43 +695,23 @@ fn auth(checker: &mut Checker<'_>, raw: RawAuth, env: &dyn Environment) -> AuthC
         }
         let read_only =
             super::mapping::flag(checker, &format!("{at}.read_only"), read_only.as_deref());
-        let digest = match (secret, hash) {
-            (None, None) => {
-                checker.report(
-                    &at,
-                    format!(
-                        "missing 'secret' or 'hash' (e.g. secret: {{env: SCIM_BRIDGE_TOKEN}}, or the hash: line {MAKE_TOKEN} prints)"
-                    ),
-                );
-                None
-            }
-            (Some(_), Some(_)) => {
-                checker.report(
-                    &at,
-                    "both 'secret' and 'hash' are set; set exactly one (the hash of a secret is computed, not configured next to it)"
-                        .to_owned(),
-                );
-                None
-            }
-            (Some(raw_secret), None) => token_secret(checker, &at, raw_secret, env, &digests)
-                .map(|secret| (TokenDigest::of(secret.expose()), "secret")),
-            (None, Some(text)) => {
-                token_hash(checker, &at, &text, &digests).map(|digest| (digest, "hash"))
-            }
-        };
-        if let Some((digest, key)) = digest {
-            digests.push(Earlier {
-                at: at.clone(),
-                key,
+        let digest = secret_digest(
+            checker,
+            &at,
+            secret,
+            hash,
+            env,
+            &mut digests,
+            "SCIM_BRIDGE_TOKEN",
+        );
+        if let Some(digest) = digest
+            && let Some(name) = name
+        {
+            tokens.push(TokenConfig {
+                name,
                 digest,
+                read_only,
             });
-            if let Some(name) = name {
-                tokens.push(TokenConfig {
-                    name,
-                    digest,
-                    read_only,
-                });
-            }
         }
     }
     let jwt = raw_jwt.and_then(|raw| jwt(checker, raw, env, &names));
@@ -886,44 +866,24 @@ fn oauth(
         };
         let read_only =
             super::mapping::flag(checker, &format!("{at}.read_only"), read_only.as_deref());
-        let digest = match (secret, hash) {
-            (None, None) => {
-                checker.report(
-                    &at,
-                    format!(
-                        "missing 'secret' or 'hash' (e.g. secret: {{env: SCIM_BRIDGE_OKTA_SECRET}}, or the hash: line {MAKE_TOKEN} prints)"
-                    ),
-                );
-                None
-            }
-            (Some(_), Some(_)) => {
-                checker.report(
-                    &at,
-                    "both 'secret' and 'hash' are set; set exactly one (the hash of a secret is computed, not configured next to it)"
-                        .to_owned(),
-                );
-                None
-            }
-            (Some(raw_secret), None) => token_secret(checker, &at, raw_secret, env, digests)
-                .map(|secret| (TokenDigest::of(secret.expose()), "secret")),
-            (None, Some(text)) => {
-                token_hash(checker, &at, &text, digests).map(|digest| (digest, "hash"))
-            }
-        };
-        if let Some((digest, key)) = digest {
-            digests.push(Earlier {
-                at: at.clone(),
-                key,
+        let digest = secret_digest(
+            checker,
+            &at,
+            secret,
+            hash,
+            env,
+            digests,
+            "SCIM_BRIDGE_OKTA_SECRET",
+        );
+        if let Some(digest) = digest
+            && let (Some(client_id), Some(name)) = (client_id, name)
+        {
+            clients.push(OAuthClientConfig {
+                client_id,
+                name,
                 digest,
+                read_only,
             });
-            if let (Some(client_id), Some(name)) = (client_id, name) {
-                clients.push(OAuthClientConfig {
-                    client_id,
-                    name,
-                    digest,
-                    read_only,
-                });
-            }
         }
     }
     OAuthConfig {
@@ -938,6 +898,50 @@ const MAKE_TOKEN: &str = "'scim-bridge token new'";
 /// A token (or OAuth client) already validated, for the uniqueness check: which entry
 /// (`auth.tokens[j]`, `auth.oauth.clients[j]`), and whether its digest came from a
 /// `secret` or a `hash`.
+/// The digest of a token's or client's secret, from exactly one of `secret:` and
+/// `hash:` (problems reported at `at`), checked against the `earlier` ones and added to
+/// them. `example` names an environment variable for the hint.
+fn secret_digest(
+    checker: &mut Checker<'_>,
+    at: &str,
+    secret: Option<RawSecret>,
+    hash: Option<String>,
+    env: &dyn Environment,
+    earlier: &mut Vec<Earlier>,
+    example: &str,
+) -> Option<TokenDigest> {
+    let (digest, key) = match (secret, hash) {
+        (None, None) => {
+            checker.report(
+                at,
+                format!(
+                    "missing 'secret' or 'hash' (e.g. secret: {{env: {example}}}, or the hash: line {MAKE_TOKEN} prints)"
+                ),
+            );
+            return None;
+        }
+        (Some(_), Some(_)) => {
+            checker.report(
+                at,
+                "both 'secret' and 'hash' are set; set exactly one (the hash of a secret is computed, not configured next to it)"
+                    .to_owned(),
+            );
+            return None;
+        }
+        (Some(raw_secret), None) => (
+            TokenDigest::of(token_secret(checker, at, raw_secret, env, earlier)?.expose()),
+            "secret",
+        ),
+        (None, Some(text)) => (token_hash(checker, at, &text, earlier)?, "hash"),
+    };
+    earlier.push(Earlier {
+        at: at.to_string(),
+        key,
+        digest,
+    });
+    Some(digest)
+}
+
 struct Earlier {
     at: String,
     key: &'static str,
