@@ -40,6 +40,7 @@ fn preview_ldap(
         version_before: None,
         version_after: None,
         image: Value::Object(doc),
+        member_delta: None,
     };
     let change = match mapping.change(&record) {
         Ok(change) => change,

@@ -197,5 +197,6 @@ fn image_record(kind: ResourceKind, id: &str, image: Value) -> Record {
         version_before: None,
         version_after: None,
         image,
+        member_delta: None,
     }
 }

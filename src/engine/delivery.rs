@@ -413,6 +413,7 @@ impl Delivery {
                         version_before: None,
                         version_after: None,
                         image: serde_json::json!({"id": key}),
+                        member_delta: None,
                     },
                     "pending",
                 )?;

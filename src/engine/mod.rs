@@ -12,7 +12,7 @@ use serde_json::{Map, Value, json};
 
 pub mod delivery;
 
-use crate::journal::record::Op;
+use crate::journal::record::{MemberDelta, Op};
 use crate::scim::error::ScimError;
 use crate::scim::patch;
 use crate::scim::resource::{fold, normalize_resource, validate};
@@ -55,36 +55,75 @@ impl Actor {
 /// The endpoint (tenant) name journal records carry; one endpoint per daemon for now.
 pub const DEFAULT_ENDPOINT: &str = "default";
 
-/// Journals one change in the write transaction that makes it.
-fn journal(
-    tx: &WriteTx<'_>,
-    actor: &Actor,
-    op: Op,
-    before: Option<&Stored>,
-    after: Option<&Stored>,
-    time: &str,
-    delivery: &str,
-) -> Result<Option<u64>, EngineError> {
-    let Some(subject) = after.or(before) else {
-        return Ok(None);
-    };
-    let (record, _) = tx.journal_append(
-        NewRecord {
-            time: time.to_string(),
-            endpoint: actor.endpoint.clone(),
-            actor: actor.name.clone(),
-            client: actor.client.clone(),
-            request_id: actor.request_id.clone(),
-            op,
-            kind: subject.kind,
-            id: subject.id.clone(),
-            version_before: before.map(|b| b.version),
-            version_after: after.map(|a| a.version),
-            image: Value::Object(subject.doc.clone()),
-        },
-        delivery,
-    )?;
-    Ok(Some(record.seq))
+/// Journals the changes of one write, in the write transaction that makes them.
+struct Journal<'t, 'c> {
+    tx: &'t WriteTx<'c>,
+    actor: &'t Actor,
+    /// The time every record of the write carries.
+    time: String,
+    /// The delivery state the records start in.
+    delivery: &'static str,
+}
+
+impl<'t, 'c> Journal<'t, 'c> {
+    fn new(tx: &'t WriteTx<'c>, actor: &'t Actor, delivery: &'static str) -> Self {
+        Journal {
+            tx,
+            actor,
+            time: now(),
+            delivery,
+        }
+    }
+
+    /// Journals a change with its complete image; returns its sequence number.
+    fn record(
+        &self,
+        op: Op,
+        before: Option<&Stored>,
+        after: Option<&Stored>,
+    ) -> Result<Option<u64>, EngineError> {
+        self.append(op, before, after, None)
+    }
+
+    /// Journals a group's member delta (the image without members).
+    fn delta(
+        &self,
+        before: &Stored,
+        after: &Stored,
+        delta: MemberDelta,
+    ) -> Result<Option<u64>, EngineError> {
+        self.append(Op::Patch, Some(before), Some(after), Some(delta))
+    }
+
+    fn append(
+        &self,
+        op: Op,
+        before: Option<&Stored>,
+        after: Option<&Stored>,
+        member_delta: Option<MemberDelta>,
+    ) -> Result<Option<u64>, EngineError> {
+        let Some(subject) = after.or(before) else {
+            return Ok(None);
+        };
+        let (record, _) = self.tx.journal_append(
+            NewRecord {
+                time: self.time.clone(),
+                endpoint: self.actor.endpoint.clone(),
+                actor: self.actor.name.clone(),
+                client: self.actor.client.clone(),
+                request_id: self.actor.request_id.clone(),
+                op,
+                kind: subject.kind,
+                id: subject.id.clone(),
+                version_before: before.map(|b| b.version),
+                version_after: after.map(|a| a.version),
+                image: Value::Object(subject.doc.clone()),
+                member_delta,
+            },
+            self.delivery,
+        )?;
+        Ok(Some(record.seq))
+    }
 }
 
 /// A resource as read, with the groups a user belongs to (the read-only `groups`).
@@ -104,6 +143,8 @@ pub struct Written {
     pub seq: Option<u64>,
     /// The resource before the change, to revert to if the target rejects it.
     pub before: Option<Stored>,
+    /// A group's member delta, when the change was one (`before` then has no members).
+    pub delta: Option<MemberDelta>,
 }
 
 /// How long a write waits for the target's verdict before answering with the record
@@ -285,6 +326,88 @@ fn resolve_members(
     Ok(())
 }
 
+/// The net member change of a group's member operations against its stored members,
+/// checking each new member as `resolve_members` does: O(members named), whatever the
+/// group's size.
+fn net_delta(
+    r: &Reader<'_>,
+    group_id: &str,
+    ops: Vec<patch::MemberOp>,
+) -> Result<MemberDelta, EngineError> {
+    use std::collections::{HashMap, HashSet};
+    // Added members by id (None: added, then removed again by a later operation).
+    let mut added: Vec<Option<Value>> = Vec::new();
+    let mut added_at: HashMap<String, usize> = HashMap::new();
+    // Removed ids, in order (a re-added one is taken out of the set, then of the order).
+    let mut removed: Vec<String> = Vec::new();
+    let mut removed_set: HashSet<String> = HashSet::new();
+    for op in ops {
+        match op {
+            patch::MemberOp::Add(items) => {
+                for mut member in items {
+                    let Some(obj) = member.as_object_mut() else {
+                        continue;
+                    };
+                    let Some(id) = obj.get("value").and_then(Value::as_str).map(str::to_string)
+                    else {
+                        continue;
+                    };
+                    if id == group_id {
+                        return Err(ScimError::invalid_value(format!(
+                            "members: a group cannot be a member of itself ('{id}')"
+                        ))
+                        .into());
+                    }
+                    if removed_set.remove(&id) {
+                        // Removed earlier in this request: it simply stays a member.
+                        continue;
+                    }
+                    if added_at.get(&id).is_some_and(|&at| added[at].is_some())
+                        || r.is_member(group_id, &id)?
+                    {
+                        continue;
+                    }
+                    let Some(kind) = r.kind_of(&id)? else {
+                        return Err(ScimError::invalid_value(format!(
+                            "members: '{id}' is not the id of an existing User or Group"
+                        ))
+                        .into());
+                    };
+                    if kind == ResourceKind::Group && r.group_reaches(&id, group_id)? {
+                        return Err(ScimError::invalid_value(format!(
+                            "members: group '{id}' already contains this group; nesting it here would make a cycle"
+                        ))
+                        .into());
+                    }
+                    obj.remove("$ref");
+                    obj.insert("type".into(), Value::String(kind.name().into()));
+                    added_at.insert(id, added.len());
+                    added.push(Some(member));
+                }
+            }
+            patch::MemberOp::Remove(ids) => {
+                for id in ids {
+                    if let Some(at) = added_at.get(&id)
+                        && added[*at].is_some()
+                    {
+                        added[*at] = None;
+                        continue;
+                    }
+                    if !removed_set.contains(&id) && r.is_member(group_id, &id)? {
+                        removed_set.insert(id.clone());
+                        removed.push(id);
+                    }
+                }
+            }
+        }
+    }
+    removed.retain(|id| removed_set.remove(id));
+    Ok(MemberDelta {
+        added: added.into_iter().flatten().collect(),
+        removed,
+    })
+}
+
 impl Engine {
     pub fn new(store: Arc<Store>) -> Engine {
         Engine {
@@ -329,14 +452,7 @@ impl Engine {
         d.notify();
         match d.wait(seq, DELIVERY_WAIT).await {
             Some(crate::target::Outcome::Rejected(detail)) => {
-                self.revert(
-                    kind,
-                    id,
-                    written.before.clone(),
-                    written.changed.then_some(written.resource.stored.version),
-                    actor,
-                )
-                .await?;
+                self.revert(kind, id, &written, actor).await?;
                 Err(ScimError::invalid_value(format!(
                     "the target rejected the change: {detail}; the resource was left as it was"
                 ))
@@ -356,57 +472,79 @@ impl Engine {
         &self,
         kind: ResourceKind,
         id: &str,
-        before: Option<Stored>,
-        after_version: Option<i64>,
+        written: &Written,
         actor: &Actor,
     ) -> Result<(), EngineError> {
         let id = id.to_string();
         let actor = actor.clone();
         let delivery = self.delivery_state();
+        let before = written.before.clone();
+        let after_version = written.changed.then_some(written.resource.stored.version);
+        let delta = written.delta.clone();
         let seq = self
             .write(move |tx| {
                 let r = tx.reader();
-                let current = r.get(kind, &id)?;
-                let t = now();
-                match (before, current) {
-                    // A rejected create: the resource goes again.
-                    (None, Some(cur)) if Some(cur.version) == after_version => {
-                        tx.delete(&id)?;
-                        journal(tx, &actor, Op::Delete, Some(&cur), None, &t, delivery)
-                    }
-                    // A rejected update: the old content comes back, as a new version.
-                    (Some(b), Some(cur)) if Some(cur.version) == after_version => {
+                let j = Journal::new(tx, &actor, delivery);
+                let current = match delta {
+                    Some(_) => r.get_without_members(kind, &id)?,
+                    None => r.get(kind, &id)?,
+                };
+                match (before, current, delta) {
+                    // A rejected member delta: the inverse delta, as a new version.
+                    (Some(b), Some(cur), Some(delta)) if Some(cur.version) == after_version => {
                         let restored = finalize(
                             kind,
                             &id,
                             cur.version + 1,
                             &cur.created,
-                            &t,
+                            &j.time,
                             client_part(&b.doc),
                         );
-                        tx.update(&restored, &cur, &actor.name)?;
-                        journal(
-                            tx,
-                            &actor,
-                            Op::Replace,
-                            Some(&cur),
-                            Some(&restored),
-                            &t,
-                            delivery,
-                        )
+                        let mut added = Vec::with_capacity(delta.removed.len());
+                        for gone in &delta.removed {
+                            // Still there to rejoin (it may have been deleted meanwhile).
+                            if let Some(k) = r.kind_of(gone)? {
+                                added.push(json!({"value": gone, "type": k.name()}));
+                            }
+                        }
+                        let inverse = MemberDelta {
+                            added,
+                            removed: delta.added_ids().map(str::to_string).collect(),
+                        };
+                        tx.update_without_members(&restored, &actor.name)?;
+                        tx.apply_member_delta(&id, &inverse)?;
+                        j.delta(&cur, &restored, inverse)
+                    }
+                    // A rejected create: the resource goes again.
+                    (None, Some(cur), _) if Some(cur.version) == after_version => {
+                        tx.delete(&id)?;
+                        j.record(Op::Delete, Some(&cur), None)
+                    }
+                    // A rejected update: the old content comes back, as a new version.
+                    (Some(b), Some(cur), None) if Some(cur.version) == after_version => {
+                        let restored = finalize(
+                            kind,
+                            &id,
+                            cur.version + 1,
+                            &cur.created,
+                            &j.time,
+                            client_part(&b.doc),
+                        );
+                        tx.update(&restored, &actor.name)?;
+                        j.record(Op::Replace, Some(&cur), Some(&restored))
                     }
                     // A rejected delete: the resource is restored.
-                    (Some(b), None) if after_version.is_none() => {
+                    (Some(b), None, None) if after_version.is_none() => {
                         let restored = finalize(
                             kind,
                             &id,
                             b.version + 1,
                             &b.created,
-                            &t,
+                            &j.time,
                             client_part(&b.doc),
                         );
                         tx.insert(&restored, &actor.name)?;
-                        journal(tx, &actor, Op::Create, None, Some(&restored), &t, delivery)
+                        j.record(Op::Create, None, Some(&restored))
                     }
                     // Changed again meanwhile: the newer change stands.
                     _ => Ok(None),
@@ -443,12 +581,26 @@ impl Engine {
     }
 
     pub async fn get(&self, kind: ResourceKind, id: &str) -> Result<Resource, EngineError> {
+        self.get_with(kind, id, true).await
+    }
+
+    /// A resource; a group with its `members` only when `members` is true (reading a
+    /// large group without them costs nothing per member).
+    pub async fn get_with(
+        &self,
+        kind: ResourceKind,
+        id: &str,
+        members: bool,
+    ) -> Result<Resource, EngineError> {
         let id = id.to_string();
         self.blocking(move |store| {
             let found = store.read(|r| {
-                r.get(kind, &id)?
-                    .map(|s| Self::with_groups(r, s))
-                    .transpose()
+                let stored = if members {
+                    r.get(kind, &id)?
+                } else {
+                    r.get_without_members(kind, &id)?
+                };
+                stored.map(|s| Self::with_groups(r, s)).transpose()
             })?;
             found.ok_or_else(|| not_found(kind, &id).into())
         })
@@ -456,9 +608,18 @@ impl Engine {
     }
 
     pub async fn list(&self, query: ListQuery) -> Result<(usize, Vec<Resource>), EngineError> {
+        self.list_with(query, true).await
+    }
+
+    /// A list query; groups come with their `members` only when `members` is true.
+    pub async fn list_with(
+        &self,
+        query: ListQuery,
+        members: bool,
+    ) -> Result<(usize, Vec<Resource>), EngineError> {
         self.blocking(move |store| {
             Ok(store.read(|r| {
-                let (total, page) = r.list(&query)?;
+                let (total, page) = r.list_with(&query, members)?;
                 let page = page
                     .into_iter()
                     .map(|s| Self::with_groups(r, s))
@@ -495,20 +656,21 @@ impl Engine {
             .write(move |tx| {
                 let actor = actor_c;
                 let r = tx.reader();
+                let j = Journal::new(tx, &actor, delivery);
                 check_unique(&r, kind, &doc, None)?;
                 let id = uuid::Uuid::new_v4().to_string();
                 if kind == ResourceKind::Group {
                     resolve_members(&r, &id, &mut doc, None)?;
                 }
-                let t = now();
-                let stored = finalize(kind, &id, 1, &t, &t, doc);
+                let stored = finalize(kind, &id, 1, &j.time, &j.time, doc);
                 tx.insert(&stored, &actor.name)?;
-                let seq = journal(tx, &actor, Op::Create, None, Some(&stored), &t, delivery)?;
+                let seq = j.record(Op::Create, None, Some(&stored))?;
                 Ok(Written {
                     resource: Self::reread(tx, stored)?,
                     changed: true,
                     seq,
                     before: None,
+                    delta: None,
                 })
             })
             .await?;
@@ -531,7 +693,9 @@ impl Engine {
             .await
     }
 
-    /// PATCH: applies RFC 7644 operations atomically.
+    /// PATCH: applies RFC 7644 operations atomically. A group PATCH that at most adds
+    /// members or removes listed ones changes the members it names and nothing else, in
+    /// time independent of the group's size (a member delta).
     pub async fn patch(
         &self,
         kind: ResourceKind,
@@ -541,12 +705,83 @@ impl Engine {
         actor: &Actor,
     ) -> Result<Written, EngineError> {
         let ops = patch::parse_request(&body)?;
+        if kind == ResourceKind::Group
+            && let Some((rest, member_ops)) = patch::split_member_ops(&ops)?
+        {
+            return self
+                .patch_members(id, if_match, actor, rest, member_ops)
+                .await;
+        }
         self.update_with(kind, id, if_match, actor, Op::Patch, move |current| {
             let doc = patch::apply(kind, current, &ops)?;
             validate(kind, &doc)?;
             Ok(doc)
         })
         .await
+    }
+
+    /// A group PATCH as a member delta plus the other operations on the group's document
+    /// without members.
+    async fn patch_members(
+        &self,
+        id: &str,
+        if_match: Option<String>,
+        actor: &Actor,
+        rest: Vec<patch::Operation>,
+        member_ops: Vec<patch::MemberOp>,
+    ) -> Result<Written, EngineError> {
+        const KIND: ResourceKind = ResourceKind::Group;
+        let id_c = id.to_string();
+        let actor_c = actor.clone();
+        let delivery = self.delivery_state();
+        let written = self
+            .write(move |tx| {
+                let (id, actor) = (id_c, actor_c);
+                let r = tx.reader();
+                let before = r
+                    .get_without_members(KIND, &id)?
+                    .ok_or_else(|| not_found(KIND, &id))?;
+                check_if_match(if_match.as_deref(), &before)?;
+                let current = client_part(&before.doc);
+                let doc = if rest.is_empty() {
+                    current.clone()
+                } else {
+                    let doc = patch::apply(KIND, &current, &rest)?;
+                    validate(KIND, &doc)?;
+                    doc
+                };
+                check_unique(&r, KIND, &doc, Some(&id))?;
+                let delta = net_delta(&r, &id, member_ops)?;
+                if doc == current && delta.is_empty() {
+                    return Ok(Written {
+                        resource: Resource {
+                            stored: before,
+                            groups: Vec::new(),
+                        },
+                        changed: false,
+                        seq: None,
+                        before: None,
+                        delta: None,
+                    });
+                }
+                let j = Journal::new(tx, &actor, delivery);
+                let after = finalize(KIND, &id, before.version + 1, &before.created, &j.time, doc);
+                tx.update_without_members(&after, &actor.name)?;
+                tx.apply_member_delta(&id, &delta)?;
+                let seq = j.delta(&before, &after, delta.clone())?;
+                Ok(Written {
+                    resource: Resource {
+                        stored: after,
+                        groups: Vec::new(),
+                    },
+                    changed: true,
+                    seq,
+                    before: Some(before),
+                    delta: Some(delta),
+                })
+            })
+            .await?;
+        self.settle(KIND, id, written, actor).await
     }
 
     async fn update_with(
@@ -581,17 +816,19 @@ impl Engine {
                         changed: false,
                         seq: None,
                         before: None,
+                        delta: None,
                     });
                 }
-                let t = now();
-                let after = finalize(kind, &id, before.version + 1, &before.created, &t, doc);
-                tx.update(&after, &before, &actor.name)?;
-                let seq = journal(tx, &actor, op, Some(&before), Some(&after), &t, delivery)?;
+                let j = Journal::new(tx, &actor, delivery);
+                let after = finalize(kind, &id, before.version + 1, &before.created, &j.time, doc);
+                tx.update(&after, &actor.name)?;
+                let seq = j.record(op, Some(&before), Some(&after))?;
                 Ok(Written {
                     resource: Self::reread(tx, after)?,
                     changed: true,
                     seq,
                     before: Some(before),
+                    delta: None,
                 })
             })
             .await?;
@@ -615,38 +852,27 @@ impl Engine {
                 let r = tx.reader();
                 let before = r.get(kind, &id)?.ok_or_else(|| not_found(kind, &id))?;
                 check_if_match(if_match.as_deref(), &before)?;
-                let t = now();
+                let j = Journal::new(tx, &actor, delivery);
                 for (group_id, _) in r.groups_of(&id)? {
-                    let Some(group) = r.get(ResourceKind::Group, &group_id)? else {
+                    // Out of each group it was in: a member delta, whatever the group's size.
+                    let Some(group) = r.get_without_members(ResourceKind::Group, &group_id)? else {
                         continue;
                     };
-                    let mut doc = client_part(&group.doc);
-                    if let Some(Value::Array(members)) = doc.get_mut("members") {
-                        members.retain(|m| {
-                            m.get("value").and_then(Value::as_str) != Some(id.as_str())
-                        });
-                        if members.is_empty() {
-                            doc.remove("members");
-                        }
-                    }
                     let after = finalize(
                         ResourceKind::Group,
                         &group_id,
                         group.version + 1,
                         &group.created,
-                        &t,
-                        doc,
+                        &j.time,
+                        client_part(&group.doc),
                     );
-                    tx.update(&after, &group, &actor.name)?;
-                    journal(
-                        tx,
-                        &actor,
-                        Op::Patch,
-                        Some(&group),
-                        Some(&after),
-                        &t,
-                        delivery,
-                    )?;
+                    let delta = MemberDelta {
+                        added: Vec::new(),
+                        removed: vec![id.clone()],
+                    };
+                    tx.update_without_members(&after, &actor.name)?;
+                    tx.apply_member_delta(&group_id, &delta)?;
+                    j.delta(&group, &after, delta)?;
                 }
                 if kind == ResourceKind::User {
                     // Referential integrity for `manager`, as for group members: the users
@@ -667,23 +893,15 @@ impl Engine {
                             &managed_id,
                             managed.version + 1,
                             &managed.created,
-                            &t,
+                            &j.time,
                             doc,
                         );
-                        tx.update(&after, &managed, &actor.name)?;
-                        journal(
-                            tx,
-                            &actor,
-                            Op::Patch,
-                            Some(&managed),
-                            Some(&after),
-                            &t,
-                            delivery,
-                        )?;
+                        tx.update(&after, &actor.name)?;
+                        j.record(Op::Patch, Some(&managed), Some(&after))?;
                     }
                 }
                 tx.delete(&id)?;
-                let seq = journal(tx, &actor, Op::Delete, Some(&before), None, &t, delivery)?;
+                let seq = j.record(Op::Delete, Some(&before), None)?;
                 Ok((seq, before))
             })
             .await?;
@@ -696,6 +914,7 @@ impl Engine {
             changed: false,
             seq,
             before: Some(before),
+            delta: None,
         };
         self.settle(kind, id, written, actor).await.map(|_| ())
     }

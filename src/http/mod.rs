@@ -458,7 +458,11 @@ async fn run_list(
     let base = base_url(state, headers);
     let start_index = params.start_index;
     let projection = params.projection.clone();
-    let (total, page) = state.engine.list(params.into_query(kind)).await?;
+    let members = projection.keeps(ResourceKind::Group, "members");
+    let (total, page) = state
+        .engine
+        .list_with(params.into_query(kind), members)
+        .await?;
     let resources = page
         .iter()
         .map(|r| render::resource(r, &base, &projection))
@@ -540,7 +544,8 @@ async fn get_one(
 ) -> Result<Response, ApiError> {
     let kind = kind_of(&endpoint)?;
     let params = ListParams::from_query(query.as_deref(), Some(kind), &state.settings)?;
-    let resource = state.engine.get(kind, &id).await?;
+    let members = params.projection.keeps(kind, "members");
+    let resource = state.engine.get_with(kind, &id, members).await?;
     let etag = resource.stored.etag();
     if let Some(inm) = headers
         .get(header::IF_NONE_MATCH)

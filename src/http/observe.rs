@@ -747,6 +747,7 @@ mod tests {
                             version_before: None,
                             version_after: Some(1),
                             image: json!({"id": id, "userName": id}),
+                            member_delta: None,
                         },
                         "pending",
                     )

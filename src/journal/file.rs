@@ -21,7 +21,7 @@ use super::record::{ChainCheck, Record, ZERO_HASH, is_hash};
 /// `format` of every export header.
 pub const FORMAT: &str = "scim-bridge-journal";
 /// The newest header `version` this build reads and the one it writes.
-pub const VERSION: u32 = 1;
+pub const VERSION: u32 = 2;
 
 /// The longest line read; anything longer is damage, not something to buffer. Records
 /// carry one resource image each, far below this.
@@ -607,7 +607,7 @@ mod tests {
         assert_eq!(
             text,
             format!(
-                "{{\"format\":\"scim-bridge-journal\",\"version\":1,\
+                "{{\"format\":\"scim-bridge-journal\",\"version\":2,\
                  \"origin\":\"b8d3c1e2-5a4f-4c1e-9d77-0c7d2a1f9e31\",\"first_seq\":1,\
                  \"last_seq\":0,\"prev\":\"{ZERO_HASH}\",\
                  \"exported_at\":\"2025-03-02T09:30:00.000Z\"}}\n"
@@ -863,7 +863,7 @@ mod tests {
     #[test]
     fn a_newer_version_is_refused() {
         let text = format!(
-            "{{\"format\":\"scim-bridge-journal\",\"version\":2,\"new_member\":true,\
+            "{{\"format\":\"scim-bridge-journal\",\"version\":3,\"new_member\":true,\
              \"prev\":\"{ZERO_HASH}\"}}\n"
         );
         let err = verify(text.as_bytes(), false).expect_err("refused");
@@ -871,15 +871,15 @@ mod tests {
             matches!(
                 err,
                 FileError::UnsupportedVersion {
-                    found: 2,
-                    supported: 1
+                    found: 3,
+                    supported: 2
                 }
             ),
             "{err:?}"
         );
         assert_eq!(
             err.to_string(),
-            "header version 2 is newer than this build understands (up to 1); \
+            "header version 3 is newer than this build understands (up to 2); \
              use a newer scim-bridge"
         );
     }

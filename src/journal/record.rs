@@ -66,6 +66,43 @@ pub struct Record {
     pub version_before: Option<i64>,
     pub version_after: Option<i64>,
     pub image: Value,
+    /// A group's incremental member change; the image then has no `members`
+    /// (docs/journal-format.md, "Membership deltas"). Absent from the canonical form when
+    /// `None`, so records written before it existed hash as they did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub member_delta: Option<MemberDelta>,
+}
+
+/// The net member change of a group record: members added (as stored: `value`, `type`,
+/// `display`) and member ids removed.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MemberDelta {
+    pub added: Vec<Value>,
+    pub removed: Vec<String>,
+}
+
+impl MemberDelta {
+    pub fn is_empty(&self) -> bool {
+        self.added.is_empty() && self.removed.is_empty()
+    }
+
+    /// The ids of the added members, in order.
+    pub fn added_ids(&self) -> impl Iterator<Item = &str> {
+        self.added
+            .iter()
+            .filter_map(|m| m.get("value").and_then(Value::as_str))
+    }
+
+    fn to_value(&self) -> Value {
+        let mut map = Map::new();
+        map.insert("added".into(), Value::Array(self.added.clone()));
+        map.insert(
+            "removed".into(),
+            Value::Array(self.removed.iter().cloned().map(Value::String).collect()),
+        );
+        Value::Object(map)
+    }
 }
 
 impl Record {
@@ -103,6 +140,9 @@ impl Record {
         map.insert("version_before".into(), optional_int(self.version_before));
         map.insert("version_after".into(), optional_int(self.version_after));
         map.insert("image".into(), self.image.clone());
+        if let Some(delta) = &self.member_delta {
+            map.insert("member_delta".into(), delta.to_value());
+        }
         Value::Object(map)
     }
 }
@@ -558,6 +598,7 @@ pub(crate) mod fixtures {
             version_before: before,
             version_after: after,
             image,
+            member_delta: None,
         }
     }
 

@@ -12,7 +12,7 @@ use crate::mapping::expr::{self, Expr, Value};
 use crate::mapping::source::SourcePath;
 use crate::scim::resource::parse_datetime;
 use crate::scim::schema::ResourceKind;
-use crate::target::{Cell, Change, ColumnSpec, ColumnType, TableSpec, TargetSchema};
+use crate::target::{Cell, Change, ColumnSpec, ColumnType, Members, TableSpec, TargetSchema};
 
 /// Where a column's value comes from.
 #[derive(Debug, Clone)]
@@ -285,7 +285,8 @@ impl ResourceMap {
                         key,
                         dn: self.disabled_dn(doc)?,
                         cells,
-                        members: (self.kind == ResourceKind::Group).then(Vec::new),
+                        members: (self.kind == ResourceKind::Group)
+                            .then(|| Members::All(Vec::new())),
                         default_groups: Vec::new(),
                         disabled: true,
                     })
@@ -325,7 +326,15 @@ impl ResourceMap {
                         self.render_dn(doc)?
                     },
                     cells: self.cells(doc)?,
-                    members: (self.kind == ResourceKind::Group).then(|| Self::members(doc)),
+                    members: (self.kind == ResourceKind::Group).then(|| {
+                        match &record.member_delta {
+                            Some(delta) => Members::Delta {
+                                added: delta.added_ids().map(str::to_string).collect(),
+                                removed: delta.removed.clone(),
+                            },
+                            None => Members::All(Self::members(doc)),
+                        }
+                    }),
                     default_groups: self.default_groups.clone(),
                     disabled,
                 })

@@ -7,7 +7,7 @@ use crate::journal::record::{Op, Record, ZERO_HASH};
 use crate::mapping::model::Mapping;
 use crate::scim::resource::normalize_resource;
 use crate::scim::schema::ResourceKind;
-use crate::target::{Cell, Change};
+use crate::target::{Cell, Change, Members};
 
 struct Env;
 impl Environment for Env {
@@ -43,6 +43,7 @@ fn record(op: Op, kind: ResourceKind, body: Value) -> Record {
         version_before: None,
         version_after: Some(1),
         image: Value::Object(doc),
+        member_delta: None,
     }
 }
 
@@ -229,7 +230,7 @@ fn groups_map_their_members_for_the_membership_table() {
     {
         Change::Upsert { cells, members, .. } => {
             assert_eq!(cell(&cells, "name"), &text("Sales"));
-            assert_eq!(members, Some(vec!["a".to_string(), "b".to_string()]));
+            assert_eq!(members, Some(Members::All(vec!["a".to_string(), "b".to_string()])));
         }
         other => panic!("{other:?}"),
     }

@@ -126,6 +126,150 @@ fn parse_operation(i: usize, op: &Value) -> ScimResult<Operation> {
     })
 }
 
+/// An incremental change of a group's members, in request order.
+#[derive(Debug, Clone, PartialEq)]
+pub enum MemberOp {
+    /// Member objects to add (normalized; each has a string `value`).
+    Add(Vec<Value>),
+    /// Member ids to remove.
+    Remove(Vec<String>),
+}
+
+/// Splits a group PATCH into its member operations and the other operations, when every
+/// operation on `members` adds members (`add members`, a path-less `add` with a `members`
+/// key) or removes listed ones (`remove members` with a value array, `remove
+/// members[value eq "id"]`, `or`-ed value tests). Such a request can be applied to a large
+/// group in time proportional to the members it names. `Ok(None)`: some operation needs
+/// the whole member list (`replace members`, `remove members` without a value, another
+/// filter or a sub-attribute path); apply the request to the whole document instead.
+pub fn split_member_ops(ops: &[Operation]) -> ScimResult<Option<(Vec<Operation>, Vec<MemberOp>)>> {
+    let Some(def) = group_members_def() else {
+        return Ok(None);
+    };
+    let mut rest = Vec::with_capacity(ops.len());
+    let mut members = Vec::new();
+    for (i, op) in ops.iter().enumerate() {
+        let at = |e: ScimError| {
+            let mut e = e;
+            e.detail = format!("Operations[{i}]: {}", e.detail);
+            e
+        };
+        match &op.path {
+            Some(path) if names_members(&path.attr) => {
+                if path.attr.sub_attr.is_some() || path.sub_attr.is_some() {
+                    return Ok(None);
+                }
+                let value = op.value.as_ref().unwrap_or(&Value::Null);
+                match (op.op, &path.filter) {
+                    (OpKind::Add, None) => {
+                        let items = normalize_value(def, value, "members").map_err(at)?;
+                        members.push(MemberOp::Add(member_items(items).map_err(at)?));
+                    }
+                    (OpKind::Remove, None) if !value.is_null() => {
+                        let items = normalize_value(def, value, "members").map_err(at)?;
+                        let mut ids = Vec::new();
+                        for item in member_items(items).map_err(at)? {
+                            if let Some(id) = item.get("value").and_then(Value::as_str) {
+                                ids.push(id.to_string());
+                            }
+                        }
+                        members.push(MemberOp::Remove(ids));
+                    }
+                    (OpKind::Remove, Some(filter)) => {
+                        let mut ids = Vec::new();
+                        if !value_tests(filter, &mut ids) {
+                            return Ok(None);
+                        }
+                        members.push(MemberOp::Remove(ids));
+                    }
+                    _ => return Ok(None),
+                }
+            }
+            Some(_) => rest.push(op.clone()),
+            None => {
+                let Some(Value::Object(obj)) = &op.value else {
+                    rest.push(op.clone());
+                    continue;
+                };
+                let mut others = Map::new();
+                for (key, v) in obj {
+                    match parse_patch_path(key) {
+                        Ok(path) if names_members(&path.attr) => {
+                            if op.op != OpKind::Add
+                                || path.filter.is_some()
+                                || path.attr.sub_attr.is_some()
+                            {
+                                return Ok(None);
+                            }
+                            let items = normalize_value(def, v, "members").map_err(at)?;
+                            members.push(MemberOp::Add(member_items(items).map_err(at)?));
+                        }
+                        _ => {
+                            others.insert(key.clone(), v.clone());
+                        }
+                    }
+                }
+                if !others.is_empty() {
+                    rest.push(Operation {
+                        op: op.op,
+                        path: None,
+                        value: Some(Value::Object(others)),
+                    });
+                }
+            }
+        }
+    }
+    Ok(Some((rest, members)))
+}
+
+/// The `members` attribute of groups.
+fn group_members_def() -> Option<&'static AttrDef> {
+    crate::scim::schema::GROUP_ATTRS
+        .iter()
+        .find(|a| a.name == "members")
+}
+
+/// Whether a path's attribute is the groups' `members`.
+fn names_members(attr: &AttrPath) -> bool {
+    resolve(ResourceKind::Group, attr).is_some_and(|t| t.def.name == "members")
+}
+
+/// The member objects of a normalized `members` value; each needs a string `value`.
+fn member_items(items: Option<Value>) -> ScimResult<Vec<Value>> {
+    let items = match items {
+        Some(Value::Array(items)) => items,
+        Some(single) => vec![single],
+        None => Vec::new(),
+    };
+    for item in &items {
+        if item.get("value").and_then(Value::as_str).is_none() {
+            return Err(ScimError::invalid_value(
+                "members: every member needs a 'value' (the member's id)",
+            ));
+        }
+    }
+    Ok(items)
+}
+
+/// Collects the ids of a member filter made only of `value eq "id"` tests joined by
+/// `or`; false when it is anything else.
+fn value_tests(filter: &Filter, ids: &mut Vec<String>) -> bool {
+    match filter {
+        Filter::Or(a, b) => value_tests(a, ids) && value_tests(b, ids),
+        Filter::Attr {
+            path,
+            test: Test::Compare(CompareOp::Eq, CompValue::Str(id)),
+        } if path.urn.is_none()
+            && path.sub_attr.is_none()
+            && path.attr.eq_ignore_ascii_case("value") =>
+        {
+            ids.push(id.clone());
+            true
+        }
+        _ => false,
+    }
+}
+
 /// Applies the operations in order to a copy of `doc` and returns the new document.
 pub fn apply(
     kind: ResourceKind,

@@ -521,6 +521,25 @@ impl Projection {
         })
     }
 
+    /// Whether the rendered resource keeps any of the core attribute `name` (so a reader
+    /// can skip loading what nobody will see: a large group's `members` under Entra's
+    /// `excludedAttributes=members`).
+    pub fn keeps(&self, kind: ResourceKind, name: &str) -> bool {
+        let names = |path: &AttrPath| resolve(kind, path).is_some_and(|t| t.def.name == name);
+        if self
+            .excluded
+            .iter()
+            .any(|p| p.sub_attr.is_none() && names(p))
+        {
+            return false;
+        }
+        self.attributes.is_empty()
+            || self
+                .attributes
+                .iter()
+                .any(|p| names(p) || matches!(bare_schema(kind, p), Some(Container::Core)))
+    }
+
     /// Applies the projection to a rendered resource.
     pub fn apply(&self, kind: ResourceKind, doc: &mut Map<String, Value>) {
         if !self.attributes.is_empty() {
@@ -771,6 +790,28 @@ mod tests {
         let err =
             validate(ResourceKind::User, &user(json!({"userName": "  "}))).expect_err("empty");
         assert_eq!(err.status, 400);
+    }
+
+    #[test]
+    fn a_projection_says_whether_members_will_be_shown() {
+        let keeps = |attributes: Option<&str>, excluded: Option<&str>| {
+            Projection::parse(attributes, excluded)
+                .expect("parses")
+                .keeps(ResourceKind::Group, "members")
+        };
+        assert!(keeps(None, None));
+        assert!(!keeps(None, Some("members")));
+        assert!(!keeps(None, Some("displayName,Members")));
+        assert!(
+            keeps(None, Some("members.display")),
+            "only a sub-attribute goes"
+        );
+        assert!(!keeps(Some("displayName"), None));
+        assert!(keeps(Some("members.value"), None));
+        assert!(keeps(
+            Some("urn:ietf:params:scim:schemas:core:2.0:Group"),
+            None
+        ));
     }
 
     #[test]

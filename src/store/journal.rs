@@ -6,7 +6,7 @@ use rusqlite::{OptionalExtension, params};
 use serde_json::Value;
 
 use super::{Reader, StoreError, Stored, WriteTx, meta_get};
-use crate::journal::record::{ChainCheck, Damage, Op, Record, ZERO_HASH, hash_text};
+use crate::journal::record::{ChainCheck, Damage, MemberDelta, Op, Record, ZERO_HASH, hash_text};
 use crate::scim::schema::ResourceKind;
 
 /// What the engine knows about a change; the store adds `seq`, `prev` and the hash.
@@ -23,6 +23,7 @@ pub struct NewRecord {
     pub version_before: Option<i64>,
     pub version_after: Option<i64>,
     pub image: Value,
+    pub member_delta: Option<MemberDelta>,
 }
 
 /// A record as stored, with its delivery state.
@@ -405,6 +406,7 @@ impl WriteTx<'_> {
             version_before: new.version_before,
             version_after: new.version_after,
             image: new.image,
+            member_delta: new.member_delta,
         };
         let text = record.canonical_json();
         let hash = hash_text(&text);
@@ -494,7 +496,7 @@ impl WriteTx<'_> {
             ))
         })?;
         let r = self.reader();
-        let current = r.get(kind, &record.id)?;
+        let current = r.get_without_members(kind, &record.id)?;
         match record.op {
             Op::Delete | Op::Purge => match current {
                 // A resource re-created later has a newer version than the deleted one.
@@ -516,38 +518,57 @@ impl WriteTx<'_> {
                     // only to delete it again would be churn, not replay.
                     return Ok(false);
                 }
-                let Value::Object(doc) = record.image.clone() else {
-                    return Err(StoreError::Journal(format!(
-                        "record {}: image is not an object",
-                        record.seq
-                    )));
-                };
-                let meta = |k: &str| {
-                    doc.get("meta")
-                        .and_then(|m| m.get(k))
-                        .and_then(Value::as_str)
-                        .map(str::to_string)
-                        .ok_or_else(|| {
-                            StoreError::Journal(format!(
-                                "record {}: image has no meta.{k}",
-                                record.seq
-                            ))
-                        })
-                };
-                let stored = Stored {
-                    kind,
-                    id: record.id.clone(),
-                    version,
-                    created: meta("created")?,
-                    last_modified: meta("lastModified")?,
-                    doc: doc.clone(),
-                };
+                if let Some(delta) = &record.member_delta {
+                    // Needs the members before it, which an in-order replay has.
+                    if current.is_none() {
+                        return Err(StoreError::Journal(format!(
+                            "record {}: a member change of group {} that the state does not hold (replay the journal from the group's creation)",
+                            record.seq, record.id
+                        )));
+                    }
+                    let stored = stored_from_image(record, kind, version)?;
+                    self.update_without_members(&stored, &record.actor)?;
+                    self.apply_member_delta(&record.id, delta)?;
+                    return Ok(true);
+                }
+                let stored = stored_from_image(record, kind, version)?;
                 match current {
-                    Some(before) => self.update(&stored, &before, &record.actor)?,
+                    Some(_) => self.update(&stored, &record.actor)?,
                     None => self.insert(&stored, &record.actor)?,
                 }
                 Ok(true)
             }
         }
     }
+}
+
+/// The stored resource a record's image describes, at `version`.
+fn stored_from_image(
+    record: &Record,
+    kind: ResourceKind,
+    version: i64,
+) -> Result<Stored, StoreError> {
+    let Value::Object(doc) = record.image.clone() else {
+        return Err(StoreError::Journal(format!(
+            "record {}: image is not an object",
+            record.seq
+        )));
+    };
+    let meta = |k: &str| {
+        doc.get("meta")
+            .and_then(|m| m.get(k))
+            .and_then(Value::as_str)
+            .map(str::to_string)
+            .ok_or_else(|| {
+                StoreError::Journal(format!("record {}: image has no meta.{k}", record.seq))
+            })
+    };
+    Ok(Stored {
+        kind,
+        id: record.id.clone(),
+        version,
+        created: meta("created")?,
+        last_modified: meta("lastModified")?,
+        doc: doc.clone(),
+    })
 }

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 pub mod journal;
+mod members;
 mod writer;
 
 pub use journal::{JournalEntry, JournalRow, NewRecord};
@@ -127,7 +128,7 @@ pub struct ListQuery {
     pub count: usize,
 }
 
-const SCHEMA_VERSION: i64 = 3;
+const SCHEMA_VERSION: i64 = 4;
 
 /// The manager reference inside a stored user, as SQL (indexed by migration 3).
 const MANAGER_EXPR: &str = "json_extract(body, '$.\"urn:ietf:params:scim:schemas:extension:enterprise:2.0:User\".manager.value')";
@@ -414,6 +415,12 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
         tx.pragma_update(None, "user_version", 3)?;
         tx.commit()?;
     }
+    if version < 4 {
+        let tx = conn.transaction()?;
+        members::migrate_4(&tx)?;
+        tx.pragma_update(None, "user_version", 4)?;
+        tx.commit()?;
+    }
     Ok(())
 }
 
@@ -485,7 +492,20 @@ impl Reader<'_> {
 }
 
 impl Reader<'_> {
+    /// A resource, with its `members` when it is a group.
     pub fn get(&self, kind: ResourceKind, id: &str) -> Result<Option<Stored>, StoreError> {
+        self.get_without_members(kind, id)?
+            .map(|s| self.with_members(s))
+            .transpose()
+    }
+
+    /// A resource as its row stores it: a group without its `members` (they are in the
+    /// members table), read in time independent of the group's size.
+    pub fn get_without_members(
+        &self,
+        kind: ResourceKind,
+        id: &str,
+    ) -> Result<Option<Stored>, StoreError> {
         let raw = self
             .conn
             .prepare_cached(&format!(
@@ -553,6 +573,15 @@ impl Reader<'_> {
     }
 
     pub fn list(&self, query: &ListQuery) -> Result<(usize, Vec<Stored>), StoreError> {
+        self.list_with(query, true)
+    }
+
+    /// A list query; groups come with their `members` only when `members` is true.
+    pub fn list_with(
+        &self,
+        query: &ListQuery,
+        members: bool,
+    ) -> Result<(usize, Vec<Stored>), StoreError> {
         let (count_sql, count_args) = list_sql(query, "SELECT count(*)", false);
         let total: i64 = self
             .conn
@@ -566,7 +595,12 @@ impl Reader<'_> {
         let rows = stmt.query_map(params_from_iter(args.iter()), row_to_stored)?;
         let mut out = Vec::new();
         for raw in rows {
-            out.push(decode(raw?)?);
+            let stored = decode(raw?)?;
+            out.push(if members {
+                self.with_members(stored)?
+            } else {
+                stored
+            });
         }
         Ok((total as usize, out))
     }
@@ -588,16 +622,27 @@ fn list_sql(query: &ListQuery, select: &str, page: bool) -> (String, Vec<rusqlit
         let mut all_indexed = true;
         for c in conjuncts {
             match indexed_predicate(query.kind, c) {
-                Some((column, value)) => {
+                Some((Indexed::Column(column), value)) => {
                     args.push(Sql::Text(value));
                     clauses.push(format!("{column} = ?{}", args.len()));
+                }
+                Some((Indexed::Member, value)) => {
+                    args.push(Sql::Text(value));
+                    clauses.push(format!(
+                        "EXISTS (SELECT 1 FROM members mq WHERE mq.group_id = resources.id AND mq.member_id = ?{})",
+                        args.len()
+                    ));
                 }
                 None => all_indexed = false,
             }
         }
         if !all_indexed {
             args.push(Sql::Text(filter.to_string()));
-            clauses.push(format!("scim_match(?{}, kind, body)", args.len()));
+            clauses.push(format!(
+                "scim_match(?{}, kind, {})",
+                args.len(),
+                body_for(query.kind)
+            ));
         }
     }
     let mut sql = format!("{select} FROM resources");
@@ -612,8 +657,9 @@ fn list_sql(query: &ListQuery, select: &str, page: bool) -> (String, Vec<rusqlit
                 let dir = if query.descending { "DESC" } else { "ASC" };
                 // Absent values sort last in either direction; seq keeps ties stable.
                 sql.push_str(&format!(
-                    " ORDER BY scim_sort_key(?{n}, kind, body) IS NULL, scim_sort_key(?{n}, kind, body) {dir}, seq",
-                    n = args.len()
+                    " ORDER BY scim_sort_key(?{n}, kind, {body}) IS NULL, scim_sort_key(?{n}, kind, {body}) {dir}, seq",
+                    n = args.len(),
+                    body = body_for(query.kind)
                 ));
             }
             None => sql.push_str(" ORDER BY seq"),
@@ -629,6 +675,14 @@ fn list_sql(query: &ListQuery, select: &str, page: bool) -> (String, Vec<rusqlit
     (sql, args)
 }
 
+/// The document a filter or sort sees: groups' with their members.
+fn body_for(kind: Option<ResourceKind>) -> &'static str {
+    match kind {
+        Some(ResourceKind::User) => "body",
+        _ => members::BODY_WITH_MEMBERS,
+    }
+}
+
 fn flatten_and<'f>(filter: &'f Filter, out: &mut Vec<&'f Filter>) {
     match filter {
         Filter::And(a, b) => {
@@ -639,8 +693,17 @@ fn flatten_and<'f>(filter: &'f Filter, out: &mut Vec<&'f Filter>) {
     }
 }
 
-/// An equality test that an index answers exactly: `(column, value)`.
-fn indexed_predicate(kind: Option<ResourceKind>, f: &Filter) -> Option<(&'static str, String)> {
+/// What answers an indexed equality test.
+enum Indexed {
+    /// `column = value`.
+    Column(&'static str),
+    /// The group has a member with this id (`members eq "id"`, `members.value eq "id"`:
+    /// Entra's membership check).
+    Member,
+}
+
+/// An equality test that an index answers exactly, with the value to compare.
+fn indexed_predicate(kind: Option<ResourceKind>, f: &Filter) -> Option<(Indexed, String)> {
     let Filter::Attr {
         path,
         test: Test::Compare(CompareOp::Eq, CompValue::Str(value)),
@@ -648,18 +711,27 @@ fn indexed_predicate(kind: Option<ResourceKind>, f: &Filter) -> Option<(&'static
     else {
         return None;
     };
-    if path.sub_attr.is_some() {
-        return None;
-    }
     let kind = kind?;
     let target = resolve(kind, path)?;
     if !matches!(target.container, crate::scim::resource::Container::Core) {
         return None;
     }
+    if kind == ResourceKind::Group
+        && target.def.name == "members"
+        && path
+            .sub_attr
+            .as_deref()
+            .is_none_or(|s| s.eq_ignore_ascii_case("value"))
+    {
+        return Some((Indexed::Member, value.clone()));
+    }
+    if path.sub_attr.is_some() {
+        return None;
+    }
     match target.def.name {
-        "id" => Some(("id", value.clone())),
-        "externalId" => Some(("external_id", value.clone())),
-        name if name == kind.unique_attr() => Some(("unique_key", fold(value))),
+        "id" => Some((Indexed::Column("id"), value.clone())),
+        "externalId" => Some((Indexed::Column("external_id"), value.clone())),
+        name if name == kind.unique_attr() => Some((Indexed::Column("unique_key"), fold(value))),
         _ => None,
     }
 }
@@ -678,7 +750,7 @@ impl WriteTx<'_> {
     /// Inserts a new resource. A concurrent duplicate of the unique attribute is refused by
     /// the unique index even if the caller's check raced.
     pub fn insert(&self, res: &Stored, actor: &str) -> Result<(), StoreError> {
-        let body = Value::Object(res.doc.clone()).to_string();
+        let body = body_text(res);
         let key = unique_key(res);
         let result = self
             .tx
@@ -698,12 +770,19 @@ impl WriteTx<'_> {
                 body
             ]);
         map_unique(result, res)?;
-        self.sync_members(res, &[])
+        self.sync_members(res)
     }
 
-    /// Replaces a stored resource's document and bookkeeping.
-    pub fn update(&self, res: &Stored, before: &Stored, actor: &str) -> Result<(), StoreError> {
-        let body = Value::Object(res.doc.clone()).to_string();
+    /// Replaces a stored resource's document and bookkeeping; a group's members become
+    /// those of the document.
+    pub fn update(&self, res: &Stored, actor: &str) -> Result<(), StoreError> {
+        self.write_row(res, actor)?;
+        self.sync_members(res)
+    }
+
+    /// Writes a resource's row (a group's members are not in it).
+    fn write_row(&self, res: &Stored, actor: &str) -> Result<(), StoreError> {
+        let body = body_text(res);
         let result = self
             .tx
             .prepare_cached(
@@ -719,41 +798,15 @@ impl WriteTx<'_> {
                 actor,
                 body
             ]);
-        map_unique(result, res)?;
-        self.sync_members(res, &member_ids(before))
+        map_unique(result, res)
     }
 
+    /// Removes a resource, its members (a group) and its memberships.
     pub fn delete(&self, id: &str) -> Result<(), StoreError> {
-        self.tx
-            .prepare_cached("DELETE FROM members WHERE group_id = ?1")?
-            .execute([id])?;
+        self.drop_memberships_of(id)?;
         self.tx
             .prepare_cached("DELETE FROM resources WHERE id = ?1")?
             .execute([id])?;
-        Ok(())
-    }
-
-    /// Keeps the membership index in step with a group's `members`, touching only the
-    /// rows that changed.
-    fn sync_members(&self, res: &Stored, before: &[String]) -> Result<(), StoreError> {
-        if res.kind != ResourceKind::Group {
-            return Ok(());
-        }
-        let after = member_ids(res);
-        let before_set: std::collections::HashSet<&String> = before.iter().collect();
-        let after_set: std::collections::HashSet<&String> = after.iter().collect();
-        let mut del = self
-            .tx
-            .prepare_cached("DELETE FROM members WHERE group_id = ?1 AND member_id = ?2")?;
-        for gone in before_set.difference(&after_set) {
-            del.execute(params![res.id, gone])?;
-        }
-        let mut ins = self.tx.prepare_cached(
-            "INSERT OR IGNORE INTO members (group_id, member_id) VALUES (?1, ?2)",
-        )?;
-        for new in after_set.difference(&before_set) {
-            ins.execute(params![res.id, new])?;
-        }
         Ok(())
     }
 }
@@ -787,17 +840,15 @@ fn unique_key(res: &Stored) -> String {
     )
 }
 
-/// Member ids of a group document, in order.
-pub fn member_ids(res: &Stored) -> Vec<String> {
-    res.doc
-        .get("members")
-        .and_then(Value::as_array)
-        .map(|m| {
-            m.iter()
-                .filter_map(|x| x.get("value").and_then(Value::as_str).map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default()
+/// The text of a resource's `body` column: its document without `members`.
+fn body_text(res: &Stored) -> String {
+    if res.doc.contains_key("members") {
+        let mut doc = res.doc.clone();
+        doc.remove("members");
+        Value::Object(doc).to_string()
+    } else {
+        Value::Object(res.doc.clone()).to_string()
+    }
 }
 
 fn meta_get(conn: &Connection, key: &str) -> Result<Option<String>, StoreError> {

@@ -157,6 +157,7 @@ fn record(i: u64) -> NewRecord {
         version_before: None,
         version_after: Some(1),
         image: Value::Object(u.doc),
+        member_delta: None,
     }
 }
 
@@ -263,4 +264,88 @@ fn retention_by_age_drops_only_older_records() {
     let summary =
         crate::journal::ops::archive(&store, &cfg, &dir.path().join("a"), now).expect("archives");
     assert_eq!(summary.dropped, 3);
+}
+
+#[test]
+fn migration_4_moves_the_members_of_stored_groups_into_the_member_table_in_order() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    {
+        // A state directory as schema 3 left it: members inside the group's body.
+        let mut conn = Connection::open(dir.path().join("state.db")).expect("open");
+        let tx = conn.transaction().expect("tx");
+        tx.execute_batch(MIGRATION_1).expect("1");
+        tx.execute_batch(MIGRATION_2).expect("2");
+        tx.execute("INSERT INTO meta (key, value) VALUES ('origin', 'o')", [])
+            .expect("origin");
+        tx.execute_batch(&format!(
+            "CREATE INDEX resources_manager ON resources({MANAGER_EXPR}) WHERE kind = 'User';"
+        ))
+        .expect("3");
+        let body = json!({"id": "g", "displayName": "G", "schemas": [], "meta": {},
+            "members": [{"value": "b", "type": "User"}, {"value": "a", "type": "User", "display": "A"}]});
+        tx.execute(
+            "INSERT INTO resources (kind, id, unique_key, version, created, last_modified, last_actor, body) \
+             VALUES ('Group', 'g', 'g', 1, 't', 't', 'x', ?1)",
+            [body.to_string()],
+        )
+        .expect("group");
+        tx.execute_batch(
+            "INSERT INTO members VALUES ('g', 'a'), ('g', 'b'); PRAGMA user_version = 3;",
+        )
+        .expect("rows");
+        tx.commit().expect("commit");
+    }
+    let store = Store::open(dir.path()).expect("migrates");
+    let group = store
+        .get(ResourceKind::Group, "g")
+        .expect("reads")
+        .expect("there");
+    assert_eq!(
+        group.doc["members"],
+        json!([{"type": "User", "value": "b"}, {"display": "A", "type": "User", "value": "a"}])
+    );
+    let bare = store
+        .read(|r| r.get_without_members(ResourceKind::Group, "g"))
+        .expect("reads")
+        .expect("there");
+    assert!(!bare.doc.contains_key("members"));
+    assert_eq!(
+        store.groups_of("a").expect("groups"),
+        vec![("g".to_string(), Some("G".to_string()))]
+    );
+}
+
+#[test]
+fn a_member_delta_touches_only_the_rows_it_names() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(dir.path()).expect("opens");
+    let mut g = user("g", "ignored", 1);
+    g.kind = ResourceKind::Group;
+    g.doc = json!({"displayName": "G", "members": [{"value": "a"}, {"value": "b"}]})
+        .as_object()
+        .cloned()
+        .expect("object");
+    store
+        .write_blocking(move |tx| {
+            tx.insert(&g, "t")?;
+            tx.apply_member_delta(
+                "g",
+                &crate::journal::record::MemberDelta {
+                    added: vec![json!({"value": "c", "type": "User"}), json!({"value": "a"})],
+                    removed: vec!["b".into(), "zz".into()],
+                },
+            )
+        })
+        .expect("write");
+    let ids: Vec<String> = store
+        .read(|r| r.members_of("g"))
+        .expect("members")
+        .iter()
+        .map(|m| m["value"].as_str().expect("value").to_string())
+        .collect();
+    assert_eq!(
+        ids,
+        ["a", "c"],
+        "a stays where it was, c comes last, b goes"
+    );
 }

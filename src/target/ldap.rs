@@ -157,13 +157,19 @@ use self::links::{Link, Links};
 use self::pool::{NO_SUCH_OBJECT, OpError, Pool, Session, outside_runtime};
 use super::{
     Cell, Change, ColumnSpec, ColumnType, EntrySpec, LdapSchema, LdapSettings, MemberSpec,
-    MemberValue, OnExisting, Outcome, Target, TargetError,
+    MemberValue, Members, OnExisting, Outcome, Target, TargetError,
 };
 use crate::scim::schema::ResourceKind;
 
 const OBJECT_CLASS: &str = "objectClass";
 /// `entryAlreadyExists`: on an add, retried as a converge of the entry that is there.
 const ENTRY_ALREADY_EXISTS: u32 = 68;
+/// A modify deletes a value the entry does not have.
+const NO_SUCH_ATTRIBUTE: u32 = 16;
+/// A modify adds a value the entry has already.
+const ATTRIBUTE_OR_VALUE_EXISTS: u32 = 20;
+/// A modify would leave a required attribute without values (the last `member`).
+const OBJECT_CLASS_VIOLATION: u32 = 65;
 
 /// The LDAP target: a pool of bound directory connections and the links file.
 pub struct LdapTarget {
@@ -671,10 +677,9 @@ impl LdapTarget {
         };
         let spec = self.spec(*kind).map_err(fail)?;
         let dn = dn.as_deref().ok_or("the mapping gives no DN")?;
-        let member_values = match (&spec.members, members) {
-            (Some(_), Some(ids)) => Some(self.group_members(dn, ids).map_err(fail)?),
-            _ => None,
-        };
+        let member_values = self
+            .all_member_values(spec, dn, members.as_ref())
+            .map_err(fail)?;
         let cells = checked_cells(*kind, spec, cells).map_err(fail)?;
         let attributes = self.resolve_refs(key, cells, false).map_err(fail)?;
         let mut wanted = Wanted::new(spec, attributes, member_values);
@@ -757,10 +762,7 @@ impl LdapTarget {
         let Some(dn) = dn else {
             return Err(Fail::Reject("the mapping gives no DN".into()));
         };
-        let member_values = match (&spec.members, members) {
-            (Some(_), Some(ids)) => Some(self.group_members(&dn, ids)?),
-            _ => None,
-        };
+        let member_values = self.all_member_values(spec, &dn, members)?;
         let attributes = self.resolve_refs(key, checked_cells(kind, spec, cells)?, false)?;
         let mut wanted = Wanted::new(spec, attributes, member_values);
         let attrs = wanted.read_attrs();
@@ -783,6 +785,22 @@ impl LdapTarget {
         let mods = wanted.diff(&entry);
         if !mods.is_empty() {
             out.push(ldif::modify(&dn, &mods));
+        }
+        if let (Some(m), Some(Members::Delta { added, removed })) = (&spec.members, members) {
+            let (add, delete) = self.delta_values(&dn, added, removed)?;
+            let mut mods = Vec::new();
+            if !add.is_empty() {
+                mods.push(Mod::Add(m.attribute.clone(), add.into_iter().collect()));
+            }
+            if !delete.is_empty() {
+                mods.push(Mod::Delete(
+                    m.attribute.clone(),
+                    delete.into_iter().collect(),
+                ));
+            }
+            if !mods.is_empty() {
+                out.push(ldif::modify(&dn, &mods));
+            }
         }
         Ok(out)
     }
@@ -891,10 +909,7 @@ impl LdapTarget {
                 let Some(dn) = dn else {
                     return Err(Fail::Reject("the mapping gives no DN".into()));
                 };
-                let member_values = match (&spec.members, members) {
-                    (Some(_), Some(ids)) => Some(self.group_members(dn, ids)?),
-                    _ => None,
-                };
+                let member_values = self.all_member_values(spec, dn, members.as_ref())?;
                 let attributes =
                     self.resolve_refs(key, checked_cells(*kind, spec, cells)?, true)?;
                 let mut wanted = Wanted::new(spec, attributes, member_values);
@@ -914,8 +929,13 @@ impl LdapTarget {
                     },
                     &mut wanted,
                 )?;
-                if let (Some(_), Some(ids)) = (&spec.members, members) {
-                    self.links.set_wanted(key, ids)?;
+                match (&spec.members, members) {
+                    (Some(_), Some(Members::All(ids))) => self.links.set_wanted(key, ids)?,
+                    (Some(_), Some(Members::Delta { added, removed })) => {
+                        self.apply_member_delta(s, dn, added, removed)?;
+                        self.links.change_wanted(key, added, removed)?;
+                    }
+                    _ => {}
                 }
                 Ok(())
             }
@@ -1533,6 +1553,146 @@ impl LdapTarget {
             }
         }
         Ok(values)
+    }
+
+    /// The member values a change gives the group at `dn` as a whole (`None`: the change
+    /// does not converge the member list: no members mapped, or a member delta).
+    fn all_member_values(
+        &self,
+        spec: &EntrySpec,
+        dn: &str,
+        members: Option<&Members>,
+    ) -> Result<Option<Vec<String>>, Fail> {
+        match (&spec.members, members) {
+            (Some(_), Some(Members::All(ids))) => Ok(Some(self.group_members(dn, ids)?)),
+            _ => Ok(None),
+        }
+    }
+
+    /// The member values a delta adds to and deletes from the group at `dn`: added ids
+    /// that are linked (and neither disabled with dropped memberships nor archived),
+    /// removed ids that are linked and did not join the group as their default group.
+    fn delta_values(
+        &self,
+        dn: &str,
+        added: &[String],
+        removed: &[String],
+    ) -> Result<(Vec<String>, Vec<String>), Fail> {
+        let add = self.member_values(added)?;
+        let mut delete = Vec::with_capacity(removed.len());
+        for id in removed {
+            let Some(link) = self.links.link(id)? else {
+                continue;
+            };
+            if self.links.is_default(id, dn)? {
+                continue;
+            }
+            if let Some(value) = self.member_value(&link.dn, link.value.as_deref()) {
+                delete.push(value);
+            }
+        }
+        Ok((add, delete))
+    }
+
+    /// Adds and deletes the member values of a delta at the group `dn` with one modify
+    /// each, whatever the group's size: O(ids named). A value that is already there (or
+    /// already gone) is not an error: the values are then written one by one, skipping
+    /// those. The placeholder leaves when a member arrives and comes back when the last
+    /// one leaves (the directory refuses an empty member attribute: objectClassViolation).
+    fn apply_member_delta(
+        &self,
+        s: &mut Session<'_>,
+        dn: &str,
+        added: &[String],
+        removed: &[String],
+    ) -> Result<(), Fail> {
+        let Some(spec) = self.member_spec() else {
+            return Ok(());
+        };
+        let attr = spec.attribute.as_str();
+        let placeholder = spec.placeholder.as_deref();
+        let (add, delete) = self.delta_values(dn, added, removed)?;
+        if !add.is_empty() {
+            self.modify_values(s, dn, attr, &add, true)?;
+            if let Some(p) = placeholder
+                && !add.iter().any(|v| self.same_member(v, p))
+            {
+                self.modify_values(s, dn, attr, &[p.to_string()], false)?;
+            }
+        }
+        if !delete.is_empty() {
+            let values: HashSet<String> = delete.iter().cloned().collect();
+            match s.modify(dn, vec![Mod::Delete(attr.to_string(), values.clone())]) {
+                Ok(()) => {}
+                Err(e) if e.rc() == Some(OBJECT_CLASS_VIOLATION) && placeholder.is_some() => {
+                    let p = placeholder.unwrap_or_default().to_string();
+                    s.modify(
+                        dn,
+                        vec![
+                            Mod::Add(attr.to_string(), HashSet::from([p])),
+                            Mod::Delete(attr.to_string(), values),
+                        ],
+                    )?;
+                }
+                Err(e) if e.rc() == Some(NO_SUCH_ATTRIBUTE) => {
+                    self.modify_values(s, dn, attr, &delete, false)?;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(())
+    }
+
+    /// Adds (or deletes) `values` of `attr` at `dn` in one modify; when the directory
+    /// says some are there already (or not there), one modify per value, skipping those.
+    fn modify_values(
+        &self,
+        s: &mut Session<'_>,
+        dn: &str,
+        attr: &str,
+        values: &[String],
+        add: bool,
+    ) -> Result<(), Fail> {
+        let benign = if add {
+            ATTRIBUTE_OR_VALUE_EXISTS
+        } else {
+            NO_SUCH_ATTRIBUTE
+        };
+        let make = |values: HashSet<String>| {
+            if add {
+                Mod::Add(attr.to_string(), values)
+            } else {
+                Mod::Delete(attr.to_string(), values)
+            }
+        };
+        let all: HashSet<String> = values.iter().cloned().collect();
+        match s.modify(dn, vec![make(all)]) {
+            Ok(()) => return Ok(()),
+            Err(e) if e.rc() == Some(benign) && values.len() > 1 => {}
+            Err(e) if e.rc() == Some(benign) => return Ok(()),
+            Err(e) => return Err(e.into()),
+        }
+        for value in values {
+            match s.modify(dn, vec![make(HashSet::from([value.clone()]))]) {
+                Ok(()) => {}
+                Err(e) if e.rc() == Some(benign) => {}
+                Err(e) if !add && e.rc() == Some(OBJECT_CLASS_VIOLATION) => {
+                    // The last value: the placeholder takes its place when there is one.
+                    let Some(p) = self.member_spec().and_then(|m| m.placeholder.clone()) else {
+                        return Err(e.into());
+                    };
+                    s.modify(
+                        dn,
+                        vec![
+                            Mod::Add(attr.to_string(), HashSet::from([p])),
+                            Mod::Delete(attr.to_string(), HashSet::from([value.clone()])),
+                        ],
+                    )?;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(())
     }
 
     /// The member values of the group at `dn`: those of its SCIM members, then those of

@@ -101,9 +101,9 @@ impl TargetSchema {
 /// What the mapping asks a target to do for one resource.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Change {
-    /// Make the row match `cells` (insert when missing). For groups, `members` is the
-    /// desired set of member ids (`scim` memberships); for users, `default_groups` are
-    /// group keys to add (`default` memberships) when the row is inserted.
+    /// Make the row match `cells` (insert when missing). For groups, `members` says
+    /// which member ids (`scim` memberships) the group has; for users, `default_groups`
+    /// are group keys to add (`default` memberships) when the row is inserted.
     Upsert {
         kind: ResourceKind,
         key: String,
@@ -111,7 +111,7 @@ pub enum Change {
         /// already RFC 4514-escaped. `None` for table targets.
         dn: Option<String>,
         cells: Vec<(String, Cell)>,
-        members: Option<Vec<String>>,
+        members: Option<Members>,
         default_groups: Vec<String>,
         /// The resource is disabled (a user with `active: false`, or deleted under the
         /// disable policy): `cells` already hold the `on_disable` values; targets with
@@ -132,6 +132,19 @@ pub enum Change {
     },
     /// Nothing to do (e.g. a resource outside the scope that the target never had).
     Nothing,
+}
+
+/// The members a change gives a group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Members {
+    /// Exactly these member ids.
+    All(Vec<String>),
+    /// These ids join and these leave; the other members stay (a member delta: the
+    /// target's work is proportional to the ids named, not to the group's size).
+    Delta {
+        added: Vec<String>,
+        removed: Vec<String>,
+    },
 }
 
 /// How a target answered a change.

@@ -68,7 +68,8 @@ use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params_from_iter};
 
 use super::{
-    Cell, Change, ColumnSpec, MembershipSpec, Outcome, TableSpec, TargetError, TargetSchema,
+    Cell, Change, ColumnSpec, Members, MembershipSpec, Outcome, TableSpec, TargetError,
+    TargetSchema,
 };
 use crate::scim::schema::ResourceKind;
 
@@ -410,8 +411,19 @@ impl SqliteTarget {
                             add_membership(&tx, m, group, key, ORIGIN_DEFAULT)?;
                         }
                     }
-                    if let (ResourceKind::Group, Some(members)) = (kind, members) {
-                        converge_members(&tx, m, key, members)?;
+                    match (kind, members) {
+                        (ResourceKind::Group, Some(Members::All(members))) => {
+                            converge_members(&tx, m, key, members)?;
+                        }
+                        (ResourceKind::Group, Some(Members::Delta { added, removed })) => {
+                            for gone in removed {
+                                remove_membership(&tx, m, key, gone)?;
+                            }
+                            for new in added {
+                                add_membership(&tx, m, key, new, ORIGIN_SCIM)?;
+                            }
+                        }
+                        _ => {}
                     }
                 }
                 Ok(finish(tx, commit)?)
@@ -755,6 +767,25 @@ fn add_membership(
     Ok(())
 }
 
+/// Removes a `scim` membership (a `default` one is not the provider's to remove).
+fn remove_membership(
+    conn: &Connection,
+    m: &MembershipSpec,
+    group: &str,
+    member: &str,
+) -> rusqlite::Result<()> {
+    let delete = format!(
+        "DELETE FROM {} WHERE {} = ?1 AND {} = ?2 AND {} = ?3",
+        quote(&m.name),
+        quote(&m.group_column),
+        quote(&m.member_column),
+        quote(&m.origin_column)
+    );
+    conn.prepare_cached(&delete)?
+        .execute([group, member, ORIGIN_SCIM])?;
+    Ok(())
+}
+
 /// Makes the `scim` memberships of `group` exactly `members`; `default` rows are not
 /// the provider's to remove.
 fn converge_members(
@@ -777,16 +808,8 @@ fn converge_members(
             row.get::<_, Value>(0).map(to_text)
         })?
         .collect::<rusqlite::Result<_>>()?;
-    let delete = format!(
-        "DELETE FROM {} WHERE {} = ?1 AND {} = ?2 AND {} = ?3",
-        quote(&m.name),
-        quote(&m.group_column),
-        quote(&m.member_column),
-        quote(&m.origin_column)
-    );
     for gone in stored.iter().filter(|s| !wanted.contains(s.as_str())) {
-        conn.prepare_cached(&delete)?
-            .execute([group, gone.as_str(), ORIGIN_SCIM])?;
+        remove_membership(conn, m, group, gone)?;
     }
     for new in wanted.iter().filter(|w| !stored.contains(**w)) {
         add_membership(conn, m, group, new, ORIGIN_SCIM)?;

@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 
 use crate::harness::Daemon;
 
-fn cli(args: &[&str]) -> (i32, String, String) {
+pub(crate) fn cli(args: &[&str]) -> (i32, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_scim-bridge"))
         .args(args)
         .env_remove("SCIM_BRIDGE_TOKEN")
@@ -25,12 +25,12 @@ fn cli(args: &[&str]) -> (i32, String, String) {
     )
 }
 
-fn path_str(p: &Path) -> &str {
+pub(crate) fn path_str(p: &Path) -> &str {
     p.to_str().expect("utf-8 path")
 }
 
 /// Every resource in a state directory: id → (version, document).
-fn state_of(dir: &Path) -> BTreeMap<String, (i64, Value)> {
+pub(crate) fn state_of(dir: &Path) -> BTreeMap<String, (i64, Value)> {
     let store = scim_bridge::store::Store::open(dir).expect("open state");
     let mut out = BTreeMap::new();
     for kind in scim_bridge::scim::schema::ResourceKind::ALL {

@@ -12,7 +12,7 @@ use ldap3::{LdapConn, Scope, SearchEntry, dn_escape};
 use scim_bridge::scim::schema::ResourceKind;
 use scim_bridge::target::ldap::LdapTarget;
 use scim_bridge::target::{
-    Cell, Change, ColumnSpec, ColumnType, EntrySpec, LdapSchema, MemberSpec, MemberValue,
+    Cell, Change, ColumnSpec, ColumnType, EntrySpec, LdapSchema, MemberSpec, MemberValue, Members,
     OnExisting, Outcome, Target,
 };
 
@@ -227,7 +227,7 @@ fn group(key: &str, cn: &str, members: &[&str]) -> Change {
         key: key.into(),
         dn: Some(group_dn(cn)),
         cells: vec![text("cn", cn)],
-        members: Some(members.iter().map(|m| m.to_string()).collect()),
+        members: Some(Members::All(members.iter().map(|m| m.to_string()).collect())),
         default_groups: Vec::new(),
         disabled: false,
     }

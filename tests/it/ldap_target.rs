@@ -14,8 +14,8 @@ use scim_bridge::config::Secret;
 use scim_bridge::scim::schema::ResourceKind;
 use scim_bridge::target::ldap::LdapTarget;
 use scim_bridge::target::{
-    Cell, Change, ColumnSpec, ColumnType, EntrySpec, LdapSchema, LdapSettings, MemberSpec, Outcome,
-    Target,
+    Cell, Change, ColumnSpec, ColumnType, EntrySpec, LdapSchema, LdapSettings, MemberSpec, Members,
+    Outcome, Target,
 };
 
 use crate::slapd::{BASE, GROUPS_DN, PEOPLE_DN, Slapd};
@@ -234,7 +234,9 @@ fn group(key: &str, cn: &str, members: &[&str]) -> Change {
         key: key.into(),
         dn: Some(group_dn(cn)),
         cells: vec![text("cn", cn)],
-        members: Some(members.iter().map(|m| m.to_string()).collect()),
+        members: Some(Members::All(
+            members.iter().map(|m| m.to_string()).collect(),
+        )),
         default_groups: Vec::new(),
         disabled: false,
     }
@@ -690,6 +692,75 @@ fn group_members_are_the_linked_dns_and_the_placeholder_stands_in_for_none() {
     assert!(f.lists(&g, &user_dn("alice")) && f.lists(&g, &user_dn("bob")));
     f.applied(&group("id-g", "staff", &[]));
     assert_eq!(f.values(&g, "member"), [PLACEHOLDER]);
+}
+
+/// A member delta of group `key` (what a journal record with `member_delta` maps to).
+fn delta(key: &str, cn: &str, added: &[&str], removed: &[&str]) -> Change {
+    let ids = |v: &[&str]| v.iter().map(|m| m.to_string()).collect();
+    Change::Upsert {
+        kind: ResourceKind::Group,
+        key: key.into(),
+        dn: Some(group_dn(cn)),
+        cells: vec![text("cn", cn)],
+        members: Some(Members::Delta {
+            added: ids(added),
+            removed: ids(removed),
+        }),
+        default_groups: Vec::new(),
+        disabled: false,
+    }
+}
+
+#[test]
+fn a_member_delta_writes_only_the_values_it_names_and_keeps_the_placeholder_right() {
+    let f = Fixture::new();
+    let g = group_dn("staff");
+    f.applied(&alice("alice", "alice@example.com"));
+    f.applied(&person("id-bob", "bob"));
+    f.applied(&person("id-carol", "carol"));
+    f.applied(&group("id-g", "staff", &["id-carol"]));
+    let before = f.csn(&user_dn("carol"));
+
+    f.applied(&delta("id-g", "staff", &["id-alice", "id-bob"], &[]));
+    let mut want = vec![user_dn("alice"), user_dn("bob"), user_dn("carol")];
+    want.sort();
+    assert_eq!(f.values(&g, "member"), want);
+    assert_eq!(f.csn(&user_dn("carol")), before, "members are not touched");
+    // Delivered twice (a retry): values already there are no error.
+    f.applied(&delta("id-g", "staff", &["id-alice", "id-bob"], &[]));
+    assert_eq!(f.values(&g, "member"), want);
+
+    // A member an admin already took out by hand: removing it is no error either, and the
+    // last member leaving brings the placeholder back.
+    let mut admin = LdapConn::new(&f.ldap.url).expect("connect");
+    admin
+        .simple_bind(&f.ldap.admin_dn, &f.ldap.admin_password)
+        .and_then(|r| r.success())
+        .expect("bind");
+    admin
+        .modify(
+            &g,
+            vec![ldap3::Mod::Delete(
+                "member".to_string(),
+                std::collections::HashSet::from([user_dn("bob")]),
+            )],
+        )
+        .and_then(|r| r.success())
+        .expect("delete bob by hand");
+    f.applied(&delta("id-g", "staff", &[], &["id-bob", "id-alice"]));
+    assert_eq!(f.values(&g, "member"), [user_dn("carol")]);
+    f.applied(&delta("id-g", "staff", &[], &["id-carol"]));
+    assert_eq!(f.values(&g, "member"), [PLACEHOLDER]);
+
+    // A member not in the directory yet joins when it arrives; the placeholder gives way.
+    f.applied(&delta("id-g", "staff", &["id-dave"], &[]));
+    assert_eq!(f.values(&g, "member"), [PLACEHOLDER]);
+    f.applied(&person("id-dave", "dave"));
+    assert_eq!(f.values(&g, "member"), [user_dn("dave")]);
+    f.applied(&delta("id-g", "staff", &["id-alice"], &[]));
+    let mut want = vec![user_dn("alice"), user_dn("dave")];
+    want.sort();
+    assert_eq!(f.values(&g, "member"), want, "no placeholder among members");
 }
 
 #[test]

@@ -18,6 +18,7 @@ mod ldap_target;
 mod ldap_tls;
 mod lifecycle;
 mod limits;
+mod members;
 mod oauth;
 mod observability;
 mod protocol;

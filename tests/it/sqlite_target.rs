@@ -9,7 +9,7 @@ use crate::harness::{Daemon, fill, fixture};
 
 /// The example configuration's target and mapping. The daemon runs in its own temporary
 /// directory, so the relative database path lands there.
-fn example_mapping(purge_after: &str) -> String {
+pub(crate) fn example_mapping(purge_after: &str) -> String {
     let example = include_str!("../../config.example.yaml");
     let start = example.find("\ntarget:").expect("target section") + 1;
     example[start..]

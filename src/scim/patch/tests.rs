@@ -468,3 +468,63 @@ proptest! {
         }
     }
 }
+
+fn split(list: Value) -> Option<(Vec<Operation>, Vec<MemberOp>)> {
+    let ops = parse_request(&ops(list)).expect("parses");
+    split_member_ops(&ops).expect("splits")
+}
+
+#[test]
+fn member_adds_and_listed_removes_split_into_a_member_delta() {
+    let (rest, members) = split(json!([
+        {"op": "Add", "path": "members", "value": [{"value": "a"}, {"value": "b", "display": "B"}]},
+        {"op": "Replace", "path": "displayName", "value": "New"},
+        {"op": "Remove", "path": "members", "value": [{"value": "c"}]},
+        {"op": "Remove", "path": "members[value eq \"d\" or value eq \"e\"]"},
+        {"op": "add", "value": {"members": [{"value": "f"}], "externalId": "x"}}
+    ]))
+    .expect("a delta");
+    assert_eq!(rest.len(), 2, "displayName and the path-less externalId");
+    assert_eq!(rest[1].value, Some(json!({"externalId": "x"})));
+    assert_eq!(
+        members,
+        vec![
+            MemberOp::Add(vec![
+                json!({"value": "a"}),
+                json!({"value": "b", "display": "B"})
+            ]),
+            MemberOp::Remove(vec!["c".into()]),
+            MemberOp::Remove(vec!["d".into(), "e".into()]),
+            MemberOp::Add(vec![json!({"value": "f"})]),
+        ]
+    );
+}
+
+#[test]
+fn operations_that_need_the_whole_member_list_are_not_split() {
+    for list in [
+        json!([{"op": "Replace", "path": "members", "value": [{"value": "a"}]}]),
+        json!([{"op": "Remove", "path": "members"}]),
+        json!([{"op": "Remove", "path": "members[display eq \"A\"]"}]),
+        json!([{"op": "Replace", "path": "members[value eq \"a\"].display", "value": "A"}]),
+        json!([{"op": "Replace", "value": {"members": [{"value": "a"}]}}]),
+    ] {
+        assert!(split(list.clone()).is_none(), "{list}");
+    }
+}
+
+#[test]
+fn a_member_without_a_value_adds_nothing_as_in_the_whole_document_engine() {
+    let (_, members) = split(json!([
+        {"op": "Add", "path": "members", "value": [{"display": "no id"}]}
+    ]))
+    .expect("a delta");
+    assert_eq!(members, vec![MemberOp::Add(Vec::new())]);
+    let whole = patch(
+        ResourceKind::Group,
+        json!({"displayName": "G"}),
+        ops(json!([{"op": "Add", "path": "members", "value": [{"display": "no id"}]}])),
+    )
+    .expect("applies");
+    assert!(whole.get("members").is_none(), "{whole}");
+}

@@ -262,6 +262,40 @@ impl Links {
         tx.commit()
     }
 
+    /// Applies a member delta to the SCIM member ids remembered for `group`.
+    pub(super) fn change_wanted(
+        &self,
+        group: &str,
+        added: &[String],
+        removed: &[String],
+    ) -> rusqlite::Result<()> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        for gone in removed {
+            tx.prepare_cached("DELETE FROM wanted_members WHERE group_id = ?1 AND member_id = ?2")?
+                .execute([group, gone])?;
+        }
+        for new in added {
+            tx.prepare_cached(
+                "INSERT OR IGNORE INTO wanted_members (group_id, member_id) VALUES (?1, ?2)",
+            )?
+            .execute([group, new])?;
+        }
+        tx.commit()
+    }
+
+    /// Whether `member` joined the group at `group_dn` as its default group.
+    pub(super) fn is_default(&self, member: &str, group_dn: &str) -> rusqlite::Result<bool> {
+        let conn = self.conn();
+        let found = conn
+            .prepare_cached(
+                "SELECT 1 FROM default_members WHERE member_id = ?1 AND group_key = ?2",
+            )?
+            .query_row([member, &super::dn::canonical(group_dn)], |_| Ok(()))
+            .optional()?;
+        Ok(found.is_some())
+    }
+
     /// The groups whose SCIM members include `member`, sorted.
     pub(super) fn groups_wanting(&self, member: &str) -> rusqlite::Result<Vec<String>> {
         let conn = self.conn();

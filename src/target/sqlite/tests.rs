@@ -2,7 +2,7 @@
 //! concurrency with reading applications, quoting. Every test uses a real database file.
 
 use super::*;
-use crate::target::ColumnType;
+use crate::target::{ColumnType, Members};
 
 const JAN: &str = "2026-01-01T00:00:00.000Z";
 const FEB: &str = "2026-02-01T00:00:00.000Z";
@@ -138,7 +138,9 @@ fn group(key: &str, name: &str, members: &[&str]) -> Change {
         key: key.into(),
         dn: None,
         cells: vec![("name".into(), text(name))],
-        members: Some(members.iter().map(|m| m.to_string()).collect()),
+        members: Some(Members::All(
+            members.iter().map(|m| m.to_string()).collect(),
+        )),
         default_groups: Vec::new(),
     }
 }
