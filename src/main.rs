@@ -593,7 +593,7 @@ fn open_endpoint(
         )
     })?;
     let report = store
-        .read(|r| r.journal_verify())
+        .verify_at_start()
         .with_context(|| format!("endpoint {name}: while verifying the journal"))?;
     if !report.is_intact() {
         let what = journal_cli::describe_damage(&report);

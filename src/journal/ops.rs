@@ -221,11 +221,65 @@ pub struct ReplaySummary {
 }
 
 /// Records per write transaction during replay: large enough to amortise the commit.
-const REPLAY_CHUNK: usize = 2000;
+const REPLAY_CHUNK: usize = 5000;
+
+/// One record to replay: its hash, its canonical text (what the local journal stores),
+/// and the record.
+struct Item {
+    hash: String,
+    text: String,
+    record: Record,
+}
+
+/// Applies chunks of records on a thread of their own while the caller reads and checks
+/// the next chunk (two cores: reading and writing overlap). `produce` hands each chunk to
+/// its argument, in order; the chunks are applied in that order, each in one write
+/// transaction.
+fn replay_chunks(
+    store: &Store,
+    import: bool,
+    dry_run: bool,
+    mut progress: impl FnMut(u64),
+    produce: impl FnOnce(&mut dyn FnMut(Vec<Item>) -> Result<(), OpsError>) -> Result<(), OpsError>,
+) -> Result<ReplaySummary, OpsError> {
+    std::thread::scope(|scope| {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Item>>(1);
+        let applier = scope.spawn(move || -> Result<ReplaySummary, OpsError> {
+            let mut summary = ReplaySummary::default();
+            for chunk in rx {
+                apply_chunk(store, chunk, import, dry_run, &mut summary)?;
+            }
+            Ok(summary)
+        });
+        let mut read = 0u64;
+        let (mut first, mut last) = (None, None);
+        let produced = produce(&mut |chunk: Vec<Item>| {
+            if let (Some(a), Some(b)) = (chunk.first(), chunk.last()) {
+                first.get_or_insert(a.record.seq);
+                last = Some(b.record.seq);
+            }
+            read += chunk.len() as u64;
+            // A closed channel: the applier stopped on an error, which its join reports.
+            if tx.send(chunk).is_ok() {
+                progress(read);
+            }
+            Ok(())
+        });
+        drop(tx);
+        let applied = applier
+            .join()
+            .map_err(|_| OpsError::Invalid("the replay's writer failed unexpectedly".into()))?;
+        let mut summary = applied?;
+        produced?;
+        summary.first = first;
+        summary.last = last;
+        Ok(summary)
+    })
+}
 
 fn apply_chunk(
     store: &Store,
-    chunk: Vec<(String, Record)>,
+    chunk: Vec<Item>,
     import: bool,
     dry_run: bool,
     summary: &mut ReplaySummary,
@@ -237,8 +291,8 @@ fn apply_chunk(
     let (applied, imported) = if dry_run {
         let applied = store.read(|r| {
             let mut applied = 0;
-            for (_, rec) in &chunk {
-                if would_apply(r, rec)? {
+            for item in &chunk {
+                if would_apply(r, &item.record)? {
                     applied += 1;
                 }
             }
@@ -248,11 +302,11 @@ fn apply_chunk(
     } else {
         store.write_blocking(move |tx| -> Result<(u64, u64), StoreError> {
             let (mut applied, mut imported) = (0, 0);
-            for (hash, rec) in &chunk {
-                if import && tx.journal_import(hash, rec)? {
+            for item in chunk {
+                if import && tx.journal_import(&item.hash, &item.text, &item.record)? {
                     imported += 1;
                 }
-                if tx.apply_image(rec)? {
+                if tx.apply_image(item.record)? {
                     applied += 1;
                 }
             }
@@ -283,47 +337,46 @@ fn would_apply(r: &crate::store::Reader<'_>, rec: &Record) -> Result<bool, Store
     })
 }
 
-/// Replays the local journal's records `from..=to` into the state tables.
+/// Replays the local journal's records `from..=to` into the state tables, reading them
+/// a chunk at a time.
 pub fn replay_db(
     store: &Store,
     from: Option<u64>,
     to: Option<u64>,
     dry_run: bool,
-    mut progress: impl FnMut(u64),
+    progress: impl FnMut(u64),
 ) -> Result<ReplaySummary, OpsError> {
-    let mut summary = ReplaySummary::default();
-    let q = JournalQuery {
-        from,
-        to,
-        ..Default::default()
-    };
-    let mut rows = Vec::new();
-    store.read(|r| {
-        r.journal_scan(&q, |row| {
-            rows.push(row);
-            Ok(())
-        })
-    })?;
-    let mut chunk = Vec::with_capacity(REPLAY_CHUNK);
-    for row in rows {
-        let rec = row.record()?;
-        summary.first.get_or_insert(rec.seq);
-        summary.last = Some(rec.seq);
-        chunk.push((row.hash, rec));
-        if chunk.len() == REPLAY_CHUNK {
-            apply_chunk(
-                store,
-                std::mem::take(&mut chunk),
-                false,
-                dry_run,
-                &mut summary,
-            )?;
-            progress(summary.records);
+    replay_chunks(store, false, dry_run, progress, |apply| {
+        let mut cursor = from.unwrap_or(0);
+        loop {
+            let last = cursor.saturating_add(REPLAY_CHUNK as u64 - 1);
+            let q = JournalQuery {
+                from: Some(cursor),
+                to: Some(to.map_or(last, |t| t.min(last))),
+                ..Default::default()
+            };
+            let mut chunk = Vec::with_capacity(REPLAY_CHUNK);
+            store.read(|r| {
+                r.journal_scan(&q, |row| {
+                    let record = row.record()?;
+                    chunk.push(Item {
+                        hash: row.hash,
+                        text: String::new(),
+                        record,
+                    });
+                    Ok(())
+                })
+            })?;
+            let more = to.is_none_or(|t| last < t) && store.read(|r| r.journal_head())?.0 > last;
+            if !chunk.is_empty() {
+                apply(chunk)?;
+            }
+            if !more {
+                return Ok(());
+            }
+            cursor = last + 1;
         }
-    }
-    apply_chunk(store, chunk, false, dry_run, &mut summary)?;
-    progress(summary.records);
-    Ok(summary)
+    })
 }
 
 /// An export read record by record, its chain checked as it goes: yields `(hash,
@@ -377,7 +430,7 @@ impl<R: BufRead> Checked<R> {
 }
 
 impl<R: BufRead> Iterator for Checked<R> {
-    type Item = Result<(String, Record), OpsError>;
+    type Item = Result<Item, OpsError>;
 
     fn next(&mut self) -> Option<Self::Item> {
         loop {
@@ -386,8 +439,15 @@ impl<R: BufRead> Iterator for Checked<R> {
                 Err(file::FileError::TornTail { .. }) if self.allow_torn_tail => return None,
                 Err(e) => return Some(Err(e.into())),
             };
+            // The record is read from its line and written again in canonical form: that
+            // text is what is hashed (and what the local journal stores), so it is
+            // canonical by construction.
             let text = entry.record.canonical_json();
-            if let Err(d) = self.check.feed(&entry.hash, &text, &entry.record) {
+            let record = &entry.record;
+            if let Err(d) = self
+                .check
+                .feed_stored(&entry.hash, &text, record.seq, &record.prev)
+            {
                 return Some(Err(OpsError::Invalid(format!(
                     "line {} (byte {}): {d}; nothing after record {} was replayed",
                     entry.line,
@@ -401,7 +461,11 @@ impl<R: BufRead> Iterator for Checked<R> {
             if self.from.is_some_and(|f| seq < f) || self.to.is_some_and(|t| seq > t) {
                 continue;
             }
-            return Some(Ok((entry.hash, entry.record)));
+            return Some(Ok(Item {
+                hash: entry.hash,
+                text,
+                record: entry.record,
+            }));
         }
     }
 }
@@ -416,29 +480,30 @@ pub fn replay_file(
     to: Option<u64>,
     dry_run: bool,
     allow_torn_tail: bool,
-    mut progress: impl FnMut(u64),
+    progress: impl FnMut(u64),
 ) -> Result<ReplaySummary, OpsError> {
     let mut records = Checked::new(input, from, to, allow_torn_tail)?;
-    let mut summary = ReplaySummary::default();
-    let mut chunk = Vec::with_capacity(REPLAY_CHUNK);
-    for item in records.by_ref() {
-        let (hash, record) = item?;
-        summary.first.get_or_insert(record.seq);
-        summary.last = Some(record.seq);
-        chunk.push((hash, record));
-        if chunk.len() == REPLAY_CHUNK {
-            apply_chunk(
-                store,
-                std::mem::take(&mut chunk),
-                true,
-                dry_run,
-                &mut summary,
-            )?;
-            progress(summary.records);
+    let summary = replay_chunks(store, true, dry_run, progress, |apply| {
+        let mut chunk = Vec::with_capacity(REPLAY_CHUNK);
+        for item in records.by_ref() {
+            match item {
+                Ok(item) => chunk.push(item),
+                Err(e) => {
+                    // The records before the damage are intact: they are replayed, as
+                    // the error says.
+                    apply(chunk)?;
+                    return Err(e);
+                }
+            }
+            if chunk.len() == REPLAY_CHUNK {
+                apply(std::mem::replace(
+                    &mut chunk,
+                    Vec::with_capacity(REPLAY_CHUNK),
+                ))?;
+            }
         }
-    }
-    apply_chunk(store, chunk, true, dry_run, &mut summary)?;
-    progress(summary.records);
+        apply(chunk)
+    })?;
     records.finish(summary.records)?;
     Ok(summary)
 }
@@ -538,7 +603,7 @@ pub fn file_records(
     let mut records = Checked::new(input, from, to, allow_torn_tail)?;
     let out = records
         .by_ref()
-        .map(|item| item.map(|(_, record)| (record, false)))
+        .map(|item| item.map(|i| (i.record, false)))
         .collect::<Result<Vec<_>, _>>()?;
     records.finish(out.len() as u64)?;
     Ok(out)

@@ -113,6 +113,29 @@ impl Record {
     /// `BTreeMap`: any crate in the build turning on serde_json's `preserve_order` feature
     /// would otherwise silently change every hash.
     pub fn canonical_json(&self) -> String {
+        if maps_sort_keys() {
+            // Serialising a view in key order writes the canonical form directly,
+            // without copying the image.
+            let view = CanonicalView {
+                actor: &self.actor,
+                client: &self.client,
+                endpoint: &self.endpoint,
+                id: &self.id,
+                image: &self.image,
+                kind: &self.kind,
+                member_delta: self.member_delta.as_ref(),
+                op: self.op.as_str(),
+                prev: &self.prev,
+                request_id: &self.request_id,
+                seq: self.seq,
+                time: &self.time,
+                version_after: self.version_after,
+                version_before: self.version_before,
+            };
+            if let Ok(text) = serde_json::to_string(&view) {
+                return text;
+            }
+        }
         canonical(&self.to_value()).to_string()
     }
 
@@ -145,6 +168,40 @@ impl Record {
         }
         Value::Object(map)
     }
+}
+
+/// A record's members in canonical (byte) order of their names, borrowed.
+#[derive(Serialize)]
+struct CanonicalView<'a> {
+    actor: &'a str,
+    client: &'a Option<String>,
+    endpoint: &'a str,
+    id: &'a str,
+    image: &'a Value,
+    kind: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    member_delta: Option<&'a MemberDelta>,
+    op: &'a str,
+    prev: &'a str,
+    request_id: &'a Option<String>,
+    seq: u64,
+    time: &'a str,
+    version_after: Option<i64>,
+    version_before: Option<i64>,
+}
+
+/// Whether `serde_json` writes object members in key order (its default `BTreeMap`), so
+/// that serialising a `Value` is already canonical; false if some crate in the build
+/// turned on `preserve_order`.
+fn maps_sort_keys() -> bool {
+    static SORTED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *SORTED.get_or_init(|| {
+        let mut map = Map::new();
+        map.insert("b".into(), Value::Null);
+        map.insert("a".into(), Value::Null);
+        let written = serde_json::to_string(&map).unwrap_or_default();
+        written == r#"{"a":null,"b":null}"#
+    })
 }
 
 /// Rebuilds `value` with every object's members inserted in byte order of their keys
@@ -350,18 +407,44 @@ impl ChainCheck {
     /// feeds return `Ok(())` and only watch for a gap turning out to be a reordering
     /// (see [`damage`](Self::damage)).
     pub fn feed(&mut self, stored_hash: &str, text: &str, record: &Record) -> Result<(), Damage> {
+        self.feed_parts(stored_hash, text, record.seq, &record.prev, Some(record))
+    }
+
+    /// Checks one record as this program stored it: `text` is taken to be canonical
+    /// (only the hash, the link and the sequence are checked), which is what a text this
+    /// program wrote is, and a text changed since no longer matches its stored hash. For
+    /// the startup check and replays, where the full check would re-serialise every
+    /// record; `journal verify` uses [`feed`](Self::feed).
+    pub fn feed_stored(
+        &mut self,
+        stored_hash: &str,
+        text: &str,
+        seq: u64,
+        prev: &str,
+    ) -> Result<(), Damage> {
+        self.feed_parts(stored_hash, text, seq, prev, None)
+    }
+
+    fn feed_parts(
+        &mut self,
+        stored_hash: &str,
+        text: &str,
+        seq: u64,
+        prev: &str,
+        record: Option<&Record>,
+    ) -> Result<(), Damage> {
         if let Some(damage) = &mut self.damage {
             if let Damage::Gap { expected, found } = *damage
-                && (expected..found).contains(&record.seq)
+                && (expected..found).contains(&seq)
             {
                 *damage = Damage::OutOfOrder { expected, found };
             }
             return Ok(());
         }
-        match self.check(stored_hash, text, record) {
+        match self.check_parts(stored_hash, text, seq, prev, record) {
             Ok(()) => {
-                self.last_intact = Some(record.seq);
-                self.next_seq = record.seq.checked_add(1).map_or(Next::Exhausted, Next::Seq);
+                self.last_intact = Some(seq);
+                self.next_seq = seq.checked_add(1).map_or(Next::Exhausted, Next::Seq);
                 // The hash checked out, so the stored one is the computed one.
                 self.prev = stored_hash.to_owned();
                 Ok(())
@@ -373,8 +456,15 @@ impl ChainCheck {
         }
     }
 
-    fn check(&self, stored_hash: &str, text: &str, record: &Record) -> Result<(), Damage> {
-        let found = record.seq;
+    /// `record`: also check that `text` is its canonical form.
+    fn check_parts(
+        &self,
+        stored_hash: &str,
+        text: &str,
+        found: u64,
+        prev: &str,
+        record: Option<&Record>,
+    ) -> Result<(), Damage> {
         match self.next_seq {
             Next::Any => {}
             Next::Seq(expected) if found > expected => {
@@ -394,7 +484,7 @@ impl ChainCheck {
         }
         // Canonical before hash: a text that hashes right but is not canonical was not
         // written by us, and the hash would not survive a re-export.
-        if text != record.canonical_json() {
+        if record.is_some_and(|r| text != r.canonical_json()) {
             return Err(Damage::NotCanonical { seq: found });
         }
         let computed = hash_text(text);
@@ -405,10 +495,10 @@ impl ChainCheck {
                 computed,
             });
         }
-        if record.prev != self.prev {
+        if prev != self.prev {
             return Err(Damage::BrokenLink {
                 seq: found,
-                prev: record.prev.clone(),
+                prev: prev.to_owned(),
                 expected: self.prev.clone(),
             });
         }
@@ -681,7 +771,12 @@ mod tests {
 
     #[test]
     fn canonical_json_is_what_serde_writes_for_the_record_with_sorted_keys() {
-        for (_, record) in chain(14) {
+        let mut with_delta = chain(3).remove(2).1;
+        with_delta.member_delta = Some(MemberDelta {
+            added: vec![json!({"value": "u1", "type": "User", "display": "Ü"})],
+            removed: vec!["u2".into()],
+        });
+        for record in chain(14).into_iter().map(|(_, r)| r).chain([with_delta]) {
             let derived = serde_json::to_value(&record).expect("record serialises");
             assert_eq!(canonical(&derived).to_string(), record.canonical_json());
         }

@@ -173,84 +173,93 @@ impl Reader<'_> {
     }
 
     /// Checks the database (`PRAGMA quick_check`) and the whole chain: every record's hash,
-    /// its `prev` link, gap-free sequence numbers, and the derived columns.
+    /// its `prev` link, gap-free sequence numbers, that its text is canonical, and the
+    /// derived columns.
     pub fn journal_verify(&self) -> Result<ChainReport, StoreError> {
+        let integrity = self.quick_check()?;
+        let mut report = self.journal_chain(true)?;
+        report.integrity = integrity;
+        Ok(report)
+    }
+
+    /// `PRAGMA quick_check`: the problems it lists (none when the database is sound).
+    pub fn quick_check(&self) -> Result<Vec<String>, StoreError> {
         let mut integrity = Vec::new();
-        {
-            let mut stmt = self.conn.prepare("PRAGMA quick_check")?;
-            let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
-            for r in rows {
-                let line = r?;
-                if line != "ok" {
-                    integrity.push(line);
-                }
+        let mut stmt = self.conn.prepare("PRAGMA quick_check")?;
+        let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
+        for r in rows {
+            let line = r?;
+            if line != "ok" {
+                integrity.push(line);
             }
         }
+        Ok(integrity)
+    }
+
+    /// Walks the chain. `canonical`: also check that each text is the canonical form of
+    /// its record (a full parse and re-serialisation per record); without it, only what a
+    /// record's head says is read (`seq`, `prev` and the copied columns) and its text is
+    /// trusted to be as this program wrote it, which its hash then proves.
+    pub fn journal_chain(&self, canonical: bool) -> Result<ChainReport, StoreError> {
         let (base_seq, base_hash) = self.journal_base()?;
         let mut check = ChainCheck::new(Some(base_seq + 1), &base_hash);
         let mut records = 0;
         let mut first = None;
+        let report = |records, first, check: &ChainCheck, damage| ChainReport {
+            records,
+            first,
+            last_intact: check.last_intact(),
+            damage: Some(damage),
+            integrity: Vec::new(),
+        };
         let mut stmt = self.conn.prepare(
             "SELECT seq, hash, record, time, resource_id, actor FROM journal ORDER BY seq",
         )?;
         let mut rows = stmt.query([])?;
         while let Some(r) = rows.next()? {
-            let seq: i64 = r.get(0)?;
-            let hash: String = r.get(1)?;
-            let text: String = r.get(2)?;
+            let seq = r.get::<_, i64>(0)? as u64;
+            let hash = text_at(r, 1)?;
+            let text = text_at(r, 2)?;
             records += 1;
-            first.get_or_insert(seq as u64);
-            let record: Record = match serde_json::from_str(&text) {
-                Ok(rec) => rec,
+            first.get_or_insert(seq);
+            let head: Head<'_> = match serde_json::from_str(text) {
+                Ok(head) => head,
                 Err(_) => {
-                    return Ok(ChainReport {
-                        records,
-                        first,
-                        last_intact: check.last_intact(),
-                        damage: Some(Damage::NotCanonical { seq: seq as u64 }),
-                        integrity,
-                    });
+                    return Ok(report(records, first, &check, Damage::NotCanonical { seq }));
                 }
             };
-            if record.seq != seq as u64 {
-                let damage = Damage::Mismatch {
-                    seq: seq as u64,
-                    what: format!(
-                        "the row's seq {seq} differs from the record's seq {}",
-                        record.seq
-                    ),
-                };
-                return Ok(ChainReport {
+            if head.seq != seq {
+                let what = format!(
+                    "the row's seq {seq} differs from the record's seq {}",
+                    head.seq
+                );
+                return Ok(report(
                     records,
                     first,
-                    last_intact: check.last_intact(),
-                    damage: Some(damage),
-                    integrity,
-                });
+                    &check,
+                    Damage::Mismatch { seq, what },
+                ));
             }
-            if let Err(damage) = check.feed(&hash, &text, &record) {
-                return Ok(ChainReport {
-                    records,
-                    first,
-                    last_intact: check.last_intact(),
-                    damage: Some(damage),
-                    integrity,
-                });
+            let fed = if canonical {
+                match serde_json::from_str::<Record>(text) {
+                    Ok(record) => check.feed(hash, text, &record),
+                    Err(_) => Err(Damage::NotCanonical { seq }),
+                }
+            } else {
+                check.feed_stored(hash, text, seq, &head.prev)
+            };
+            if let Err(damage) = fed {
+                return Ok(report(records, first, &check, damage));
             }
-            let (time, resource_id, actor): (String, String, String) =
-                (r.get(3)?, r.get(4)?, r.get(5)?);
-            if time != record.time || resource_id != record.id || actor != record.actor {
+            let (time, resource_id, actor) = (text_at(r, 3)?, text_at(r, 4)?, text_at(r, 5)?);
+            if time != head.time || resource_id != head.id || actor != head.actor {
                 let damage = Damage::Mismatch {
-                    seq: seq as u64,
+                    seq,
                     what: "the time/resource/actor columns differ from the record".into(),
                 };
-                return Ok(ChainReport {
-                    records,
-                    first,
-                    last_intact: Some(seq as u64 - 1).filter(|s| *s > base_seq),
-                    damage: Some(damage),
-                    integrity,
-                });
+                let mut out = report(records, first, &check, damage);
+                out.last_intact = Some(seq - 1).filter(|s| *s > base_seq);
+                return Ok(out);
             }
         }
         Ok(ChainReport {
@@ -258,7 +267,45 @@ impl Reader<'_> {
             first,
             last_intact: check.last_intact(),
             damage: None,
-            integrity,
+            integrity: Vec::new(),
+        })
+    }
+}
+
+/// A TEXT column of a journal row, borrowed.
+fn text_at<'r>(row: &'r rusqlite::Row<'_>, i: usize) -> Result<&'r str, StoreError> {
+    row.get_ref(i)?
+        .as_str()
+        .map_err(|e| StoreError::Journal(format!("a journal row's column {i}: {e}")))
+}
+
+/// What the chain check reads of a record: its head (the image is skipped, not built).
+#[derive(serde::Deserialize)]
+struct Head<'a> {
+    seq: u64,
+    #[serde(borrow)]
+    prev: std::borrow::Cow<'a, str>,
+    #[serde(borrow)]
+    time: std::borrow::Cow<'a, str>,
+    #[serde(borrow)]
+    id: std::borrow::Cow<'a, str>,
+    #[serde(borrow)]
+    actor: std::borrow::Cow<'a, str>,
+}
+
+impl super::Store {
+    /// The check at startup: `PRAGMA quick_check` and the chain without re-serialising
+    /// records ([`Reader::journal_chain`]), the two at once on two connections.
+    pub fn verify_at_start(&self) -> Result<ChainReport, StoreError> {
+        std::thread::scope(|scope| {
+            let integrity = scope.spawn(|| self.read(|r| r.quick_check()));
+            let chain = self.read(|r| r.journal_chain(false));
+            let integrity = integrity.join().map_err(|_| {
+                StoreError::Journal("the database check failed unexpectedly".into())
+            })??;
+            let mut report = chain?;
+            report.integrity = integrity;
+            Ok(report)
         })
     }
 }
@@ -441,7 +488,14 @@ impl WriteTx<'_> {
     /// Makes the local journal hold `record` (replay of an export): appended verbatim when
     /// it continues the chain, accepted when the same record is already there, refused
     /// when a different history holds its place. An empty journal may start anywhere.
-    pub fn journal_import(&self, hash: &str, record: &Record) -> Result<bool, StoreError> {
+    /// `text` is the record's canonical JSON (as the caller checked it against `hash`;
+    /// the hash is checked again here, cheaply, so a mismatch is never stored).
+    pub fn journal_import(
+        &self,
+        hash: &str,
+        text: &str,
+        record: &Record,
+    ) -> Result<bool, StoreError> {
         let r = self.reader();
         if let Some(existing) = r.journal_get(record.seq)? {
             if existing.hash == hash {
@@ -455,9 +509,10 @@ impl WriteTx<'_> {
         let (head_seq, head_hash) = r.journal_head()?;
         let empty = self
             .tx
-            .prepare_cached("SELECT count(*) FROM journal")?
-            .query_row([], |row| row.get::<_, i64>(0))?
-            == 0;
+            .prepare_cached("SELECT 1 FROM journal LIMIT 1")?
+            .query_row([], |_| Ok(()))
+            .optional()?
+            .is_none();
         if empty && head_seq == 0 && record.seq > 1 {
             // A rebuilt store that starts from an export of a later range.
             self.meta_set("journal_base_seq", &(record.seq - 1).to_string())?;
@@ -468,14 +523,13 @@ impl WriteTx<'_> {
                 record.seq
             )));
         }
-        let text = record.canonical_json();
-        if hash_text(&text) != hash {
+        if hash_text(text) != hash {
             return Err(StoreError::Journal(format!(
                 "record {}: hash mismatch",
                 record.seq
             )));
         }
-        self.journal_insert(record, &text, hash, "none")?;
+        self.journal_insert(record, text, hash, "none")?;
         Ok(true)
     }
 
@@ -488,7 +542,7 @@ impl WriteTx<'_> {
 
     /// Brings the state tables to a record's image. Returns false when the resource is
     /// already at that version or later (replay is idempotent).
-    pub fn apply_image(&self, record: &Record) -> Result<bool, StoreError> {
+    pub fn apply_image(&self, record: Record) -> Result<bool, StoreError> {
         let kind = ResourceKind::from_name(&record.kind).ok_or_else(|| {
             StoreError::Journal(format!(
                 "record {}: unknown kind '{}'",
@@ -513,7 +567,7 @@ impl WriteTx<'_> {
                 if current.as_ref().is_some_and(|c| c.version >= version) {
                     return Ok(false);
                 }
-                if current.is_none() && r.deleted_later(record)? {
+                if current.is_none() && r.deleted_later(&record)? {
                     // The journal already holds this resource's deletion: re-creating it
                     // only to delete it again would be churn, not replay.
                     return Ok(false);
@@ -526,15 +580,17 @@ impl WriteTx<'_> {
                             record.seq, record.id
                         )));
                     }
-                    let stored = stored_from_image(record, kind, version)?;
-                    self.update_without_members(&stored, &record.actor)?;
                     self.apply_member_delta(&record.id, delta)?;
+                    let actor = record.actor.clone();
+                    let stored = stored_from_image(record, kind, version)?;
+                    self.update_without_members(&stored, &actor)?;
                     return Ok(true);
                 }
+                let actor = record.actor.clone();
                 let stored = stored_from_image(record, kind, version)?;
                 match current {
-                    Some(_) => self.update(&stored, &record.actor)?,
-                    None => self.insert(&stored, &record.actor)?,
+                    Some(_) => self.update(&stored, &actor)?,
+                    None => self.insert(&stored, &actor)?,
                 }
                 Ok(true)
             }
@@ -544,11 +600,11 @@ impl WriteTx<'_> {
 
 /// The stored resource a record's image describes, at `version`.
 fn stored_from_image(
-    record: &Record,
+    record: Record,
     kind: ResourceKind,
     version: i64,
 ) -> Result<Stored, StoreError> {
-    let Value::Object(doc) = record.image.clone() else {
+    let Value::Object(doc) = record.image else {
         return Err(StoreError::Journal(format!(
             "record {}: image is not an object",
             record.seq
@@ -565,10 +621,10 @@ fn stored_from_image(
     };
     Ok(Stored {
         kind,
-        id: record.id.clone(),
+        id: record.id,
         version,
         created: meta("created")?,
         last_modified: meta("lastModified")?,
-        doc: doc.clone(),
+        doc,
     })
 }

@@ -840,15 +840,22 @@ fn unique_key(res: &Stored) -> String {
     )
 }
 
-/// The text of a resource's `body` column: its document without `members`.
+/// The text of a resource's `body` column: its document without `members` (serialised
+/// from the document in place, without a copy).
 fn body_text(res: &Stored) -> String {
-    if res.doc.contains_key("members") {
-        let mut doc = res.doc.clone();
-        doc.remove("members");
-        Value::Object(doc).to_string()
-    } else {
-        Value::Object(res.doc.clone()).to_string()
+    struct WithoutMembers<'a>(&'a Map<String, Value>);
+    impl serde::Serialize for WithoutMembers<'_> {
+        fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            use serde::ser::SerializeMap;
+            let mut map = s.serialize_map(None)?;
+            for (k, v) in self.0.iter().filter(|(k, _)| *k != "members") {
+                map.serialize_entry(k, v)?;
+            }
+            map.end()
+        }
     }
+    // Serialising a JSON map to a string cannot fail.
+    serde_json::to_string(&WithoutMembers(&res.doc)).unwrap_or_default()
 }
 
 fn meta_get(conn: &Connection, key: &str) -> Result<Option<String>, StoreError> {

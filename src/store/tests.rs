@@ -349,3 +349,77 @@ fn a_member_delta_touches_only_the_rows_it_names() {
         "a stays where it was, c comes last, b goes"
     );
 }
+
+#[test]
+fn the_startup_check_finds_an_edited_text_a_rehashed_one_a_wrong_copy_and_a_gap() {
+    use crate::journal::record::{Damage, hash_text};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(dir.path()).expect("opens");
+    append(&store, 6, "none");
+    let intact = store.verify_at_start().expect("verify");
+    assert!(intact.is_intact(), "{intact:?}");
+    assert_eq!((intact.records, intact.last_intact), (6, Some(6)));
+    let raw = Connection::open(dir.path().join("state.db")).expect("open");
+    let damage = || store.verify_at_start().expect("verify").damage;
+    let text_of = |seq: i64| -> String {
+        raw.query_row("SELECT record FROM journal WHERE seq = ?1", [seq], |r| {
+            r.get(0)
+        })
+        .expect("text")
+    };
+    let original = text_of(4);
+    let edited = original.replace("\"u3\"", "\"EDITED\"");
+    assert_ne!(edited, original);
+
+    // The text edited, its hash not: the hash no longer matches.
+    raw.execute("UPDATE journal SET record = ?1 WHERE seq = 4", [&edited])
+        .expect("edit");
+    assert!(
+        matches!(damage(), Some(Damage::BadHash { seq: 4, .. })),
+        "{:?}",
+        damage()
+    );
+    // Its hash recomputed too: the next record's link breaks.
+    raw.execute(
+        "UPDATE journal SET hash = ?1 WHERE seq = 4",
+        [hash_text(&edited)],
+    )
+    .expect("rehash");
+    assert!(
+        matches!(damage(), Some(Damage::BrokenLink { seq: 5, .. })),
+        "{:?}",
+        damage()
+    );
+    raw.execute(
+        "UPDATE journal SET record = ?1, hash = ?2 WHERE seq = 4",
+        [&original, &hash_text(&original)],
+    )
+    .expect("restore");
+    assert!(damage().is_none());
+
+    // A copied column that disagrees with its record.
+    raw.execute_batch("UPDATE journal SET actor = 'someone else' WHERE seq = 2")
+        .expect("edit");
+    assert!(
+        matches!(damage(), Some(Damage::Mismatch { seq: 2, .. })),
+        "{:?}",
+        damage()
+    );
+    raw.execute_batch("UPDATE journal SET actor = 'test' WHERE seq = 2")
+        .expect("restore");
+
+    // A record removed: a gap.
+    raw.execute_batch("DELETE FROM journal WHERE seq = 5")
+        .expect("delete");
+    assert!(
+        matches!(
+            damage(),
+            Some(Damage::Gap {
+                expected: 5,
+                found: 6
+            })
+        ),
+        "{:?}",
+        damage()
+    );
+}
