@@ -607,6 +607,11 @@ fn open_endpoint(
         }
     }
     tracing::info!(endpoint = name, base_path = endpoint.base_path, path = %store.path().display(), records = report.records, "state store open, journal verified");
+    store
+        .checkpoint_in_background(std::time::Duration::from_secs(1))
+        .with_context(|| {
+            format!("endpoint {name}: while starting the state store's checkpoints")
+        })?;
     let store = Arc::new(store);
     let mut engine = Engine::new(store.clone());
     if let Some(target_cfg) = endpoint.target {

@@ -54,7 +54,11 @@ pub struct Delivery {
     waiters: Mutex<HashMap<u64, oneshot::Sender<Outcome>>>,
     /// Verdicts told but not yet written to the journal (see `round`): a request that
     /// starts waiting in between finds its verdict here.
-    unmarked: Mutex<HashMap<u64, Outcome>>,
+    unmarked: Arc<Mutex<HashMap<u64, Outcome>>>,
+    /// The last record whose verdict is told (its mark written or on its way): rounds
+    /// fetch pending records after it, so a record whose mark is still being committed is
+    /// not delivered twice. Lowered again when writing the marks fails.
+    told_through: Arc<std::sync::atomic::AtomicU64>,
     wake: (Mutex<bool>, Condvar),
     /// The last unavailability, for logs and readiness (None when delivering fine).
     pub last_error: Mutex<Option<String>>,
@@ -82,7 +86,8 @@ impl Delivery {
             store,
             current: std::sync::RwLock::new((mapping, target)),
             waiters: Mutex::new(HashMap::new()),
-            unmarked: Mutex::new(HashMap::new()),
+            unmarked: Arc::new(Mutex::new(HashMap::new())),
+            told_through: Arc::new(std::sync::atomic::AtomicU64::new(0)),
             wake: (Mutex::new(true), Condvar::new()),
             last_error: Mutex::new(None),
         });
@@ -274,14 +279,17 @@ impl Delivery {
 
     /// Delivers up to one batch, in order, stopping at the first unavailability.
     fn round(&self) -> Result<Progress, StoreError> {
-        let rows = self.store.read(|r| r.journal_pending(BATCH))?;
+        use std::sync::atomic::Ordering;
+        let after = self.told_through.load(Ordering::SeqCst);
+        let rows = self.store.read(|r| r.journal_pending_after(after, BATCH))?;
         let (mapping, target) = self.current();
         if rows.is_empty() {
             return Ok(Progress::Idle);
         }
         // Verdicts are told to the waiting requests at once and written to the journal
-        // together at the end of the round (one commit instead of one per record). A crash
-        // in between only re-delivers those records: converging is idempotent.
+        // together at the end of the round (one commit instead of one per record), without
+        // waiting for that commit: the next round starts after the last record told. A
+        // crash in between only re-delivers those records: converging is idempotent.
         let mut marks: Vec<(u64, &'static str, Option<String>)> = Vec::new();
         let mut down = None;
         // The changes of the round go to the target together (one commit where the
@@ -338,27 +346,38 @@ impl Delivery {
                 .insert(seq, outcome.clone());
             self.tell(seq, &outcome);
         }
-        if !marks.is_empty() {
+        if let (Some(first), Some(last)) = (marks.first().map(|m| m.0), marks.last().map(|m| m.0)) {
+            self.told_through.fetch_max(last, Ordering::SeqCst);
             let seqs: Vec<u64> = marks.iter().map(|m| m.0).collect();
-            let written = self
-                .store
-                .write_blocking(move |tx| -> Result<(), StoreError> {
+            let unmarked = self.unmarked.clone();
+            let told_through = self.told_through.clone();
+            let submitted = self.store.write_detached(
+                move |tx| -> Result<(), StoreError> {
                     for (seq, status, detail) in &marks {
                         tx.journal_mark(*seq, status, detail.as_deref())?;
                     }
                     Ok(())
-                });
-            // Written or not, these verdicts are forgotten: a failed write leaves the
-            // records pending, to be delivered (idempotently) again.
-            let mut unmarked = self
-                .unmarked
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            for seq in seqs {
-                unmarked.remove(&seq);
+                },
+                move |written| {
+                    // Written or not, these verdicts are forgotten: a failed write leaves
+                    // the records pending, and the next round delivers them (idempotently)
+                    // again.
+                    if let Err(e) = written {
+                        tracing::error!(error = %e, "cannot write delivery verdicts; the records will be delivered again");
+                        told_through.fetch_min(first - 1, Ordering::SeqCst);
+                    }
+                    let mut unmarked = unmarked
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner);
+                    for seq in seqs {
+                        unmarked.remove(&seq);
+                    }
+                },
+            );
+            if let Err(e) = submitted {
+                self.told_through.fetch_min(first - 1, Ordering::SeqCst);
+                return Err(e);
             }
-            drop(unmarked);
-            written?;
         }
         Ok(match down {
             Some(e) => Progress::TargetDown(e),

@@ -666,7 +666,11 @@ impl Engine {
                 tx.insert(&stored, &actor.name)?;
                 let seq = j.record(Op::Create, None, Some(&stored))?;
                 Ok(Written {
-                    resource: Self::reread(tx, stored)?,
+                    // New: in no group yet.
+                    resource: Resource {
+                        stored,
+                        groups: Vec::new(),
+                    },
                     changed: true,
                     seq,
                     before: None,

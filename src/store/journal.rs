@@ -313,10 +313,19 @@ impl super::Store {
 impl Reader<'_> {
     /// The oldest records still pending delivery, in order (a restart resumes here).
     pub fn journal_pending(&self, limit: usize) -> Result<Vec<JournalRow>, StoreError> {
+        self.journal_pending_after(0, limit)
+    }
+
+    /// The oldest records still pending delivery after record `after`, in order.
+    pub fn journal_pending_after(
+        &self,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<JournalRow>, StoreError> {
         let mut stmt = self.conn.prepare_cached(&format!(
-            "SELECT {ROW_COLUMNS} FROM journal WHERE delivery = 'pending' ORDER BY seq LIMIT ?1"
+            "SELECT {ROW_COLUMNS} FROM journal WHERE delivery = 'pending' AND seq > ?1 ORDER BY seq LIMIT ?2"
         ))?;
-        let rows = stmt.query_map([limit as i64], row)?;
+        let rows = stmt.query_map(params![after as i64, limit as i64], row)?;
         Ok(rows.collect::<Result<Vec<_>, _>>()?)
     }
 

@@ -134,6 +134,18 @@ impl Writer {
             .unwrap_or_else(|_| Err(StoreError::Writer("the writer dropped a job".into()).into()))
     }
 
+    pub(super) fn submit_detached<T, E>(
+        &self,
+        f: impl FnOnce(&WriteTx<'_>) -> Result<T, E> + Send + 'static,
+        done: impl FnOnce(Result<T, E>) + Send + 'static,
+    ) -> Result<(), StoreError>
+    where
+        T: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+    {
+        self.send(Self::job(f, done))
+    }
+
     pub(super) fn submit_blocking<T, E>(
         &self,
         f: impl FnOnce(&WriteTx<'_>) -> Result<T, E> + Send + 'static,
