@@ -392,14 +392,15 @@ impl Store {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .pop();
-        let mut conn = match conn {
+        let conn = match conn {
             Some(c) => c,
             None => open_conn(&self.path)?,
         };
         let result = {
-            let tx = conn.transaction()?;
-            let out = f(&Reader { conn: &tx });
-            tx.finish()?;
+            // BEGIN/COMMIT as cached statements (a `Transaction` prepares them anew).
+            conn.prepare_cached("BEGIN")?.execute([])?;
+            let out = f(&Reader { conn: &conn });
+            conn.prepare_cached("COMMIT")?.execute([])?;
             out
         };
         let mut pool = self
@@ -636,13 +637,16 @@ impl Reader<'_> {
         query: &ListQuery,
         members: bool,
     ) -> Result<(usize, Vec<Stored>), StoreError> {
-        let (count_sql, count_args) = list_sql(query, "SELECT count(*)", false);
-        let total: i64 = self
-            .conn
-            .prepare_cached(&count_sql)?
-            .query_row(params_from_iter(count_args.iter()), |r| r.get(0))?;
+        let count = |query: &ListQuery| -> Result<usize, StoreError> {
+            let (count_sql, count_args) = list_sql(query, "SELECT count(*)", false);
+            let total: i64 = self
+                .conn
+                .prepare_cached(&count_sql)?
+                .query_row(params_from_iter(count_args.iter()), |r| r.get(0))?;
+            Ok(total as usize)
+        };
         if query.count == 0 {
-            return Ok((total as usize, Vec::new()));
+            return Ok((count(query)?, Vec::new()));
         }
         let (sql, args) = list_sql(query, &format!("SELECT {COLUMNS}"), true);
         let mut stmt = self.conn.prepare_cached(&sql)?;
@@ -656,7 +660,14 @@ impl Reader<'_> {
                 stored
             });
         }
-        Ok((total as usize, out))
+        // A first page that is not full holds every match: no need to count them (the
+        // filtered lookups Entra sends find one user or none).
+        let total = if query.start_index <= 1 && out.len() < query.count {
+            out.len()
+        } else {
+            count(query)?
+        };
+        Ok((total, out))
     }
 }
 
