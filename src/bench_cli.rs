@@ -16,10 +16,23 @@
 //! phase, never a panic. Latency is measured from the first byte written to the last byte
 //! read.
 //!
-//! Exit codes: 0 every request succeeded, 1 some failed (the table says which), 2 the
-//! daemon could not be started or reached.
+//! With `--ldap`, the target is a directory: a throw-away slapd started the way the tests
+//! start it ([`scim_bridge::slapd`]), with the target and mapping of
+//! `config.ldap.example.yaml` pointed at it in place of the configuration's own (the
+//! embedded `config.example.yaml` without `--config`). Right after `create users`, a
+//! `raw ldap3 add` phase adds the very entries the bridge wrote (read back from the
+//! directory: same object classes and attributes) again, under a fresh `ou=raw`, with
+//! ldap3 directly, as many connections as `--concurrency` (each bound once), timed like the
+//! HTTP phases; the ratio of the two rates is the bridge's LDAP overhead. After the daemon
+//! stops, its whole journal is replayed into a second fresh slapd through the code path
+//! of `journal replay --into target` (`journal::ops::db_records` and `replay_target`), and
+//! the records/s printed; the replayed directory is compared with the bench's (DNs).
+//!
+//! Exit codes: 0 every request succeeded, 1 some failed (the table says which) or, with
+//! `--ldap`, the replay was refused records or gave another directory, 2 the daemon or
+//! slapd could not be started or reached.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::fmt::Write as _;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
@@ -30,7 +43,11 @@ use std::sync::{Arc, OnceLock, mpsc};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use ldap3::{LdapConn, LdapConnSettings, Scope, SearchEntry};
 use scim_bridge::config::{self, Environment, ProcessEnv};
+use scim_bridge::journal::ops;
+use scim_bridge::slapd::{PEOPLE_DN, Slapd};
+use scim_bridge::store::Store;
 
 /// The environment variable the started daemon reads its (made-up) bearer token from.
 const TOKEN_VAR: &str = "SCIM_BRIDGE_BENCH_TOKEN";
@@ -44,6 +61,12 @@ const STEADY_DURATION: Duration = Duration::from_secs(10);
 const RSS_INTERVAL: Duration = Duration::from_millis(100);
 /// The largest response accepted (a list of 1000 users is far below).
 const MAX_BODY: usize = 64 << 20;
+/// The `ou` the `raw ldap3 add` phase adds its entries under, below the suffix (`--ldap`).
+const RAW_OU: &str = "raw";
+/// How long reading a whole subtree back from slapd may take (`--ldap`).
+const SEARCH_TIMEOUT: Duration = Duration::from_secs(300);
+/// The bridge's create rate, as a share of raw ldap3's add rate, that issue 7 asks for.
+const LDAP_RATIO_TARGET: f64 = 80.0;
 
 const USER_SCHEMAS: &str = r#"["urn:ietf:params:scim:schemas:core:2.0:User","urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"]"#;
 const GROUP_SCHEMAS: &str = r#"["urn:ietf:params:scim:schemas:core:2.0:Group","http://schemas.microsoft.com/2006/11/ResourceManagement/ADSCIM/2.0/Group"]"#;
@@ -51,10 +74,15 @@ const PATCH_SCHEMAS: &str = r#"["urn:ietf:params:scim:api:messages:2.0:PatchOp"]
 
 /// `scim-bridge bench` options.
 #[derive(clap::Args)]
-#[command(group(clap::ArgGroup::new("daemon").required(true).args(["url", "config"])))]
+#[command(group(
+    clap::ArgGroup::new("daemon")
+        .required(true)
+        .multiple(true)
+        .args(["url", "config", "ldap"])
+))]
 pub struct BenchArgs {
     /// A running daemon's SCIM base URL, e.g. http://127.0.0.1:8080/scim/v2 (plain HTTP).
-    #[arg(long)]
+    #[arg(long, conflicts_with_all = ["config", "ldap", "state_dir"])]
     url: Option<String>,
     /// The bearer token for --url.
     #[arg(long, env = "SCIM_BRIDGE_TOKEN", hide_env_values = true)]
@@ -63,8 +91,14 @@ pub struct BenchArgs {
     /// 127.0.0.1:0, and stop it at the end.
     #[arg(long, short = 'c')]
     config: Option<PathBuf>,
+    /// Benchmark the LDAP target: start a throw-away slapd (as the tests do: needs slapd
+    /// and ldap-utils), give the daemon config.ldap.example.yaml's target and mapping
+    /// pointed at it (the rest from --config, or the embedded example), add a `raw ldap3
+    /// add` phase and a journal replay into a second slapd, and print the ratio.
+    #[arg(long)]
+    ldap: bool,
     /// The started daemon's state directory (kept); default a temporary one (removed).
-    #[arg(long, requires = "config")]
+    #[arg(long)]
     state_dir: Option<PathBuf>,
     /// Users to create, look up, patch and delete.
     #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
@@ -112,25 +146,44 @@ struct Endpoint {
 /// `Ok(true)`: no request failed.
 fn bench(args: &BenchArgs) -> anyhow::Result<bool> {
     let run_id = random_hex(4).context("while reading random bytes from the system")?;
+    // Declared first so it is dropped (stopped) after the daemon on an early return.
+    let mut slapd = None;
     let mut daemon = None;
-    let endpoint = match (&args.url, &args.config) {
-        (Some(url), _) => {
+    let endpoint = match &args.url {
+        Some(url) => {
             let token = args
                 .token
                 .clone()
                 .context("--url needs --token (or SCIM_BRIDGE_TOKEN)")?;
             parse_url(url, token)?
         }
-        (None, Some(config)) => {
-            let (d, endpoint) = Daemon::start(config, args.state_dir.as_deref())?;
+        None => {
+            let (mut text, mut source) = match &args.config {
+                Some(path) => (
+                    std::fs::read_to_string(path)
+                        .with_context(|| format!("cannot read {}", path.display()))?,
+                    path.display().to_string(),
+                ),
+                None => (
+                    config::EMBEDDED_EXAMPLE.to_owned(),
+                    "config.example.yaml (embedded)".to_owned(),
+                ),
+            };
+            if args.ldap {
+                let server = Slapd::start().context("--ldap: while starting a throw-away slapd")?;
+                text =
+                    replace_sections(&text, &["target", "mapping"], &server.example_target_yaml());
+                source += " with config.ldap.example.yaml's target and mapping";
+                slapd = Some(server);
+            }
+            let (d, endpoint) = Daemon::start(&text, source, args.state_dir.as_deref())?;
             daemon = Some(d);
             endpoint
         }
-        (None, None) => anyhow::bail!("give --url or --config"),
     };
     let endpoint = Arc::new(endpoint);
 
-    print_header(args, &endpoint, daemon.as_ref());
+    print_header(args, &endpoint, daemon.as_ref(), slapd.as_ref());
     let mut b = Bench {
         conns: (0..args.concurrency)
             .map(|_| Conn::new(endpoint.clone()))
@@ -149,7 +202,7 @@ fn bench(args: &BenchArgs) -> anyhow::Result<bool> {
     let user_ids: Vec<OnceLock<String>> = (0..n).map(|_| OnceLock::new()).collect();
 
     // (1) Create the users (Entra's §1.1 body, unique userName/externalId/email).
-    b.phase(
+    let create_rate = b.phase(
         "create users",
         n,
         |i| {
@@ -167,6 +220,9 @@ fn bench(args: &BenchArgs) -> anyhow::Result<bool> {
             Ok(())
         },
     );
+
+    // (1b) The same entries, added by ldap3 straight into the same directory.
+    let raw_rate = slapd.as_ref().and_then(|server| b.raw_ldap_add(server));
 
     // (2) Look each one up the way Entra matches: filter on userName, form-encoded.
     b.phase(
@@ -285,11 +341,44 @@ fn bench(args: &BenchArgs) -> anyhow::Result<bool> {
             RSS_INTERVAL.as_millis(),
             mib(hwm)
         );
+        if let Some(server) = &slapd {
+            print_ldap_ratio(create_rate, raw_rate);
+            match replay_journal(&d, server) {
+                Ok(replay_ok) => b.ok &= replay_ok,
+                Err(e) => {
+                    println!("journal replay into slapd: failed: {e:#}");
+                    b.ok = false;
+                }
+            }
+        }
         d.cleanup(b.ok);
     } else {
         println!("daemon memory: not measured (--url: the daemon is not this command's child)");
     }
     Ok(b.ok)
+}
+
+/// `ldap overhead: bridge creates X/s, raw ldap3 adds Y/s, ratio Z%`, with the verdict
+/// against issue 7's target.
+fn print_ldap_ratio(bridge: Option<f64>, raw: Option<f64>) {
+    match (bridge, raw) {
+        (Some(bridge), Some(raw)) if raw > 0.0 => {
+            let ratio = 100.0 * bridge / raw;
+            println!(
+                "ldap overhead: bridge creates {bridge:.0}/s, raw ldap3 adds {raw:.0}/s, ratio {ratio:.1}% (target >= {LDAP_RATIO_TARGET:.0}%: {})",
+                if ratio >= LDAP_RATIO_TARGET {
+                    "met"
+                } else {
+                    "not met"
+                }
+            );
+        }
+        _ => println!(
+            "ldap overhead: not measured (a phase sent nothing: bridge creates {}, raw ldap3 adds {})",
+            bridge.map_or_else(|| "-".to_owned(), |r| format!("{r:.0}/s")),
+            raw.map_or_else(|| "-".to_owned(), |r| format!("{r:.0}/s")),
+        ),
+    }
 }
 
 /// An Entra-style user PATCH: `active` as a string boolean, and a new title.
@@ -299,22 +388,38 @@ fn user_patch(k: usize, active: &str) -> String {
     )
 }
 
-fn print_header(args: &BenchArgs, endpoint: &Endpoint, daemon: Option<&Daemon>) {
+fn print_header(
+    args: &BenchArgs,
+    endpoint: &Endpoint,
+    daemon: Option<&Daemon>,
+    slapd: Option<&Slapd>,
+) {
     println!("scim-bridge bench {}", env!("CARGO_PKG_VERSION"));
     println!("machine: {}", machine());
     match daemon {
         Some(d) => println!(
             "daemon: started by bench (pid {}) from {} on http://{}{}, state {}",
             d.pid,
-            d.config.display(),
+            d.source,
             endpoint.addr,
             endpoint.base_path,
             d.state_dir.display()
         ),
         None => println!("daemon: http://{}{}", endpoint.host, endpoint.base_path),
     }
+    if let Some(server) = slapd {
+        println!(
+            "ldap: throw-away slapd (pid {}) on {}, base {}, mdb in {} (as the tests start it)",
+            server
+                .pid()
+                .map_or_else(|| "unknown".to_owned(), |p| p.to_string()),
+            server.url,
+            server.base,
+            server.dir().display()
+        );
+    }
     println!(
-        "options: --users {} --groups {} --members-per-batch {} --concurrency {} --max-seconds {}{}",
+        "options: --users {} --groups {} --members-per-batch {} --concurrency {} --max-seconds {}{}{}",
         args.users,
         args.groups,
         args.members_per_batch,
@@ -322,7 +427,8 @@ fn print_header(args: &BenchArgs, endpoint: &Endpoint, daemon: Option<&Daemon>) 
         args.max_seconds,
         args.steady_rps
             .map(|r| format!(" --steady-rps {r}"))
-            .unwrap_or_default()
+            .unwrap_or_default(),
+        if args.ldap { " --ldap" } else { "" }
     );
 }
 
@@ -352,7 +458,7 @@ fn machine() -> String {
 }
 
 /// The `kB` value of a `/proc/*/status` or `/proc/meminfo` line, e.g. `VmRSS:`.
-fn proc_kib(text: &str, key: &str) -> Option<u64> {
+pub(crate) fn proc_kib(text: &str, key: &str) -> Option<u64> {
     let line = text.lines().find(|l| l.starts_with(key))?;
     line[key.len()..].split_whitespace().next()?.parse().ok()
 }
@@ -435,7 +541,12 @@ fn random_hex(bytes: usize) -> Result<String, getrandom::Error> {
 struct Daemon {
     child: Option<Child>,
     pid: u32,
-    config: PathBuf,
+    /// Where the configuration came from, for the header.
+    source: String,
+    /// The configuration the daemon runs (`auth` and `rate_limit` replaced).
+    text: String,
+    /// The bearer token made up for the run (the daemon reads it from [`TOKEN_VAR`]).
+    token: String,
     state_dir: PathBuf,
     /// The temporary directory (config copy, daemon log, default state directory).
     temp: PathBuf,
@@ -464,22 +575,22 @@ impl Environment for BenchEnv<'_> {
 }
 
 impl Daemon {
-    fn start(config_path: &Path, state_dir: Option<&Path>) -> anyhow::Result<(Daemon, Endpoint)> {
-        let text = std::fs::read_to_string(config_path)
-            .with_context(|| format!("cannot read {}", config_path.display()))?;
+    /// Starts `serve` from the configuration `text` (from `source`, for messages) with
+    /// `auth` and `rate_limit` replaced.
+    fn start(
+        text: &str,
+        source: String,
+        state_dir: Option<&Path>,
+    ) -> anyhow::Result<(Daemon, Endpoint)> {
         let token = random_hex(32).context("while reading random bytes from the system")?;
-        let text = bench_config(&text);
-        let source = format!(
-            "{} (auth and rate_limit replaced by bench)",
-            config_path.display()
-        );
-        let cfg = config::parse(&text, &source, &BenchEnv(&token))
+        let text = bench_config(text);
+        let described = format!("{source} (auth and rate_limit replaced by bench)");
+        let cfg = config::parse(&text, &described, &BenchEnv(&token))
             .map_err(|e| anyhow::anyhow!("the configuration is not usable\n{e}"))?;
         if cfg.server.tls.is_some() {
             anyhow::bail!(
-                "{}: server.tls is set, and bench speaks plain HTTP; remove it, or start \
+                "{source}: server.tls is set, and bench speaks plain HTTP; remove it, or start \
                  the daemon yourself without TLS and use --url",
-                config_path.display()
             );
         }
 
@@ -537,7 +648,9 @@ impl Daemon {
         let mut daemon = Daemon {
             child: None,
             pid,
-            config: config_path.to_path_buf(),
+            source,
+            text,
+            token: token.clone(),
             state_dir: state,
             temp,
             log,
@@ -666,24 +779,36 @@ fn log_tail(path: &Path) -> String {
 /// The configuration text with the top-level `auth` and `rate_limit` sections replaced:
 /// one static token from [`TOKEN_VAR`], no rate limits.
 fn bench_config(text: &str) -> String {
-    let mut out = String::with_capacity(text.len() + 256);
+    replace_sections(
+        text,
+        &["auth", "rate_limit"],
+        &format!(
+            "auth:\n  tokens:\n    - name: bench\n      secret:\n        env: {TOKEN_VAR}\n\
+             rate_limit:\n  per_token:\n    per_second: 0\n  per_client:\n    per_second: 0\n"
+        ),
+    )
+}
+
+/// The configuration text without its top-level sections named in `names` (each with
+/// everything indented under it), and `replacement` (whole top-level sections) appended.
+fn replace_sections(text: &str, names: &[&str], replacement: &str) -> String {
+    let mut out = String::with_capacity(text.len() + replacement.len() + 1);
     let mut skipping = false;
     for line in text.lines() {
         let top_level = !line.is_empty() && !line.starts_with([' ', '\t', '#']);
         if top_level {
             let key = line.split(':').next().unwrap_or_default().trim();
-            skipping = key == "auth" || key == "rate_limit";
+            skipping = names.contains(&key);
         }
         if !skipping {
             out.push_str(line);
             out.push('\n');
         }
     }
-    let _ = write!(
-        out,
-        "auth:\n  tokens:\n    - name: bench\n      secret:\n        env: {TOKEN_VAR}\n\
-         rate_limit:\n  per_token:\n    per_second: 0\n  per_client:\n    per_second: 0\n"
-    );
+    out.push_str(replacement);
+    if !replacement.ends_with('\n') {
+        out.push('\n');
+    }
     out
 }
 
@@ -957,6 +1082,28 @@ impl Tally {
         self.skipped += other.skipped;
     }
 
+    /// Adds `entry` with ldap3 and records the outcome like [`Tally::send`]: an answer
+    /// other than success counts as an error under its result code.
+    fn ldap_add(&mut self, conn: &mut LdapConn, entry: &RawEntry) {
+        let attrs: Vec<(&str, HashSet<&str>)> = entry
+            .attrs
+            .iter()
+            .map(|(name, values)| (name.as_str(), values.iter().map(String::as_str).collect()))
+            .collect();
+        let start = Instant::now();
+        let result = conn.with_timeout(IO_TIMEOUT).add(&entry.dn, attrs);
+        let micros = u32::try_from(start.elapsed().as_micros()).unwrap_or(u32::MAX);
+        match result {
+            Ok(answer) => {
+                self.latencies.push(micros);
+                if answer.rc != 0 {
+                    *self.errors.entry(format!("rc {}", answer.rc)).or_default() += 1;
+                }
+            }
+            Err(_) => *self.errors.entry("io".to_owned()).or_default() += 1,
+        }
+    }
+
     /// Sends `req` and records the outcome; `check` judges a 2xx body.
     fn send(
         &mut self,
@@ -1004,6 +1151,18 @@ impl Phase {
         self.tally.errors.values().sum()
     }
 
+    /// Requests answered or failed on the connection.
+    fn requests(&self) -> usize {
+        self.tally.latencies.len() + self.tally.errors.get("io").copied().unwrap_or(0)
+    }
+
+    /// Requests per second; `None` when nothing was sent.
+    fn rate(&self) -> Option<f64> {
+        let secs = self.elapsed.as_secs_f64();
+        let requests = self.requests();
+        (secs > 0.0 && requests > 0).then(|| requests as f64 / secs)
+    }
+
     fn line(&self, rss: Option<u64>) -> String {
         let mut lat = self.tally.latencies.clone();
         lat.sort_unstable();
@@ -1014,14 +1173,10 @@ impl Phase {
             let rank = ((q * lat.len() as f64).ceil() as usize).clamp(1, lat.len());
             format!("{:.2}", f64::from(lat[rank - 1]) / 1000.0)
         };
-        let requests =
-            self.tally.latencies.len() + self.tally.errors.get("io").copied().unwrap_or(0);
-        let secs = self.elapsed.as_secs_f64();
-        let rate = if secs > 0.0 {
-            format!("{:.0}", requests as f64 / secs)
-        } else {
-            "-".to_owned()
-        };
+        let requests = self.requests();
+        let rate = self
+            .rate()
+            .map_or_else(|| "-".to_owned(), |r| format!("{r:.0}"));
         let errors = self.errors();
         let mut err_text = errors.to_string();
         if errors > 0 {
@@ -1048,66 +1203,87 @@ impl Phase {
     }
 }
 
+/// Runs `job(worker, i, tally)` for `i` in `0..n` on every worker at once (a thread
+/// each), each taking the next `i` as soon as its previous one is done, until all are
+/// done or `deadline` passes: the merged tally, and whether the deadline stopped it with
+/// work left. The one loop behind every closed-loop phase, HTTP or raw LDAP.
+fn drive<W, J>(workers: &mut [W], n: usize, deadline: Instant, job: J) -> (Tally, bool)
+where
+    W: Send,
+    J: Fn(&mut W, usize, &mut Tally) + Sync,
+{
+    let next = AtomicUsize::new(0);
+    let timed_out = AtomicBool::new(false);
+    let tally = std::thread::scope(|scope| {
+        let handles: Vec<_> = workers
+            .iter_mut()
+            .map(|worker| {
+                let (next, timed_out, job) = (&next, &timed_out, &job);
+                scope.spawn(move || {
+                    let mut tally = Tally::default();
+                    loop {
+                        if Instant::now() >= deadline {
+                            if next.load(Ordering::Relaxed) < n {
+                                timed_out.store(true, Ordering::Relaxed);
+                            }
+                            break;
+                        }
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        if i >= n {
+                            break;
+                        }
+                        job(worker, i, &mut tally);
+                    }
+                    tally
+                })
+            })
+            .collect();
+        let mut all = Tally::default();
+        for h in handles {
+            match h.join() {
+                Ok(t) => all.merge(t),
+                Err(_) => {
+                    *all.errors.entry("client panic".to_owned()).or_default() += 1;
+                }
+            }
+        }
+        all
+    });
+    (tally, timed_out.load(Ordering::Relaxed))
+}
+
 impl Bench {
     /// Sends `make(i)` for `i` in `0..n` from every connection at once, as fast as the
     /// daemon answers, until done or the deadline; `make` returning `None` skips `i` (its
-    /// resource was not created). `check(i, body)` judges a 2xx response.
-    fn phase<M, C>(&mut self, name: &'static str, n: usize, make: M, check: C)
+    /// resource was not created). `check(i, body)` judges a 2xx response. Returns the
+    /// phase's rate (requests/s, as printed), `None` if nothing was sent.
+    fn phase<M, C>(&mut self, name: &'static str, n: usize, make: M, check: C) -> Option<f64>
     where
         M: Fn(usize) -> Option<Req> + Sync,
         C: Fn(usize, &[u8]) -> Result<(), &'static str> + Sync,
     {
-        let next = AtomicUsize::new(0);
-        let timed_out = AtomicBool::new(false);
-        let deadline = self.deadline;
         let started = Instant::now();
-        let tally = std::thread::scope(|scope| {
-            let workers: Vec<_> = self
-                .conns
-                .iter_mut()
-                .map(|conn| {
-                    let (next, timed_out, make, check) = (&next, &timed_out, &make, &check);
-                    scope.spawn(move || {
-                        let mut tally = Tally::default();
-                        loop {
-                            if Instant::now() >= deadline {
-                                if next.load(Ordering::Relaxed) < n {
-                                    timed_out.store(true, Ordering::Relaxed);
-                                }
-                                break;
-                            }
-                            let i = next.fetch_add(1, Ordering::Relaxed);
-                            if i >= n {
-                                break;
-                            }
-                            match make(i) {
-                                Some(req) => tally.send(conn, &req, |body| check(i, body)),
-                                None => tally.skipped += 1,
-                            }
-                        }
-                        tally
-                    })
-                })
-                .collect();
-            let mut all = Tally::default();
-            for w in workers {
-                match w.join() {
-                    Ok(t) => all.merge(t),
-                    Err(_) => {
-                        *all.errors.entry("client panic".to_owned()).or_default() += 1;
-                    }
-                }
-            }
-            all
-        });
-        self.report(Phase {
-            name,
-            planned: n,
-            started,
-            elapsed: started.elapsed(),
-            tally,
-            timed_out: timed_out.load(Ordering::Relaxed),
-        });
+        let (tally, timed_out) =
+            drive(
+                &mut self.conns,
+                n,
+                self.deadline,
+                |conn, i, tally| match make(i) {
+                    Some(req) => tally.send(conn, &req, |body| check(i, body)),
+                    None => tally.skipped += 1,
+                },
+            );
+        self.report(
+            Phase {
+                name,
+                planned: n,
+                started,
+                elapsed: started.elapsed(),
+                tally,
+                timed_out,
+            },
+            true,
+        )
     }
 
     /// Sends `make(k)` at `rps` requests per second (open loop: request `k` is due at
@@ -1162,24 +1338,30 @@ impl Bench {
             all
         });
         let name: &'static str = "steady rate";
-        self.report(Phase {
-            name,
-            planned,
-            started,
-            elapsed: started.elapsed(),
-            tally,
-            timed_out: n < planned,
-        });
+        self.report(
+            Phase {
+                name,
+                planned,
+                started,
+                elapsed: started.elapsed(),
+                tally,
+                timed_out: n < planned,
+            },
+            true,
+        );
         println!(
             "  steady rate: {rps} requests/s offered for {:.1} s (GET by filter and PATCH alternately); p99 above",
             duration.as_secs_f64()
         );
     }
 
-    fn report(&mut self, phase: Phase) {
+    /// Prints the phase's line (with the daemon's peak RSS when `daemon_rss`: a phase the
+    /// daemon served) and its notes; returns its rate.
+    fn report(&mut self, phase: Phase, daemon_rss: bool) -> Option<f64> {
         let rss = self
             .rss
             .as_ref()
+            .filter(|_| daemon_rss)
             .map(|r| r.load(Ordering::Relaxed))
             .filter(|&k| k > 0);
         println!("{}", phase.line(rss));
@@ -1193,17 +1375,261 @@ impl Bench {
             );
         }
         if phase.timed_out {
-            let sent =
-                phase.tally.latencies.len() + phase.tally.errors.get("io").copied().unwrap_or(0);
             println!(
                 "  stopped: --max-seconds {} reached {:.1} s into this phase, after {} of {} requests",
                 self.max_seconds,
                 phase.started.elapsed().as_secs_f64(),
-                sent,
+                phase.requests(),
                 phase.planned
             );
         }
+        phase.rate()
     }
+}
+
+// ---------------------------------------------------------------------------------------
+// The LDAP target (--ldap)
+
+/// One entry of the `raw ldap3 add` phase.
+struct RawEntry {
+    dn: String,
+    attrs: Vec<(String, HashSet<String>)>,
+}
+
+impl Bench {
+    /// The `raw ldap3 add` phase: the user entries the bridge wrote under `ou=people` are
+    /// read back (untimed) and added again under `ou=raw` with the same object classes and
+    /// attributes, by as many ldap3 connections as HTTP ones, each bound once before the
+    /// clock starts. Returns its rate; `None` (and the run marked failed) when it could not
+    /// be set up.
+    fn raw_ldap_add(&mut self, slapd: &Slapd) -> Option<f64> {
+        let raw_dn = format!("ou={RAW_OU},{}", slapd.base);
+        let setup = || -> anyhow::Result<(Vec<RawEntry>, Vec<LdapConn>)> {
+            let mut conn = ldap_bind(slapd)?;
+            conn.with_timeout(IO_TIMEOUT)
+                .add(
+                    &raw_dn,
+                    vec![
+                        ("objectClass", HashSet::from(["organizationalUnit"])),
+                        ("ou", HashSet::from([RAW_OU])),
+                    ],
+                )
+                .and_then(|r| r.success())
+                .with_context(|| format!("{}: cannot add {raw_dn}", slapd.url))?;
+            let entries = bridge_entries(&mut conn, slapd, PEOPLE_DN, &raw_dn)?;
+            let mut conns = vec![conn];
+            while conns.len() < self.conns.len() {
+                conns.push(ldap_bind(slapd)?);
+            }
+            Ok((entries, conns))
+        };
+        let (entries, mut conns) = match setup() {
+            Ok(setup) => setup,
+            Err(e) => {
+                println!("raw ldap3 add: could not be set up: {e:#}");
+                self.ok = false;
+                return None;
+            }
+        };
+        let started = Instant::now();
+        let (tally, timed_out) = drive(&mut conns, entries.len(), self.deadline, |conn, i, t| {
+            t.ldap_add(conn, &entries[i]);
+        });
+        let rate = self.report(
+            Phase {
+                name: "raw ldap3 add",
+                planned: entries.len(),
+                started,
+                elapsed: started.elapsed(),
+                tally,
+                timed_out,
+            },
+            false,
+        );
+        println!(
+            "  raw ldap3 add: the {} entries the bridge wrote, added again under {raw_dn} by ldap3 ({} connections, each bound once)",
+            entries.len(),
+            conns.len()
+        );
+        for mut conn in conns {
+            let _ = conn.unbind();
+        }
+        rate
+    }
+}
+
+/// An ldap3 connection to `slapd`, bound as its admin (connect and bind timeouts set).
+fn ldap_bind(slapd: &Slapd) -> anyhow::Result<LdapConn> {
+    let settings = LdapConnSettings::new().set_conn_timeout(IO_TIMEOUT);
+    let mut conn = LdapConn::with_settings(settings, &slapd.url)
+        .with_context(|| format!("cannot connect to {}", slapd.url))?;
+    conn.with_timeout(IO_TIMEOUT)
+        .simple_bind(&slapd.admin_dn, &slapd.admin_password)
+        .and_then(|r| r.success())
+        .with_context(|| format!("{}: bind as {} failed", slapd.url, slapd.admin_dn))?;
+    Ok(conn)
+}
+
+/// The entries directly under `parent`, renamed to be under `under` (same RDN), with all
+/// their user attributes (object classes included) as the directory holds them.
+fn bridge_entries(
+    conn: &mut LdapConn,
+    slapd: &Slapd,
+    parent: &str,
+    under: &str,
+) -> anyhow::Result<Vec<RawEntry>> {
+    let (entries, _) = conn
+        .with_timeout(SEARCH_TIMEOUT)
+        .search(parent, Scope::OneLevel, "(objectClass=*)", vec!["*"])
+        .and_then(|r| r.success())
+        .with_context(|| format!("{}: cannot read the entries under {parent}", slapd.url))?;
+    entries
+        .into_iter()
+        .map(|entry| {
+            let entry = SearchEntry::construct(entry);
+            let rdn = rdn_under(&entry.dn, parent).with_context(|| {
+                format!("{}: {} is not directly under {parent}", slapd.url, entry.dn)
+            })?;
+            if !entry.bin_attrs.is_empty() {
+                anyhow::bail!(
+                    "{}: {} has binary attributes, which the raw phase does not copy",
+                    slapd.url,
+                    entry.dn
+                );
+            }
+            Ok(RawEntry {
+                dn: format!("{rdn},{under}"),
+                attrs: entry
+                    .attrs
+                    .into_iter()
+                    .map(|(name, values)| (name, values.into_iter().collect()))
+                    .collect(),
+            })
+        })
+        .collect()
+}
+
+/// The RDN of `dn` when it is directly under `parent` (compared ignoring ASCII case, as
+/// the DNs here are written by one program and differ in case at most).
+fn rdn_under<'a>(dn: &'a str, parent: &str) -> Option<&'a str> {
+    let cut = dn.len().checked_sub(parent.len() + 1)?;
+    let (rdn, rest) = (dn.get(..cut)?, dn.get(cut..)?);
+    let tail = rest.strip_prefix(',')?;
+    (tail.eq_ignore_ascii_case(parent) && !rdn.is_empty() && !rdn.ends_with('\\')).then_some(rdn)
+}
+
+/// The DNs (lower-cased) of every entry of `slapd`'s suffix, but those under `skip`.
+fn directory_dns(slapd: &Slapd, skip: Option<&str>) -> anyhow::Result<BTreeSet<String>> {
+    let mut conn = ldap_bind(slapd)?;
+    let (entries, _) = conn
+        .with_timeout(SEARCH_TIMEOUT)
+        .search(&slapd.base, Scope::Subtree, "(objectClass=*)", vec!["1.1"])
+        .and_then(|r| r.success())
+        .with_context(|| format!("{}: cannot list the entries of {}", slapd.url, slapd.base))?;
+    let _ = conn.unbind();
+    let skip = skip.map(str::to_ascii_lowercase);
+    Ok(entries
+        .into_iter()
+        .map(|e| SearchEntry::construct(e).dn.to_ascii_lowercase())
+        .filter(|dn| {
+            skip.as_deref()
+                .is_none_or(|s| dn != s && !dn.ends_with(&format!(",{s}")))
+        })
+        .collect())
+}
+
+/// Replays the stopped daemon's whole journal into a second fresh slapd through the code
+/// path of `journal replay --into target` (the records read with `ops::db_records`,
+/// converged by `ops::replay_target` into the target the bench configuration describes,
+/// with its own links file), prints the rate, and compares the replayed directory with the
+/// bench's (`ou=raw` left out). `Ok(false)`: records were refused or the two differ.
+fn replay_journal(d: &Daemon, bench_slapd: &Slapd) -> anyhow::Result<bool> {
+    let slapd = Slapd::start().context("while starting a second throw-away slapd")?;
+    let text = replace_sections(
+        &d.text,
+        &["target", "mapping"],
+        &slapd.example_target_yaml(),
+    );
+    let mut cfg = config::parse(
+        &text,
+        "the bench configuration with its target on the replay slapd",
+        &BenchEnv(&d.token),
+    )
+    .map_err(|e| anyhow::anyhow!("the replay configuration is not usable\n{e}"))?;
+    let state = d.temp.join("replay-state");
+    std::fs::create_dir_all(&state)
+        .with_context(|| format!("cannot create {}", state.display()))?;
+    cfg.set_state_dir(state);
+    let target_cfg = cfg
+        .target
+        .as_ref()
+        .context("the replay configuration has no target")?;
+
+    let read_started = Instant::now();
+    let store = Store::open(&d.state_dir).with_context(|| {
+        format!(
+            "while opening the daemon's state store in {}",
+            d.state_dir.display()
+        )
+    })?;
+    let records = ops::db_records(&store, None, None).map_err(|e| {
+        anyhow::anyhow!(
+            "while reading the journal in {}: {e}",
+            d.state_dir.display()
+        )
+    })?;
+    drop(store);
+    let read = read_started.elapsed();
+    let target = scim_bridge::target::open(target_cfg)
+        .with_context(|| format!("while opening the target ({})", target_cfg.describe()))?;
+
+    let started = Instant::now();
+    let summary = ops::replay_target(
+        records.into_iter().map(Ok),
+        &target_cfg.mapping,
+        target.as_ref(),
+        false,
+        |_| {},
+    )
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let secs = started.elapsed().as_secs_f64();
+    println!(
+        "journal replay into slapd: {} records in {secs:.2} s ({} records/s): {} applied, {} rejected, {} skipped (rejected at delivery); journal read in {:.2} s; into a fresh slapd on {}",
+        summary.records,
+        if secs > 0.0 {
+            format!("{:.0}", summary.records as f64 / secs)
+        } else {
+            "-".to_owned()
+        },
+        summary.applied,
+        summary.rejected.len(),
+        summary.skipped_rejected,
+        read.as_secs_f64(),
+        slapd.url
+    );
+    for (seq, detail) in summary.rejected.iter().take(5) {
+        println!("  record {seq}: rejected by the target: {detail}");
+    }
+
+    let raw_dn = format!("ou={RAW_OU},{}", bench_slapd.base);
+    let bench_dns = directory_dns(bench_slapd, Some(&raw_dn))?;
+    let replay_dns = directory_dns(&slapd, None)?;
+    let same = bench_dns == replay_dns;
+    if same {
+        println!(
+            "  the replayed directory holds the same {} entries as the bench's ({raw_dn} left out)",
+            replay_dns.len()
+        );
+    } else {
+        let only_bench: Vec<&String> = bench_dns.difference(&replay_dns).take(3).collect();
+        let only_replay: Vec<&String> = replay_dns.difference(&bench_dns).take(3).collect();
+        println!(
+            "  the replayed directory DIFFERS from the bench's: {} entries only in the bench's (e.g. {only_bench:?}), {} only in the replayed one (e.g. {only_replay:?})",
+            bench_dns.difference(&replay_dns).count(),
+            replay_dns.difference(&bench_dns).count()
+        );
+    }
+    Ok(summary.rejected.is_empty() && same)
 }
 
 #[cfg(test)]
@@ -1218,6 +1644,43 @@ mod tests {
         assert_eq!(out.matches("auth:").count(), 1);
         assert!(out.contains("env: SCIM_BRIDGE_BENCH_TOKEN"));
         assert!(!out.contains("per_second: 5"));
+    }
+
+    #[test]
+    fn sections_are_replaced_whole_and_the_rest_kept_in_order() {
+        let text = "server:\n  listen: x\ntarget:\n  sqlite:\n    path: a.db\n# note\nmapping:\n  users:\n    table: t\nlog:\n  level: warn\n";
+        let out = replace_sections(
+            text,
+            &["target", "mapping"],
+            "target:\n  ldap: {}\nmapping: {}",
+        );
+        assert_eq!(
+            out,
+            "server:\n  listen: x\nlog:\n  level: warn\ntarget:\n  ldap: {}\nmapping: {}\n"
+        );
+    }
+
+    #[test]
+    fn the_rdn_of_an_entry_directly_under_a_parent_is_found() {
+        let parent = "ou=people,dc=example,dc=com";
+        assert_eq!(
+            rdn_under("uid=a@b.c,ou=people,dc=example,dc=com", parent),
+            Some("uid=a@b.c")
+        );
+        assert_eq!(
+            rdn_under("uid=a,OU=People,dc=example,dc=com", parent),
+            Some("uid=a")
+        );
+        assert_eq!(rdn_under("ou=people,dc=example,dc=com", parent), None);
+        assert_eq!(rdn_under("uid=a,ou=groups,dc=example,dc=com", parent), None);
+        assert_eq!(
+            rdn_under("cn=x\\,ou=people,dc=example,dc=com", parent),
+            None
+        );
+        assert_eq!(
+            rdn_under("é,ou=people,dc=example,dc=com", parent),
+            Some("é")
+        );
     }
 
     #[test]

@@ -5,7 +5,8 @@
 //! Layers, from the edge inwards (see `docs/architecture.md`): `http` (routes, auth,
 //! decoding, rendering) → `engine` (orders every write) → `store` (SQLite state); `scim`
 //! is the pure protocol (schemas, filters, paths, PATCH) and `config` the validated
-//! configuration.
+//! configuration. `slapd` is no part of the daemon: a throw-away OpenLDAP server for the
+//! tests and `scim-bridge bench --ldap`.
 #![forbid(unsafe_code)]
 
 pub mod config;
@@ -15,6 +16,7 @@ pub mod journal;
 pub mod mapping;
 pub mod metrics;
 pub mod scim;
+pub mod slapd;
 pub mod store;
 pub mod suggest;
 pub mod target;

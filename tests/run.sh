@@ -7,8 +7,9 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 missing=()
 # rusqlite's bundled SQLite is C: it needs a C compiler and libc headers.
 command -v cc >/dev/null 2>&1 || missing+=(gcc libc6-dev)
-# The LDAP tests start their own OpenLDAP server (tests/it/slapd.rs) and check it with the
-# OpenLDAP command-line tools. slapd lives in /usr/sbin, which a non-root PATH may lack.
+# The LDAP tests and `bench --ldap` start their own OpenLDAP server (src/slapd.rs) and
+# check it with the OpenLDAP command-line tools. slapd lives in /usr/sbin, which a non-root
+# PATH may lack.
 if ! command -v slapd >/dev/null 2>&1 && [ ! -x /usr/sbin/slapd ]; then
   missing+=(slapd)
 fi

@@ -230,7 +230,10 @@ fn groups_map_their_members_for_the_membership_table() {
     {
         Change::Upsert { cells, members, .. } => {
             assert_eq!(cell(&cells, "name"), &text("Sales"));
-            assert_eq!(members, Some(Members::All(vec!["a".to_string(), "b".to_string()])));
+            assert_eq!(
+                members,
+                Some(Members::All(vec!["a".to_string(), "b".to_string()]))
+            );
         }
         other => panic!("{other:?}"),
     }

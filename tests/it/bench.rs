@@ -1,6 +1,7 @@
 //! `scim-bridge bench`: a small run against a daemon it starts from a SQLite-target
 //! configuration (the example's target and mapping) must finish every phase without an
-//! error.
+//! error; so must a small `--ldap` run (a throw-away slapd as the target), which also
+//! prints the bridge/raw-ldap3 ratio and the journal replay rate.
 
 use std::process::Command;
 
@@ -71,4 +72,94 @@ fn bench_runs_every_phase_without_errors() {
     // The database the target wrote is there, and the users are gone from the live rows.
     let db = dir.path().join("state").join("directory.db");
     assert!(db.exists(), "{} missing\n{stdout}", db.display());
+}
+
+/// `bench --ldap`: a daemon whose target is a throw-away slapd (started by the bench the way
+/// these tests start theirs), the `raw ldap3 add` phase beside the bridge's creates, the
+/// ratio line, and the journal replayed into a second slapd. Needs slapd and ldap-utils
+/// like every LDAP test: without them the bench exits 2 and says what to install, and
+/// this test fails with that message (it is never skipped).
+#[test]
+fn bench_ldap_compares_the_bridge_with_raw_ldap3_and_replays_the_journal() {
+    let dir = tempfile::Builder::new()
+        .prefix("scim-bridge-it-bench-ldap-")
+        .tempdir()
+        .expect("create a temporary directory");
+    let example = include_str!("../../config.example.yaml");
+    let config = dir.path().join("bench.yaml");
+    // The example's server and journal settings, quieter logs; target and mapping are
+    // replaced by config.ldap.example.yaml's, pointed at the bench's slapd.
+    std::fs::write(&config, example.replace("level: info", "level: warn")).expect("write config");
+    let out = Command::new(env!("CARGO_BIN_EXE_scim-bridge"))
+        .arg("bench")
+        .arg("--ldap")
+        .arg("--config")
+        .arg(&config)
+        .args([
+            "--users",
+            "20",
+            "--groups",
+            "2",
+            "--members-per-batch",
+            "5",
+            "--concurrency",
+            "2",
+            "--max-seconds",
+            "60",
+        ])
+        .env_remove("SCIM_BRIDGE_TOKEN")
+        .env_remove("SCIM_BRIDGE_CONFIG")
+        .current_dir(dir.path())
+        .output()
+        .expect("run scim-bridge bench --ldap");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "scim-bridge bench --ldap failed (slapd and ldap-utils must be installed: \
+         `bash tests/run.sh` installs them)\nstdout:\n{stdout}\nstderr:\n{stderr}"
+    );
+    assert!(stdout.contains("--ldap"), "{stdout}");
+    assert!(stdout.contains("ldap: throw-away slapd"), "{stdout}");
+    for (phase, requests) in [
+        ("create users", 20),
+        ("raw ldap3 add", 20),
+        ("get by filter", 20),
+        ("patch users", 20),
+        ("create groups", 2),
+        ("add members", 4),
+        ("delete users", 20),
+    ] {
+        let line = stdout
+            .lines()
+            .find(|l| l.starts_with(phase))
+            .unwrap_or_else(|| panic!("no line for phase {phase:?}:\n{stdout}"));
+        let fields: Vec<&str> = line[phase.len()..].split_whitespace().collect();
+        assert_eq!(
+            fields.first(),
+            Some(&requests.to_string().as_str()),
+            "{line}"
+        );
+        assert_eq!(fields.last(), Some(&"0"), "errors in {line}\n{stdout}");
+    }
+    let ratio = stdout
+        .lines()
+        .find(|l| l.starts_with("ldap overhead: bridge creates "))
+        .unwrap_or_else(|| panic!("no ratio line:\n{stdout}"));
+    assert!(
+        ratio.contains("/s, raw ldap3 adds ") && ratio.contains("/s, ratio "),
+        "{ratio}"
+    );
+    let replay = stdout
+        .lines()
+        .find(|l| l.starts_with("journal replay into slapd: "))
+        .unwrap_or_else(|| panic!("no replay line:\n{stdout}"));
+    assert!(replay.contains("records/s"), "{replay}");
+    assert!(replay.contains(" 0 rejected"), "{replay}");
+    assert!(
+        stdout.contains("the replayed directory holds the same"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("stopped:"), "{stdout}");
 }

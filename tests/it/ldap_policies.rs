@@ -227,7 +227,9 @@ fn group(key: &str, cn: &str, members: &[&str]) -> Change {
         key: key.into(),
         dn: Some(group_dn(cn)),
         cells: vec![text("cn", cn)],
-        members: Some(Members::All(members.iter().map(|m| m.to_string()).collect())),
+        members: Some(Members::All(
+            members.iter().map(|m| m.to_string()).collect(),
+        )),
         default_groups: Vec::new(),
         disabled: false,
     }

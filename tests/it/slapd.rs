@@ -1,858 +1,106 @@
-//! Test harness for a throw-away OpenLDAP server: every test that needs a directory starts
-//! its own `slapd` on a free loopback port, from a `slapd.conf` generated in a temporary
-//! directory (mdb database, core/cosine/inetorgperson/nis schemas, ppolicy overlay), with
-//! the base entries loaded by `slapadd`. Dropping the [`Slapd`] stops the server and removes
-//! the directory.
+//! The tests' throw-away OpenLDAP server: [`scim_bridge::slapd`] (the same one
+//! `scim-bridge bench --ldap` starts), wrapped so a test reads as a specification: every
+//! call that can fail panics with the library's message (what is missing and how to
+//! install it, or slapd's output) instead of returning a `Result`. Everything else (the
+//! fields `url`, `base`, `admin_dn`, `admin_password`, and `stop`, `is_running`, `port`,
+//! `dir`, `log`, `example_target_yaml`) is the library's, through `Deref`.
 //!
 //! ```ignore
 //! let ldap = Slapd::start();
 //! ldap.ldapadd("dn: uid=alice,ou=people,dc=example,dc=com\nobjectClass: inetOrgPerson\n...");
 //! let ldif = ldap.ldapsearch(&ldap.base, "(uid=alice)", &["cn"]);
+//! let tls = Slapd::start_tls().tls(); // ldaps_url, ca_file, client_cert_file, …
 //! ```
 //!
 //! It needs `slapd` and the OpenLDAP command-line tools (Debian packages `slapd` and
-//! `ldap-utils`), which `bash tests/run.sh` installs. Everything here is synchronous
-//! (std::process only), so it can be used from async tests and plain ones alike.
-//!
-//! The directory tree after [`Slapd::start`]:
-//! - `dc=example,dc=com` (dcObject + organization)
-//! - `ou=people,dc=example,dc=com`, `ou=groups,dc=example,dc=com`
-//! - `ou=policies,dc=example,dc=com` with the default password policy
-//!   `cn=default,ou=policies,…` (`pwdLockout: TRUE`), when the ppolicy module is
-//!   installed (it is on Debian): a user with `pwdAccountLockedTime: 000001010000Z`
-//!   then really cannot bind.
-//!
-//! [`Slapd::start_tls`] starts one that also speaks TLS: StartTLS on the `ldap://` URL and
-//! a second listener on `ldaps://127.0.0.1:PORT2`, with a throw-away CA, a server
-//! certificate for `IP:127.0.0.1` and `DNS:localhost`, and a client certificate (subject
-//! [`CLIENT_SUBJECT`]) that SASL EXTERNAL maps to the admin, all generated with the
-//! `openssl` command-line tool. Client certificates are asked for (`TLSVerifyClient try`),
-//! not required. The harness's own ldapsearch/ldapadd stay on plain `ldap://`.
-//!
-//! ```ignore
-//! let ldap = Slapd::start_tls();
-//! let tls = ldap.tls(); // ldaps_url, ca_file, client_cert_file, client_key_file, unknown_ca_file
-//! ```
+//! `ldap-utils`), and `openssl` for TLS, which `bash tests/run.sh` installs; a missing one
+//! fails the test with that message, it is never skipped.
 #![allow(dead_code)]
 
-use std::fs::{File, OpenOptions};
-use std::io::{Read, Write};
-use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::ops::{Deref, DerefMut};
+use std::path::Path;
 
-/// The suffix of the test directory.
-pub const BASE: &str = "dc=example,dc=com";
-/// The root DN (`rootdn` in slapd.conf): not subject to access control or size limits.
-pub const ADMIN_DN: &str = "cn=admin,dc=example,dc=com";
-/// The root DN's password, stored in cleartext in slapd.conf (`rootpw`).
-pub const ADMIN_PASSWORD: &str = "it-slapd-admin-secret";
-/// Where users and groups go.
-pub const PEOPLE_DN: &str = "ou=people,dc=example,dc=com";
-pub const GROUPS_DN: &str = "ou=groups,dc=example,dc=com";
-/// The default password policy, present when the ppolicy module is installed.
-pub const PPOLICY_DN: &str = "cn=default,ou=policies,dc=example,dc=com";
-/// The subject of the client certificate of [`Slapd::start_tls`], as slapd writes it: the
-/// identity SASL EXTERNAL authenticates, which `authz-regexp` maps to [`ADMIN_DN`].
-pub const CLIENT_SUBJECT: &str = "cn=scim-bridge,o=Example";
+// The whole constant set of the server, whether or not a test names each one today.
+#[allow(unused_imports)]
+pub use scim_bridge::slapd::{
+    ADMIN_DN, ADMIN_PASSWORD, BASE, CLIENT_SUBJECT, GROUPS_DN, PEOPLE_DN, PPOLICY_DN, SlapdTls,
+};
 
-/// How long slapd may take to answer a base search after it is spawned.
-const STARTUP_TIMEOUT: Duration = Duration::from_secs(15);
-/// How long a SIGTERM may take before the harness kills slapd.
-const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
-/// How many free ports `start` tries when slapd cannot bind the one it picked.
-const PORT_ATTEMPTS: usize = 5;
-/// How long `restart` keeps retrying its old port if something else holds it.
-const REBIND_TIMEOUT: Duration = Duration::from_secs(3);
-/// How long one readiness search may take (a connection accepted by a listener that never
-/// answers would otherwise hang it: the tools' nettimeout only covers connecting).
-const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
-/// How long `ldapsearch`/`ldapadd`/`ldapmodify`/`ldapdelete` may take before the test fails.
-const TOOL_TIMEOUT: Duration = Duration::from_secs(60);
+/// A running slapd (see [`scim_bridge::slapd::Slapd`]); dropping it stops slapd and
+/// removes its directory.
+pub struct Slapd(scim_bridge::slapd::Slapd);
 
-/// Directories where distributions put slapd's dynamically loaded modules
-/// (Debian/Ubuntu, Alpine/Arch, Fedora/RHEL, SUSE).
-const MODULE_DIRS: &[&str] = &[
-    "/usr/lib/ldap",
-    "/usr/lib/openldap",
-    "/usr/lib64/openldap",
-    "/usr/libexec/openldap",
-];
-/// Directories where distributions put the `.schema` files.
-const SCHEMA_DIRS: &[&str] = &["/etc/ldap/schema", "/etc/openldap/schema"];
-/// Directories searched for slapd/slapadd besides PATH (/usr/sbin is not on a user's PATH).
-const SBIN_DIRS: &[&str] = &["/usr/sbin", "/usr/local/sbin", "/sbin"];
-/// How long the test certificates are valid: long enough for any test run.
-const CERT_DAYS: &str = "2";
-
-/// A running slapd on `ldap://127.0.0.1:PORT`. Dropping it stops slapd and removes its
-/// temporary directory (config, database and log).
-pub struct Slapd {
-    /// `ldap://127.0.0.1:PORT`, no trailing slash.
-    pub url: String,
-    /// `dc=example,dc=com`
-    pub base: String,
-    /// `cn=admin,dc=example,dc=com`
-    pub admin_dn: String,
-    pub admin_password: String,
-    child: Option<Child>,
-    port: u16,
-    /// The TLS side, when started with [`Slapd::start_tls`].
-    tls: Option<SlapdTls>,
-    slapd: PathBuf,
-    // Declared last so it is removed after slapd is gone.
-    dir: tempfile::TempDir,
+/// The value, or a panic with the library's message.
+fn or_panic<T>(result: Result<T, scim_bridge::slapd::SlapdError>) -> T {
+    result.unwrap_or_else(|e| panic!("{e}"))
 }
 
 impl Slapd {
-    /// Starts a fresh slapd with the base entries and waits until it answers a search.
-    ///
-    /// Panics if slapd or the ldap-utils tools are not installed (run `bash tests/run.sh`),
-    /// or if slapd does not come up within 15 s (with slapd's output in the message).
+    /// Starts a fresh slapd with the base entries; panics if it cannot.
     pub fn start() -> Slapd {
-        Slapd::start_with(false)
+        Slapd(or_panic(scim_bridge::slapd::Slapd::start()))
     }
 
-    /// Like [`Slapd::start`], with TLS as well (see the module doc): StartTLS on `url`,
-    /// and `ldaps://` on a second port ([`SlapdTls::ldaps_url`]).
-    ///
-    /// Panics also if the `openssl` command-line tool is missing or fails.
+    /// Like [`Slapd::start`], with StartTLS on `url` and `ldaps://` on a second port.
     pub fn start_tls() -> Slapd {
-        Slapd::start_with(true)
+        Slapd(or_panic(scim_bridge::slapd::Slapd::start_tls()))
     }
 
-    fn start_with(tls: bool) -> Slapd {
-        let tools = Tools::find();
-        let dir = tempfile::Builder::new()
-            .prefix("slapd-")
-            .tempdir()
-            .expect("create a temporary directory for slapd");
-        std::fs::create_dir(dir.path().join("db")).expect("create slapd's database directory");
-        let tls = tls.then(|| SlapdTls::generate(&dir.path().join("tls")));
-
-        let modules = find_module_dir();
-        let ppolicy = modules.as_deref().is_some_and(|m| has_module(m, "ppolicy"));
-        let conf = slapd_conf(dir.path(), modules.as_deref(), ppolicy, tls.as_ref());
-        std::fs::write(dir.path().join("slapd.conf"), conf).expect("write slapd.conf");
-        let ldif = base_ldif(ppolicy);
-        std::fs::write(dir.path().join("base.ldif"), ldif).expect("write base.ldif");
-
-        let out = Command::new(&tools.slapadd)
-            .arg("-f")
-            .arg(dir.path().join("slapd.conf"))
-            .arg("-l")
-            .arg(dir.path().join("base.ldif"))
-            .stdin(Stdio::null())
-            .output()
-            .unwrap_or_else(|e| panic!("could not run {}: {e}", tools.slapadd.display()));
-        if !out.status.success() {
-            panic!(
-                "slapadd of the base entries failed ({}):\n{}{}\nslapd.conf:\n{}",
-                out.status,
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr),
-                std::fs::read_to_string(dir.path().join("slapd.conf")).unwrap_or_default()
-            );
-        }
-
-        let mut slapd = Slapd {
-            url: String::new(),
-            base: BASE.to_string(),
-            admin_dn: ADMIN_DN.to_string(),
-            admin_password: ADMIN_PASSWORD.to_string(),
-            child: None,
-            port: 0,
-            tls,
-            slapd: tools.slapd,
-            dir,
-        };
-        for attempt in 1..=PORT_ATTEMPTS {
-            slapd.set_port(free_port());
-            if let Some(tls) = slapd.tls.as_mut() {
-                let port = slapd.port;
-                tls.set_port(std::iter::repeat_with(free_port).find(|p| *p != port));
-            }
-            match slapd.launch() {
-                Ok(()) => return slapd,
-                Err(Launch::AddressInUse) if attempt < PORT_ATTEMPTS => continue,
-                Err(e) => slapd.launch_failed(e),
-            }
-        }
-        unreachable!("the last attempt returns or panics")
-    }
-
-    /// Stops slapd: SIGTERM, wait up to 5 s, then kill. Does nothing if it is not running.
-    pub fn stop(&mut self) {
-        if let Some(child) = self.child.take() {
-            crate::harness::terminate(child, SHUTDOWN_TIMEOUT);
-        }
-    }
-
-    /// Stops slapd (if running) and starts it again on the SAME port and database, so
-    /// `url` stays valid and the data survives (for outage tests).
+    /// Stops slapd (if running) and starts it again on the same port and database.
     pub fn restart(&mut self) {
-        self.stop();
-        self.start_again();
+        or_panic(self.0.restart());
     }
 
-    /// Starts slapd again after [`Slapd::stop`], on the same port and database.
+    /// Starts slapd again after `stop()`, on the same port and database.
     pub fn start_again(&mut self) {
-        assert!(
-            self.child.is_none(),
-            "start_again() with slapd still running"
-        );
-        let deadline = Instant::now() + REBIND_TIMEOUT;
-        loop {
-            match self.launch() {
-                Ok(()) => return,
-                Err(Launch::AddressInUse) if Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(100))
-                }
-                Err(e) => self.launch_failed(e),
-            }
-        }
+        or_panic(self.0.start_again());
     }
 
-    /// Whether slapd is running (started and not stopped, and has not exited).
-    pub fn is_running(&mut self) -> bool {
-        match self.child.as_mut() {
-            Some(child) => matches!(child.try_wait(), Ok(None)),
-            None => false,
-        }
-    }
-
-    /// The TCP port slapd listens on (127.0.0.1 only).
-    pub fn port(&self) -> u16 {
-        self.port
-    }
-
-    /// The TLS side: the `ldaps://` URL and the certificate files. Panics unless slapd was
-    /// started with [`Slapd::start_tls`].
+    /// The TLS side; panics unless slapd was started with [`Slapd::start_tls`].
     pub fn tls(&self) -> &SlapdTls {
-        self.tls
-            .as_ref()
+        self.0
+            .tls()
             .expect("this slapd has no TLS: start it with Slapd::start_tls()")
     }
 
-    /// The temporary directory with slapd.conf, the database (`db/`) and `slapd.log`.
-    pub fn dir(&self) -> &Path {
-        self.dir.path()
-    }
-
-    /// What slapd printed so far (startup/shutdown notices and errors; not per-operation
-    /// logs).
-    pub fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("slapd.log")).unwrap_or_default()
-    }
-
-    /// `ldapsearch -LLL` (subtree) as the admin: returns the LDIF text, lines unwrapped.
-    /// `attrs` empty means all user attributes; name operational ones (`+`, `entryUUID`,
-    /// `pwdAccountLockedTime`) explicitly. A base that does not exist (noSuchObject, exit
-    /// 32) gives an empty string; any other failure panics with ldapsearch's stderr.
+    /// `ldapsearch -LLL` (subtree) as the admin: the LDIF, lines unwrapped; `""` when the
+    /// base does not exist.
     pub fn ldapsearch(&self, base: &str, filter: &str, attrs: &[&str]) -> String {
-        let mut search = self.ldap_tool("ldapsearch");
-        search
-            .args([
-                "-LLL",
-                "-o",
-                "ldif-wrap=no",
-                "-s",
-                "sub",
-                "-b",
-                base,
-                filter,
-            ])
-            .args(attrs);
-        let out = self.run_tool("ldapsearch", search, None);
-        match out.status.code() {
-            Some(0) => String::from_utf8(out.stdout).expect("ldapsearch prints UTF-8"),
-            Some(32) => String::new(),
-            _ => panic!(
-                "ldapsearch -b {base:?} {filter:?} {attrs:?} against {} failed ({}):\n{}",
-                self.url,
-                out.status,
-                String::from_utf8_lossy(&out.stderr)
-            ),
-        }
+        or_panic(self.0.ldapsearch(base, filter, attrs))
     }
 
-    /// `ldapmodify` as the admin (LDIF with `changetype:` records); panics on any error.
+    /// `ldapmodify` as the admin (LDIF with `changetype:` records).
     pub fn ldapmodify(&self, ldif: &str) {
-        let out = self.run_tool("ldapmodify", self.ldap_tool("ldapmodify"), Some(ldif));
-        self.check("ldapmodify", ldif, out);
+        or_panic(self.0.ldapmodify(ldif));
     }
 
-    /// `ldapadd` as the admin (LDIF entries); panics on any error, e.g. an entry that
-    /// already exists or violates the schema.
+    /// `ldapadd` as the admin (LDIF entries).
     pub fn ldapadd(&self, ldif: &str) {
-        let out = self.run_tool("ldapadd", self.ldap_tool("ldapadd"), Some(ldif));
-        self.check("ldapadd", ldif, out);
+        or_panic(self.0.ldapadd(ldif));
     }
 
-    /// `ldapdelete` of one entry as the admin; panics on any error (including noSuchObject).
+    /// `ldapdelete` of one entry as the admin.
     pub fn ldapdelete(&self, dn: &str) {
-        let mut delete = self.ldap_tool("ldapdelete");
-        delete.arg(dn);
-        let out = self.run_tool("ldapdelete", delete, None);
-        self.check("ldapdelete", dn, out);
-    }
-
-    /// An ldap-utils command bound as the admin to this server, ignoring ldap.conf/.ldaprc.
-    fn ldap_tool(&self, tool: &str) -> Command {
-        let mut c = Command::new(tool);
-        c.env("LDAPNOINIT", "1")
-            .args(["-x", "-o", "nettimeout=10", "-H", &self.url])
-            .args(["-D", &self.admin_dn, "-w", &self.admin_password]);
-        c
-    }
-
-    /// Runs an ldap-utils tool with [`TOOL_TIMEOUT`]; panics if it cannot run or hangs.
-    fn run_tool(&self, tool: &str, command: Command, stdin: Option<&str>) -> Output {
-        run(command, stdin, TOOL_TIMEOUT).unwrap_or_else(|e| {
-            panic!(
-                "{tool} against {}: {e}\n--- slapd output:\n{}",
-                self.url,
-                self.log()
-            )
-        })
-    }
-
-    fn check(&self, tool: &str, input: &str, out: Output) {
-        if !out.status.success() {
-            panic!(
-                "{tool} against {} failed ({}):\n{}{}\ninput:\n{input}",
-                self.url,
-                out.status,
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-    }
-
-    fn set_port(&mut self, port: u16) {
-        self.port = port;
-        self.url = format!("ldap://127.0.0.1:{port}");
-    }
-
-    /// Spawns slapd in the foreground on `self.port` and waits until it answers a base
-    /// search as the admin.
-    fn launch(&mut self) -> Result<(), Launch> {
-        assert!(self.child.is_none(), "launch() with slapd still running");
-        let log_path = self.dir.path().join("slapd.log");
-        let log = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log_path)
-            .expect("open slapd.log");
-        let log_start = log.metadata().map(|m| m.len()).unwrap_or(0);
-        // A pidfile left by a killed slapd must not pass for the new one's.
-        let _ = std::fs::remove_file(self.dir.path().join("slapd.pid"));
-        // `-d 32768` (debug level "none") keeps slapd in the foreground, so it is our child
-        // and a SIGTERM + wait stops it cleanly, and prints only the messages logged at
-        // every level: startup, shutdown and errors such as a failed bind(2) or a bad
-        // config line. `-d 0` would print nothing at all, not even errors.
-        let mut listeners = format!("{}/", self.url);
-        if let Some(tls) = &self.tls {
-            listeners += &format!(" {}/", tls.ldaps_url);
-        }
-        let child = Command::new(&self.slapd)
-            .arg("-f")
-            .arg(self.dir.path().join("slapd.conf"))
-            .arg("-h")
-            .arg(listeners)
-            .args(["-d", "32768"])
-            .current_dir(self.dir.path())
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("clone the slapd.log handle"))
-            .stderr(log)
-            .spawn()
-            .unwrap_or_else(|e| panic!("could not spawn {}: {e}", self.slapd.display()));
-        self.child = Some(child);
-
-        // Only a slapd that wrote its pidfile has bound the port (it binds, then opens the
-        // database, then writes the pidfile): until then a search could reach whoever else
-        // holds the port, e.g. another test's slapd that won the race for the same free port.
-        let pid = self.child.as_ref().map(|c| c.id().to_string());
-        let pidfile = self.dir.path().join("slapd.pid");
-        let deadline = Instant::now() + STARTUP_TIMEOUT;
-        loop {
-            let exited = self
-                .child
-                .as_mut()
-                .and_then(|c| c.try_wait().ok().flatten());
-            if let Some(status) = exited {
-                self.child = None;
-                let output = read_from(&log_path, log_start);
-                return Err(
-                    if output.contains("errno=98") || output.contains("in use") {
-                        Launch::AddressInUse
-                    } else {
-                        Launch::Exited(format!("slapd exited ({status})"))
-                    },
-                );
-            }
-            let ours = std::fs::read_to_string(&pidfile)
-                .is_ok_and(|text| Some(text.trim()) == pid.as_deref());
-            if ours && self.answers() {
-                return Ok(());
-            }
-            if Instant::now() >= deadline {
-                self.stop();
-                return Err(Launch::Exited(format!(
-                    "slapd did not answer a search on {} within {STARTUP_TIMEOUT:?}",
-                    self.url
-                )));
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-
-    /// Whether a base-scope search of the suffix as the admin succeeds.
-    fn answers(&self) -> bool {
-        let mut probe = self.ldap_tool("ldapsearch");
-        probe.args([
-            "-LLL",
-            "-s",
-            "base",
-            "-b",
-            &self.base,
-            "(objectClass=*)",
-            "1.1",
-        ]);
-        run(probe, None, PROBE_TIMEOUT).is_ok_and(|out| out.status.success())
-    }
-
-    fn launch_failed(&self, e: Launch) -> ! {
-        let why = match e {
-            Launch::AddressInUse => match &self.tls {
-                Some(tls) => format!(
-                    "slapd could not bind 127.0.0.1:{} or {}",
-                    self.port, tls.ldaps_url
-                ),
-                None => format!("slapd could not bind 127.0.0.1:{}", self.port),
-            },
-            Launch::Exited(why) => why,
-        };
-        panic!(
-            "{why}\n--- end of slapd's output ({}):\n{}\n--- slapd.conf:\n{}\n(If the output says \
-             \"Permission denied\" on the temporary directory, AppArmor may confine \
-             /usr/sbin/slapd: `aa-complain /usr/sbin/slapd`.)",
-            self.dir.path().join("slapd.log").display(),
-            tail(&self.log(), 40),
-            std::fs::read_to_string(self.dir.path().join("slapd.conf")).unwrap_or_default()
-        );
+        or_panic(self.0.ldapdelete(dn));
     }
 }
 
-impl Drop for Slapd {
-    fn drop(&mut self) {
-        self.stop();
+impl Deref for Slapd {
+    type Target = scim_bridge::slapd::Slapd;
+
+    fn deref(&self) -> &Self::Target {
+        &self.0
     }
 }
 
-/// The TLS side of a slapd started with [`Slapd::start_tls`]: all files PEM, in the
-/// server's temporary directory.
-pub struct SlapdTls {
-    /// `ldaps://127.0.0.1:PORT2`, no trailing slash (a different port from `url`'s).
-    pub ldaps_url: String,
-    /// The test CA, which signed the server and the client certificates.
-    pub ca_file: PathBuf,
-    /// The client certificate (subject [`CLIENT_SUBJECT`]) and its private key.
-    pub client_cert_file: PathBuf,
-    pub client_key_file: PathBuf,
-    /// Another CA, which signed nothing slapd presents: trusting only it must fail.
-    pub unknown_ca_file: PathBuf,
-    /// The server's certificate (for 127.0.0.1 and localhost) and its private key.
-    pub server_cert_file: PathBuf,
-    pub server_key_file: PathBuf,
-    ldaps_port: u16,
-}
-
-impl SlapdTls {
-    /// The port of [`SlapdTls::ldaps_url`].
-    pub fn ldaps_port(&self) -> u16 {
-        self.ldaps_port
+impl DerefMut for Slapd {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
     }
-
-    fn set_port(&mut self, port: Option<u16>) {
-        let port = port.expect("free ports never run out");
-        self.ldaps_port = port;
-        self.ldaps_url = format!("ldaps://127.0.0.1:{port}");
-    }
-
-    /// Generates in `dir` (created) the test CA, the server certificate, the client
-    /// certificate and the unknown CA: P-256 keys, unencrypted, valid for [`CERT_DAYS`].
-    fn generate(dir: &Path) -> SlapdTls {
-        let openssl = find_program("openssl", &[]).unwrap_or_else(|| {
-            panic!(
-                "the LDAP TLS tests need the openssl command-line tool, which was not found on \
-                 PATH. Run the test suite with `bash tests/run.sh`, which installs it (Debian \
-                 package `openssl`), or `apt-get install openssl` yourself."
-            )
-        });
-        std::fs::create_dir(dir).expect("create the directory for the test certificates");
-        let openssl = |args: &[&str]| {
-            let mut command = Command::new(&openssl);
-            command.args(args).current_dir(dir);
-            let out = run(command, None, TOOL_TIMEOUT)
-                .unwrap_or_else(|e| panic!("openssl {args:?}: {e}"));
-            if !out.status.success() {
-                panic!(
-                    "openssl {args:?} failed ({}):\n{}{}",
-                    out.status,
-                    String::from_utf8_lossy(&out.stdout),
-                    String::from_utf8_lossy(&out.stderr)
-                );
-            }
-        };
-        let new_key = [
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-        ];
-        let ca = |name: &str, subject: &str| {
-            let (key, cert) = (format!("{name}.key"), format!("{name}.pem"));
-            let mut args = vec!["req", "-x509"];
-            args.extend(new_key);
-            args.extend(["-keyout", &key, "-out", &cert, "-days", CERT_DAYS]);
-            args.extend(["-subj", subject]);
-            args.extend(["-addext", "basicConstraints=critical,CA:TRUE"]);
-            args.extend(["-addext", "keyUsage=critical,keyCertSign,cRLSign"]);
-            openssl(&args);
-        };
-        // An end-entity certificate signed by the test CA, with the extensions in `ext`.
-        let leaf = |name: &str, subject: &str, serial: &str, ext: &str| {
-            let (key, csr, cert, ext_file) = (
-                format!("{name}.key"),
-                format!("{name}.csr"),
-                format!("{name}.pem"),
-                format!("{name}.ext"),
-            );
-            std::fs::write(
-                dir.join(&ext_file),
-                format!(
-                    "basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\n{ext}"
-                ),
-            )
-            .expect("write a certificate extension file");
-            let mut args = vec!["req", "-new"];
-            args.extend(new_key);
-            args.extend(["-keyout", &key, "-out", &csr, "-subj", subject]);
-            openssl(&args);
-            openssl(&[
-                "x509",
-                "-req",
-                "-in",
-                &csr,
-                "-CA",
-                "ca.pem",
-                "-CAkey",
-                "ca.key",
-                "-set_serial",
-                serial,
-                "-days",
-                CERT_DAYS,
-                "-extfile",
-                &ext_file,
-                "-out",
-                &cert,
-            ]);
-        };
-        ca("ca", "/O=Example/CN=scim-bridge test CA");
-        ca("unknown-ca", "/O=Elsewhere/CN=an unrelated CA");
-        leaf(
-            "server",
-            "/O=Example/CN=localhost",
-            "2",
-            "extendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1,DNS:localhost\n",
-        );
-        // OpenSSL's subject order is the reverse of the DN's: this is CLIENT_SUBJECT.
-        leaf(
-            "client",
-            "/O=Example/CN=scim-bridge",
-            "3",
-            "extendedKeyUsage=clientAuth\n",
-        );
-        SlapdTls {
-            ldaps_url: String::new(),
-            ca_file: dir.join("ca.pem"),
-            client_cert_file: dir.join("client.pem"),
-            client_key_file: dir.join("client.key"),
-            unknown_ca_file: dir.join("unknown-ca.pem"),
-            server_cert_file: dir.join("server.pem"),
-            server_key_file: dir.join("server.key"),
-            ldaps_port: 0,
-        }
-    }
-}
-
-enum Launch {
-    /// slapd could not bind its port (another process took it).
-    AddressInUse,
-    /// slapd exited or did not answer; the reason.
-    Exited(String),
-}
-
-/// The installed OpenLDAP programs the harness runs.
-struct Tools {
-    slapd: PathBuf,
-    slapadd: PathBuf,
-}
-
-impl Tools {
-    /// Finds slapd and slapadd (also in /usr/sbin, which a user's PATH may lack) and checks
-    /// the ldap-utils tools are on PATH; panics with the fix if not.
-    fn find() -> Tools {
-        let slapd = find_program("slapd", SBIN_DIRS);
-        let slapadd = find_program("slapadd", SBIN_DIRS);
-        let missing_utils: Vec<&str> = ["ldapsearch", "ldapadd", "ldapmodify", "ldapdelete"]
-            .into_iter()
-            .filter(|tool| find_program(tool, &[]).is_none())
-            .collect();
-        match (slapd, slapadd) {
-            (Some(slapd), Some(slapadd)) if missing_utils.is_empty() => Tools { slapd, slapadd },
-            (slapd, slapadd) => {
-                let mut missing: Vec<&str> = Vec::new();
-                if slapd.is_none() {
-                    missing.push("slapd");
-                }
-                if slapadd.is_none() {
-                    missing.push("slapadd");
-                }
-                missing.extend(missing_utils);
-                panic!(
-                    "the LDAP tests need OpenLDAP's slapd and the ldap-utils tools, but {} \
-                     not found (slapd and slapadd on PATH or in {SBIN_DIRS:?}, the others on PATH). \
-                     Run the test suite with \
-                     `bash tests/run.sh`, which installs them (Debian packages `slapd` and \
-                     `ldap-utils`), or `apt-get install slapd ldap-utils` yourself.",
-                    missing.join(", ") + if missing.len() == 1 { " was" } else { " were" }
-                )
-            }
-        }
-    }
-}
-
-/// `name` on PATH or in one of `extra_dirs`.
-fn find_program(name: &str, extra_dirs: &[&str]) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain(extra_dirs.iter().map(PathBuf::from))
-        .map(|dir| dir.join(name))
-        .find(|candidate| candidate.is_file())
-}
-
-/// The directory with slapd's loadable modules, if any (Debian builds back_mdb and ppolicy
-/// as modules; a slapd with mdb built in needs none).
-fn find_module_dir() -> Option<PathBuf> {
-    MODULE_DIRS
-        .iter()
-        .map(PathBuf::from)
-        .find(|dir| has_module(dir, "back_mdb"))
-}
-
-fn has_module(dir: &Path, name: &str) -> bool {
-    dir.join(format!("{name}.la")).is_file() || dir.join(format!("{name}.so")).is_file()
-}
-
-fn schema_dir() -> &'static str {
-    SCHEMA_DIRS
-        .iter()
-        .copied()
-        .find(|dir| Path::new(dir).join("core.schema").is_file())
-        .unwrap_or(SCHEMA_DIRS[0])
-}
-
-/// A slapd.conf quoted value (paths may contain spaces; `"` and `\` are escaped).
-fn quoted(value: &Path) -> String {
-    let s = value.display().to_string();
-    format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
-}
-
-fn slapd_conf(dir: &Path, modules: Option<&Path>, ppolicy: bool, tls: Option<&SlapdTls>) -> String {
-    let schemas = schema_dir();
-    let mut conf = String::from("# Generated by tests/it/slapd.rs\n");
-    for schema in ["core", "cosine", "inetorgperson", "nis"] {
-        conf += &format!("include {schemas}/{schema}.schema\n");
-    }
-    if let Some(modules) = modules {
-        conf += &format!("modulepath {}\nmoduleload back_mdb\n", quoted(modules));
-        // OpenLDAP 2.5 ships no ppolicy.schema: the overlay module defines its schema
-        // (pwdPolicy, pwdAccountLockedTime, …) when it is loaded.
-        if ppolicy {
-            conf += "moduleload ppolicy\n";
-        }
-    }
-    conf += &format!(
-        "pidfile {}\nargsfile {}\n\
-         # Per-operation logs would go to syslog; errors are printed on stderr (-d 32768).\n\
-         loglevel none\n",
-        quoted(&dir.join("slapd.pid")),
-        quoted(&dir.join("slapd.args")),
-    );
-    if let Some(tls) = tls {
-        // `try`: a client certificate is asked for and, when sent, must verify; a client
-        // without one (a simple bind over TLS) is fine. The EXTERNAL identity is the
-        // certificate's subject, normalized (lower-cased), mapped to the root DN.
-        conf += &format!(
-            "TLSCACertificateFile {}\n\
-             TLSCertificateFile {}\n\
-             TLSCertificateKeyFile {}\n\
-             TLSVerifyClient try\n\
-             authz-regexp \"^{}$\" \"{ADMIN_DN}\"\n",
-            quoted(&tls.ca_file),
-            quoted(&tls.server_cert_file),
-            quoted(&tls.server_key_file),
-            CLIENT_SUBJECT.to_ascii_lowercase(),
-        );
-    }
-    conf += &format!(
-        "\n\
-         database mdb\n\
-         maxsize 1073741824\n\
-         suffix \"{BASE}\"\n\
-         rootdn \"{ADMIN_DN}\"\n\
-         rootpw \"{ADMIN_PASSWORD}\"\n\
-         directory {}\n\
-         index objectClass,uid,cn,mail,member,uniqueMember,memberUid,entryUUID eq\n",
-        quoted(&dir.join("db")),
-    );
-    if ppolicy {
-        conf += &format!("overlay ppolicy\nppolicy_default \"{PPOLICY_DN}\"\n");
-    }
-    conf
-}
-
-fn base_ldif(ppolicy: bool) -> String {
-    let mut ldif = format!(
-        "dn: {BASE}\nobjectClass: dcObject\nobjectClass: organization\ndc: example\no: Example\n\n\
-         dn: {PEOPLE_DN}\nobjectClass: organizationalUnit\nou: people\n\n\
-         dn: {GROUPS_DN}\nobjectClass: organizationalUnit\nou: groups\n"
-    );
-    if ppolicy {
-        // ppolicy only enforces pwdAccountLockedTime for entries under a policy with
-        // pwdLockout TRUE; with no policy at all a "locked" user still binds.
-        ldif += &format!(
-            "\ndn: ou=policies,{BASE}\nobjectClass: organizationalUnit\nou: policies\n\n\
-             dn: {PPOLICY_DN}\nobjectClass: organizationalRole\nobjectClass: pwdPolicy\n\
-             cn: default\npwdAttribute: userPassword\npwdLockout: TRUE\n"
-        );
-    }
-    ldif
-}
-
-/// A free TCP port on 127.0.0.1 (bound and released; slapd binds it right after).
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("bind 127.0.0.1:0 to find a free port")
-        .port()
-}
-
-/// Runs `command` to completion, with `stdin` written from a thread and stdout/stderr read
-/// by threads (so a large LDIF cannot deadlock against the tool's output). Kills it and
-/// returns an error if it runs longer than `timeout`.
-fn run(mut command: Command, stdin: Option<&str>, timeout: Duration) -> Result<Output, String> {
-    let mut child = command
-        .stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("could not run {command:?}: {e}"))?;
-    let writer = child.stdin.take().map(|mut pipe| {
-        let input = stdin.unwrap_or_default().to_string();
-        std::thread::spawn(move || {
-            let _ = pipe.write_all(input.as_bytes());
-        })
-    });
-    let stdout = drain(child.stdout.take());
-    let stderr = drain(child.stderr.take());
-    let deadline = Instant::now() + timeout;
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(status)) => break status,
-            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(2)),
-            Ok(None) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(format!("{command:?} did not finish within {timeout:?}"));
-            }
-            Err(e) => return Err(format!("waiting for {command:?}: {e}")),
-        }
-    };
-    if let Some(writer) = writer {
-        let _ = writer.join();
-    }
-    Ok(Output {
-        status,
-        stdout: stdout.join().unwrap_or_default(),
-        stderr: stderr.join().unwrap_or_default(),
-    })
-}
-
-/// Reads a child's pipe to the end on a thread.
-fn drain(pipe: Option<impl Read + Send + 'static>) -> std::thread::JoinHandle<Vec<u8>> {
-    std::thread::spawn(move || {
-        let mut bytes = Vec::new();
-        if let Some(mut pipe) = pipe {
-            let _ = pipe.read_to_end(&mut bytes);
-        }
-        bytes
-    })
-}
-
-/// The last `lines` lines of `text`.
-fn tail(text: &str, lines: usize) -> String {
-    let all: Vec<&str> = text.lines().collect();
-    let skipped = all.len().saturating_sub(lines);
-    let mut out = if skipped > 0 {
-        format!("[… {skipped} earlier lines]\n")
-    } else {
-        String::new()
-    };
-    out += &all[skipped..].join("\n");
-    out
-}
-
-/// The text of `path` from byte `offset` on.
-fn read_from(path: &Path, offset: u64) -> String {
-    let mut text = Vec::new();
-    if let Ok(mut file) = File::open(path) {
-        let _ = file.read_to_end(&mut text);
-    }
-    let start = (offset as usize).min(text.len());
-    String::from_utf8_lossy(&text[start..]).into_owned()
 }
 
 /// A test CA with a server certificate for 127.0.0.1/localhost (and the rest of
 /// [`SlapdTls`]) generated in `dir` (created), for TLS tests that need no slapd.
 pub fn test_certificates(dir: &Path) -> SlapdTls {
-    SlapdTls::generate(dir)
-}
-
-impl Slapd {
-    /// `config.ldap.example.yaml` from its `target:` section on, pointed at this slapd
-    /// (URL, bind DN and password, base as values) with short timeouts: the YAML a test
-    /// merges into the daemon's base config.
-    pub fn example_target_yaml(&self) -> String {
-        let example = include_str!("../../config.ldap.example.yaml");
-        let start = example.find("\ntarget:").expect("target section") + 1;
-        example[start..]
-            .replace("- env: LDAP_URL", &format!("- value: {}", self.url))
-            .replace("env: LDAP_BIND_DN", &format!("value: {}", self.admin_dn))
-            .replace(
-                "env: LDAP_BIND_PASSWORD",
-                &format!("value: {}", self.admin_password),
-            )
-            .replace("env: LDAP_BASE_DN", &format!("value: {}", self.base))
-            .replace("operation_timeout: 10s", "operation_timeout: 2s")
-            .replace("connect_timeout: 5s", "connect_timeout: 1s")
-    }
+    or_panic(scim_bridge::slapd::test_certificates(dir))
 }
