@@ -767,7 +767,7 @@ impl LdapTarget {
         let mut wanted = Wanted::new(spec, attributes, member_values);
         let attrs = wanted.read_attrs();
         let adopt = matches!(change, Change::Upsert { .. });
-        let (_, entry) = self.find_entry(s, key, &dn, spec, &wanted, &attrs, adopt)?;
+        let (_, entry) = self.find_entry(s, key, &dn, spec, &wanted, &attrs, adopt, false)?;
         wanted.apply_bits(entry.as_ref(), &spec.disable_bits, disabled);
         let Some(entry) = entry else {
             return Ok(match change {
@@ -818,6 +818,33 @@ impl LdapTarget {
             return Outcome::Applied;
         }
         outside_runtime(|| self.apply_blocking(change))
+    }
+
+    /// Converges changes in order, as [`apply`](Self::apply) would one by one, with the
+    /// links file's writes of the whole batch in one transaction: one fsync per batch
+    /// instead of one or more per entry. Should that commit fail, every change is reported
+    /// unavailable and delivered again (converging is idempotent).
+    pub fn apply_batch(&self, changes: &[Change]) -> Vec<Outcome> {
+        outside_runtime(|| {
+            if let Err(e) = self.links.begin_batch() {
+                let outcome = verdict(Fail::from(e));
+                return changes.iter().map(|_| outcome.clone()).collect();
+            }
+            let mut out: Vec<Outcome> = Vec::with_capacity(changes.len());
+            for change in changes {
+                let outcome = match out.last() {
+                    Some(Outcome::Unavailable(e)) => Outcome::Unavailable(e.clone()),
+                    _ if matches!(change, Change::Nothing) => Outcome::Applied,
+                    _ => self.apply_blocking(change),
+                };
+                out.push(outcome);
+            }
+            if let Err(e) = self.links.end_batch() {
+                let outcome = verdict(Fail::from(e));
+                return changes.iter().map(|_| outcome.clone()).collect();
+            }
+            out
+        })
     }
 
     fn apply_blocking(&self, change: &Change) -> Outcome {
@@ -999,7 +1026,9 @@ impl LdapTarget {
             disabled,
         } = u;
         let attrs = wanted.read_attrs();
-        let (link, entry) = self.find_entry(s, key, dn, spec, wanted, &attrs, true)?;
+        let (link, entry) = self.find_entry(s, key, dn, spec, wanted, &attrs, true, true)?;
+        // (`find_entry` does not look at the DN of a resource it has no link for: the add
+        // below finds out, and an entry there is then read and claimed as it would be.)
         let unflagged = wanted.attributes.clone();
         wanted.apply_bits(entry.as_ref(), &spec.disable_bits, disabled);
         let entry = match entry {
@@ -1010,6 +1039,7 @@ impl LdapTarget {
                 let pre_linked = spec.on_existing == OnExisting::Conflict && link.is_none();
                 if pre_linked {
                     self.links.set_fresh(kind, key, dn)?;
+                    self.links.sync_now()?;
                 }
                 let added = match self.add(s, spec, dn, wanted.add_attrs()) {
                     Ok(()) => Ok(None),
@@ -1121,7 +1151,9 @@ impl LdapTarget {
 
     /// The link of `key` and its entry: the linked one if it still exists, else the one at
     /// `dn` (claimed), else — nothing linked and `adopt` — one found by the `match`
-    /// attributes (claimed).
+    /// attributes (claimed). `add_first`: the caller adds the entry when none is found
+    /// and handles `entryAlreadyExists`, so a resource with no link and no `match` is not
+    /// looked up at all.
     #[allow(clippy::too_many_arguments)]
     fn find_entry(
         &self,
@@ -1132,8 +1164,14 @@ impl LdapTarget {
         wanted: &Wanted<'_>,
         attrs: &[String],
         adopt: bool,
+        add_first: bool,
     ) -> Result<(Option<Link>, Option<SearchEntry>), Fail> {
         let link = self.links.link(key)?;
+        if add_first && link.is_none() && spec.match_attrs.is_empty() {
+            // A resource never converged, in an upsert: adding is the way to find out
+            // whether its DN is taken (one round trip, not two); see `upsert`.
+            return Ok((None, None));
+        }
         let mut entry = match &link {
             Some(link) => s.read(&link.dn, &refs(attrs))?,
             None => None,
@@ -1806,6 +1844,9 @@ fn checked_cells<'a>(
 impl Target for LdapTarget {
     fn apply(&self, change: &Change) -> Outcome {
         LdapTarget::apply(self, change)
+    }
+    fn apply_batch(&self, changes: &[Change]) -> Vec<Outcome> {
+        LdapTarget::apply_batch(self, changes)
     }
     fn plan(&self, change: &Change) -> Result<Vec<String>, Outcome> {
         LdapTarget::plan(self, change)

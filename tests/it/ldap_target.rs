@@ -764,6 +764,48 @@ fn a_member_delta_writes_only_the_values_it_names_and_keeps_the_placeholder_righ
 }
 
 #[test]
+fn a_batch_converges_in_order_and_its_links_are_on_disk_when_it_returns() {
+    let ldap = Slapd::start();
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let open = || {
+        LdapTarget::open(settings(&ldap, &dir, vec![ldap.url.clone()]), schema())
+            .expect("the target opens")
+    };
+    let target = open();
+    let batch = [
+        alice("alice", "alice@example.com"),
+        person("id-bob", "bob"),
+        group("id-g", "staff", &["id-alice", "id-bob"]),
+        // The same change again in the same batch: converged, nothing to write.
+        person("id-bob", "bob"),
+    ];
+    let outcomes = Target::apply_batch(&target, &batch);
+    assert_eq!(outcomes, vec![Outcome::Applied; 4]);
+    drop(target);
+    let reopened = open();
+    assert_eq!(reopened.linked_dn("id-alice"), Some(user_dn("alice")));
+    assert_eq!(reopened.linked_dn("id-g"), Some(group_dn("staff")));
+    let mut f = Fixture {
+        target: reopened,
+        ldap,
+        _dir: dir,
+    };
+    assert!(f.lists(&group_dn("staff"), &user_dn("bob")));
+    // A batch after the directory went away: unavailable from the first change on.
+    f.ldap.stop();
+    let outcomes = Target::apply_batch(
+        &f.target,
+        &[person("id-carol", "carol"), person("id-dan", "dan")],
+    );
+    assert!(
+        outcomes
+            .iter()
+            .all(|o| matches!(o, Outcome::Unavailable(_))),
+        "{outcomes:?}"
+    );
+}
+
+#[test]
 fn a_removal_deletes_the_entry_and_takes_it_out_of_its_groups() {
     let f = Fixture::new();
     f.applied(&alice("alice", "alice@example.com"));

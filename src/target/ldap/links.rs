@@ -147,6 +147,36 @@ impl Links {
         })
     }
 
+    /// Starts a batch: the writes until [`end_batch`](Self::end_batch) share one
+    /// transaction (one fsync instead of one per write). A transaction left open (by a
+    /// panic in a batch) is committed first.
+    pub(super) fn begin_batch(&self) -> rusqlite::Result<()> {
+        let conn = self.conn();
+        if !conn.is_autocommit() {
+            conn.execute_batch("COMMIT")?;
+        }
+        conn.execute_batch("BEGIN IMMEDIATE")
+    }
+
+    /// Commits the batch's writes.
+    pub(super) fn end_batch(&self) -> rusqlite::Result<()> {
+        let conn = self.conn();
+        if conn.is_autocommit() {
+            return Ok(());
+        }
+        conn.execute_batch("COMMIT")
+    }
+
+    /// Makes the writes so far durable now, inside a batch or not (a link that must be on
+    /// disk before the directory is written).
+    pub(super) fn sync_now(&self) -> rusqlite::Result<()> {
+        let conn = self.conn();
+        if conn.is_autocommit() {
+            return Ok(());
+        }
+        conn.execute_batch("COMMIT; BEGIN IMMEDIATE")
+    }
+
     /// A panic while the lock was held cannot leave a statement half-done (each is
     /// atomic), so a poisoned lock is still usable.
     fn conn(&self) -> MutexGuard<'_, Connection> {
@@ -243,7 +273,8 @@ impl Links {
     /// Remembers the SCIM member ids of group `group` as last converged.
     pub(super) fn set_wanted(&self, group: &str, members: &[String]) -> rusqlite::Result<()> {
         let mut conn = self.conn();
-        let tx = conn.transaction()?;
+        // A savepoint: inside a batch's transaction as well as on its own.
+        let tx = conn.savepoint()?;
         let have: std::collections::HashSet<String> = {
             let mut stmt =
                 tx.prepare_cached("SELECT member_id FROM wanted_members WHERE group_id = ?1")?;
@@ -270,7 +301,8 @@ impl Links {
         removed: &[String],
     ) -> rusqlite::Result<()> {
         let mut conn = self.conn();
-        let tx = conn.transaction()?;
+        // A savepoint: inside a batch's transaction as well as on its own.
+        let tx = conn.savepoint()?;
         for gone in removed {
             tx.prepare_cached("DELETE FROM wanted_members WHERE group_id = ?1 AND member_id = ?2")?
                 .execute([group, gone])?;
