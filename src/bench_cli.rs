@@ -119,7 +119,28 @@ pub struct BenchArgs {
     /// alternately) for 10 s, before the users are deleted.
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     steady_rps: Option<u32>,
+    /// Before the daemon starts, store this many users in its state (through the engine,
+    /// as requests would), then measure a journal replay of them into an empty store and
+    /// the daemon's startup with them; the phases then run on top of them.
+    #[arg(long, default_value_t = 0, conflicts_with = "url", value_parser = clap::value_parser!(u64).range(0..=10_000_000))]
+    stored_users: u64,
+    /// Groups stored with --stored-users, each of --stored-members of them.
+    #[arg(long, default_value_t = 0, requires = "stored_users", value_parser = clap::value_parser!(u64).range(0..=1_000_000))]
+    stored_groups: u64,
+    /// Members of each stored group.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(0..=100_000))]
+    stored_members: u64,
+    /// Also store one group of this many of the stored users (and one of ten), and time
+    /// adding and removing 100 members of each: the cost must follow the 100, not the
+    /// group's size. Needs --stored-users of at least this many plus 2,000.
+    #[arg(long, default_value_t = 0, requires = "stored_users", value_parser = clap::value_parser!(u64).range(0..=1_000_000))]
+    large_group: u64,
 }
+
+/// Members added, then removed, per request of the group phases.
+const DELTA: usize = 100;
+/// Requests per group phase.
+const DELTA_REQUESTS: usize = 20;
 
 /// Runs the benchmark; see the module documentation for the exit codes.
 pub fn run(args: BenchArgs) -> ExitCode {
@@ -146,9 +167,11 @@ struct Endpoint {
 /// `Ok(true)`: no request failed.
 fn bench(args: &BenchArgs) -> anyhow::Result<bool> {
     let run_id = random_hex(4).context("while reading random bytes from the system")?;
-    // Declared first so it is dropped (stopped) after the daemon on an early return.
+    // Declared first so they are dropped after the daemon on an early return.
+    let mut _stored_dir: Option<RemoveOnDrop> = None;
     let mut slapd = None;
     let mut daemon = None;
+    let mut stored: Option<crate::bench_store::Populated> = None;
     let endpoint = match &args.url {
         Some(url) => {
             let token = args
@@ -176,7 +199,28 @@ fn bench(args: &BenchArgs) -> anyhow::Result<bool> {
                 source += " with config.ldap.example.yaml's target and mapping";
                 slapd = Some(server);
             }
-            let (d, endpoint) = Daemon::start(&text, source, args.state_dir.as_deref())?;
+            let state_dir = match (&args.state_dir, args.stored_users) {
+                (Some(dir), _) => Some(dir.clone()),
+                (None, 0) => None,
+                (None, _) => {
+                    let dir =
+                        std::env::temp_dir().join(format!("scim-bridge-bench-stored-{run_id}"));
+                    _stored_dir = Some(RemoveOnDrop(dir.clone()));
+                    Some(dir)
+                }
+            };
+            if let Some(dir) = state_dir.as_deref().filter(|_| args.stored_users > 0) {
+                stored = Some(store_state(args, dir)?);
+            }
+            let starting = Instant::now();
+            let (d, endpoint) = Daemon::start(&text, source, state_dir.as_deref())?;
+            if stored.is_some() {
+                println!(
+                    "startup with that state: {:.2} s to listening (state store opened, journal verified), RSS {}",
+                    starting.elapsed().as_secs_f64(),
+                    mib(Some(d.peak_rss.load(Ordering::Relaxed)))
+                );
+            }
             daemon = Some(d);
             endpoint
         }
@@ -324,6 +368,44 @@ fn bench(args: &BenchArgs) -> anyhow::Result<bool> {
         });
     }
 
+    // Optional: the cost of 100 members in and out of a large group and of a small one.
+    if let Some(p) = &stored
+        && let (Some(large), Some(small)) = (&p.large_group, &p.small_group)
+    {
+        let from = args.large_group as usize;
+        for (name_in, name_out, group) in [
+            ("large group +100", "large group -100", large),
+            ("small group +100", "small group -100", small),
+        ] {
+            let batch = |k: usize| -> String {
+                let mut value = String::new();
+                for id in p.user_ids.iter().skip(from + k * DELTA).take(DELTA) {
+                    if !value.is_empty() {
+                        value.push(',');
+                    }
+                    let _ = write!(value, r#"{{"value":"{id}"}}"#);
+                }
+                value
+            };
+            for (phase, op) in [(name_in, "Add"), (name_out, "Remove")] {
+                b.phase(
+                    phase,
+                    DELTA_REQUESTS,
+                    |k| {
+                        Some(Req::patch(
+                            format!("/Groups/{group}"),
+                            format!(
+                                r#"{{"schemas":{PATCH_SCHEMAS},"Operations":[{{"op":"{op}","path":"members","value":[{}]}}]}}"#,
+                                batch(k)
+                            ),
+                        ))
+                    },
+                    |_, _| Ok(()),
+                );
+            }
+        }
+    }
+
     // (5) Delete every user.
     b.phase(
         "delete users",
@@ -356,6 +438,62 @@ fn bench(args: &BenchArgs) -> anyhow::Result<bool> {
         println!("daemon memory: not measured (--url: the daemon is not this command's child)");
     }
     Ok(b.ok)
+}
+
+/// A directory removed when the run ends.
+struct RemoveOnDrop(PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Stores the users and groups `--stored-*` asks for in `dir`, then measures a replay of
+/// their journal into an empty store (in `dir`'s sibling, removed after).
+fn store_state(args: &BenchArgs, dir: &Path) -> anyhow::Result<crate::bench_store::Populated> {
+    if args.large_group > 0
+        && args.stored_users < args.large_group + (DELTA * DELTA_REQUESTS) as u64
+    {
+        anyhow::bail!(
+            "--large-group {} needs --stored-users of at least {}",
+            args.large_group,
+            args.large_group + (DELTA * DELTA_REQUESTS) as u64
+        );
+    }
+    let p = crate::bench_store::populate(
+        dir,
+        args.stored_users,
+        args.stored_groups,
+        args.stored_members,
+        args.large_group,
+    )?;
+    println!(
+        "stored: {} users, {} groups of {} members{} ({} journal records) in {:.1} s, through the engine",
+        p.users,
+        p.groups,
+        args.stored_members,
+        if args.large_group > 0 {
+            format!(", a group of {} and one of 10", args.large_group)
+        } else {
+            String::new()
+        },
+        p.records,
+        p.seconds
+    );
+    let work = dir.with_extension("replay");
+    let _work = RemoveOnDrop(work.clone());
+    std::fs::create_dir_all(&work).with_context(|| format!("cannot create {}", work.display()))?;
+    let r = crate::bench_store::replay_figures(dir, &work)?;
+    println!(
+        "journal replay into an empty store: {} records ({:.0} MB export) in {:.2} s = {:.0} records/s, peak RSS {} (scim-bridge journal replay --file)",
+        r.records,
+        r.export_bytes as f64 / 1e6,
+        r.replay.seconds,
+        r.records as f64 / r.replay.seconds.max(1e-9),
+        mib(r.replay.peak_kib)
+    );
+    Ok(p)
 }
 
 /// `ldap overhead: bridge creates X/s, raw ldap3 adds Y/s, ratio Z%`, with the verdict

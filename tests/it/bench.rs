@@ -163,3 +163,74 @@ fn bench_ldap_compares_the_bridge_with_raw_ldap3_and_replays_the_journal() {
     );
     assert!(!stdout.contains("stopped:"), "{stdout}");
 }
+
+/// `--stored-users`: the state is filled before the daemon starts, a replay of it into
+/// an empty store and the daemon's startup are measured, and with `--large-group` the
+/// member phases run against a large group and a small one.
+#[test]
+fn bench_with_stored_state_measures_replay_startup_and_member_deltas() {
+    let dir = tempfile::Builder::new()
+        .prefix("scim-bridge-it-bench-stored-")
+        .tempdir()
+        .expect("create a temporary directory");
+    let example = include_str!("../../config.example.yaml");
+    let config = dir.path().join("bench.yaml");
+    std::fs::write(&config, example.replace("level: info", "level: warn")).expect("write config");
+    let out = Command::new(env!("CARGO_BIN_EXE_scim-bridge"))
+        .arg("bench")
+        .arg("--config")
+        .arg(&config)
+        .args([
+            "--users",
+            "10",
+            "--groups",
+            "1",
+            "--concurrency",
+            "2",
+            "--stored-users",
+            "2100",
+            "--stored-groups",
+            "20",
+            "--stored-members",
+            "5",
+            "--large-group",
+            "100",
+            "--max-seconds",
+            "120",
+        ])
+        .env_remove("SCIM_BRIDGE_TOKEN")
+        .env_remove("SCIM_BRIDGE_CONFIG")
+        .current_dir(dir.path())
+        .output()
+        .expect("run scim-bridge bench");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "stdout:\n{stdout}\nstderr:\n{stderr}"
+    );
+    assert!(
+        stdout.contains("stored: 2100 users, 20 groups of 5 members, a group of 100 and one of 10 (2122 journal records)"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("journal replay into an empty store: 2122 records"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("startup with that state: "), "{stdout}");
+    for phase in [
+        "large group +100",
+        "large group -100",
+        "small group +100",
+        "small group -100",
+    ] {
+        let line = stdout
+            .lines()
+            .find(|l| l.starts_with(phase))
+            .unwrap_or_else(|| panic!("no line for phase {phase:?}:\n{stdout}"));
+        let fields: Vec<&str> = line[phase.len()..].split_whitespace().collect();
+        assert_eq!(fields.first(), Some(&"20"), "{line}");
+        assert_eq!(fields.last(), Some(&"0"), "errors in {line}\n{stdout}");
+    }
+}
