@@ -530,8 +530,10 @@ pub fn replay_target(
     dry_run: bool,
     mut progress: impl FnMut(u64),
 ) -> Result<TargetReplaySummary, OpsError> {
-    use crate::target::Outcome;
     let mut summary = TargetReplaySummary::default();
+    // Changes go to the target a batch at a time (one commit of its own bookkeeping per
+    // batch where it can), still in order.
+    let mut batch: Vec<(u64, crate::target::Change)> = Vec::with_capacity(TARGET_BATCH);
     for item in records {
         let (record, was_rejected) = item?;
         summary.records += 1;
@@ -552,22 +554,43 @@ pub fn replay_target(
             summary.applied += 1;
             continue;
         }
-        match target.apply(&change) {
-            Outcome::Applied => summary.applied += 1,
-            Outcome::Rejected(detail) => summary.rejected.push((record.seq, detail)),
-            Outcome::Unavailable(e) => {
-                return Err(OpsError::Invalid(format!(
-                    "the target is unavailable at record {}: {e}; records before it were applied, resume with --from {}",
-                    record.seq, record.seq
-                )));
-            }
-        }
-        if summary.records % 1000 == 0 {
+        batch.push((record.seq, change));
+        if batch.len() == TARGET_BATCH {
+            apply_target_batch(target, std::mem::take(&mut batch), &mut summary)?;
             progress(summary.records);
         }
     }
+    apply_target_batch(target, batch, &mut summary)?;
     progress(summary.records);
     Ok(summary)
+}
+
+/// Changes per `Target::apply_batch` during a replay into the target.
+const TARGET_BATCH: usize = 256;
+
+fn apply_target_batch(
+    target: &dyn crate::target::Target,
+    batch: Vec<(u64, crate::target::Change)>,
+    summary: &mut TargetReplaySummary,
+) -> Result<(), OpsError> {
+    use crate::target::Outcome;
+    if batch.is_empty() {
+        return Ok(());
+    }
+    let changes: Vec<crate::target::Change> = batch.iter().map(|(_, c)| c.clone()).collect();
+    let outcomes = target.apply_batch(&changes);
+    for ((seq, _), outcome) in batch.iter().zip(outcomes) {
+        match outcome {
+            Outcome::Applied => summary.applied += 1,
+            Outcome::Rejected(detail) => summary.rejected.push((*seq, detail)),
+            Outcome::Unavailable(e) => {
+                return Err(OpsError::Invalid(format!(
+                    "the target is unavailable at record {seq}: {e}; records before it were applied, resume with --from {seq}"
+                )));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The records of the local journal `from..=to` with their "rejected" flag.
