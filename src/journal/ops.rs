@@ -303,10 +303,12 @@ fn apply_chunk(
         store.write_blocking(move |tx| -> Result<(u64, u64), StoreError> {
             let (mut applied, mut imported) = (0, 0);
             for item in chunk {
-                if import && tx.journal_import(&item.hash, &item.text, &item.record)? {
+                // A record just appended at the journal's head has nothing after it there.
+                let appended = import && tx.journal_import(&item.hash, &item.text, &item.record)?;
+                if appended {
                     imported += 1;
                 }
-                if tx.apply_image(item.record)? {
+                if tx.apply_record(item.record, !appended)? {
                     applied += 1;
                 }
             }
@@ -483,27 +485,35 @@ pub fn replay_file(
     progress: impl FnMut(u64),
 ) -> Result<ReplaySummary, OpsError> {
     let mut records = Checked::new(input, from, to, allow_torn_tail)?;
-    let summary = replay_chunks(store, true, dry_run, progress, |apply| {
-        let mut chunk = Vec::with_capacity(REPLAY_CHUNK);
-        for item in records.by_ref() {
-            match item {
-                Ok(item) => chunk.push(item),
-                Err(e) => {
-                    // The records before the damage are intact: they are replayed, as
-                    // the error says.
-                    apply(chunk)?;
-                    return Err(e);
+    let bulk = !dry_run && store.is_empty()?;
+    let replay = |records: &mut Checked<_>| {
+        replay_chunks(store, true, dry_run, progress, |apply| {
+            let mut chunk = Vec::with_capacity(REPLAY_CHUNK);
+            for item in records.by_ref() {
+                match item {
+                    Ok(item) => chunk.push(item),
+                    Err(e) => {
+                        // The records before the damage are intact: they are replayed, as
+                        // the error says.
+                        apply(chunk)?;
+                        return Err(e);
+                    }
+                }
+                if chunk.len() == REPLAY_CHUNK {
+                    apply(std::mem::replace(
+                        &mut chunk,
+                        Vec::with_capacity(REPLAY_CHUNK),
+                    ))?;
                 }
             }
-            if chunk.len() == REPLAY_CHUNK {
-                apply(std::mem::replace(
-                    &mut chunk,
-                    Vec::with_capacity(REPLAY_CHUNK),
-                ))?;
-            }
-        }
-        apply(chunk)
-    })?;
+            apply(chunk)
+        })
+    };
+    let summary = if bulk {
+        store.bulk_load(|| replay(&mut records))?
+    } else {
+        replay(&mut records)?
+    };
     records.finish(summary.records)?;
     Ok(summary)
 }

@@ -552,6 +552,13 @@ impl WriteTx<'_> {
     /// Brings the state tables to a record's image. Returns false when the resource is
     /// already at that version or later (replay is idempotent).
     pub fn apply_image(&self, record: Record) -> Result<bool, StoreError> {
+        self.apply_record(record, true)
+    }
+
+    /// [`apply_image`](Self::apply_image); `later_known`: the journal may hold records
+    /// after this one, so a later deletion is looked for. False for a record that was
+    /// just appended at the journal's head: nothing later is there.
+    pub fn apply_record(&self, record: Record, later_known: bool) -> Result<bool, StoreError> {
         let kind = ResourceKind::from_name(&record.kind).ok_or_else(|| {
             StoreError::Journal(format!(
                 "record {}: unknown kind '{}'",
@@ -576,7 +583,7 @@ impl WriteTx<'_> {
                 if current.as_ref().is_some_and(|c| c.version >= version) {
                     return Ok(false);
                 }
-                if current.is_none() && r.deleted_later(&record)? {
+                if current.is_none() && later_known && r.deleted_later(&record)? {
                     // The journal already holds this resource's deletion: re-creating it
                     // only to delete it again would be churn, not replay.
                     return Ok(false);

@@ -438,6 +438,62 @@ impl Store {
     }
 }
 
+/// The secondary indexes, as `CREATE INDEX IF NOT EXISTS` (every open makes sure they
+/// are there: a bulk load that dropped them and stopped half-way leaves none missing).
+fn secondary_indexes() -> String {
+    format!(
+        "CREATE UNIQUE INDEX IF NOT EXISTS resources_unique_key ON resources(kind, unique_key);
+         CREATE INDEX IF NOT EXISTS resources_external_id ON resources(kind, external_id);
+         CREATE INDEX IF NOT EXISTS resources_manager ON resources({MANAGER_EXPR}) WHERE kind = 'User';
+         CREATE INDEX IF NOT EXISTS members_by_member ON members(member_id, group_id);
+         CREATE INDEX IF NOT EXISTS journal_by_resource ON journal(resource_id, seq);
+         CREATE INDEX IF NOT EXISTS journal_pending ON journal(seq) WHERE delivery = 'pending';"
+    )
+}
+
+/// The indexes a bulk load goes without: all but the unique ones, which keep refusing a
+/// duplicate as it comes.
+const DROP_SECONDARY_INDEXES: &str = "DROP INDEX IF EXISTS resources_external_id;
+     DROP INDEX IF EXISTS resources_manager;
+     DROP INDEX IF EXISTS members_by_member;
+     DROP INDEX IF EXISTS journal_by_resource;
+     DROP INDEX IF EXISTS journal_pending;";
+
+impl Store {
+    /// Whether the store holds nothing at all: no resource and no journal record.
+    pub fn is_empty(&self) -> Result<bool, StoreError> {
+        self.read(|r| {
+            Ok(r.conn
+                .prepare_cached(
+                    "SELECT NOT EXISTS (SELECT 1 FROM resources) AND NOT EXISTS (SELECT 1 FROM journal)",
+                )?
+                .query_row([], |row| row.get(0))?)
+        })
+    }
+
+    /// Runs a bulk load into an empty store (a replay) without the non-unique secondary
+    /// indexes, and builds them once at the end (one sort instead of an insert into five
+    /// more B-trees per record). Should the process stop in between, the next open builds
+    /// them.
+    pub fn bulk_load<T, E: From<StoreError>>(
+        &self,
+        load: impl FnOnce() -> Result<T, E>,
+    ) -> Result<T, E> {
+        self.write_blocking(|tx| -> Result<(), StoreError> {
+            tx.tx.execute_batch(DROP_SECONDARY_INDEXES)?;
+            Ok(())
+        })?;
+        let loaded = load();
+        let rebuilt = self.write_blocking(|tx| -> Result<(), StoreError> {
+            tx.tx.execute_batch(&secondary_indexes())?;
+            Ok(())
+        });
+        let out = loaded?;
+        rebuilt?;
+        Ok(out)
+    }
+}
+
 fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
     if version > SCHEMA_VERSION {
@@ -476,6 +532,7 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
         tx.pragma_update(None, "user_version", 4)?;
         tx.commit()?;
     }
+    conn.execute_batch(&secondary_indexes())?;
     Ok(())
 }
 

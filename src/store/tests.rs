@@ -423,3 +423,37 @@ fn the_startup_check_finds_an_edited_text_a_rehashed_one_a_wrong_copy_and_a_gap(
         damage()
     );
 }
+
+#[test]
+fn a_bulk_load_gives_back_every_index_even_when_it_fails_and_an_open_rebuilds_lost_ones() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let indexes = |conn: &Connection| -> Vec<String> {
+        let mut stmt = conn
+            .prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL ORDER BY name")
+            .expect("prepare");
+        let rows = stmt.query_map([], |r| r.get(0)).expect("query");
+        rows.collect::<Result<_, _>>().expect("rows")
+    };
+    let store = Store::open(dir.path()).expect("opens");
+    assert!(store.is_empty().expect("empty"));
+    let raw = Connection::open(dir.path().join("state.db")).expect("open");
+    let all = indexes(&raw);
+    assert_eq!(all.len(), 6, "{all:?}");
+    let during = std::cell::RefCell::new(Vec::new());
+    let failed: Result<(), StoreError> = store.bulk_load(|| {
+        *during.borrow_mut() = indexes(&raw);
+        Err(StoreError::Journal("injected".into()))
+    });
+    assert!(failed.is_err());
+    assert_eq!(
+        *during.borrow(),
+        ["resources_unique_key"],
+        "only the unique index stays during the load"
+    );
+    assert_eq!(indexes(&raw), all, "rebuilt after a failed load");
+    drop(store);
+    raw.execute_batch("DROP INDEX journal_pending; DROP INDEX members_by_member;")
+        .expect("drop");
+    let _store = Store::open(dir.path()).expect("reopens");
+    assert_eq!(indexes(&raw), all, "an open builds the missing ones");
+}
