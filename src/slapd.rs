@@ -852,8 +852,8 @@ fn free_port() -> Result<u16, SlapdError> {
 }
 
 /// Stops `child`: SIGTERM (through `kill`, as this crate has no unsafe code), up to
-/// `timeout` for it to exit, then SIGKILL.
-fn terminate(mut child: Child, timeout: Duration) {
+/// `timeout` for it to exit, then SIGKILL. Also what the tests stop the daemon with.
+pub fn terminate(mut child: Child, timeout: Duration) {
     let _ = Command::new("kill")
         .arg("-TERM")
         .arg(child.id().to_string())

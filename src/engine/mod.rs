@@ -147,6 +147,19 @@ pub struct Written {
     pub delta: Option<MemberDelta>,
 }
 
+impl Written {
+    /// A request that changed nothing: no new version, no record.
+    fn unchanged(resource: Resource) -> Written {
+        Written {
+            resource,
+            changed: false,
+            seq: None,
+            before: None,
+            delta: None,
+        }
+    }
+}
+
 /// How long a write waits for the target's verdict before answering with the record
 /// still pending (the target is slow or down; delivery continues in the background).
 pub const DELIVERY_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
@@ -294,10 +307,7 @@ fn resolve_members(
             continue;
         }
         if id == group_id {
-            return Err(ScimError::invalid_value(format!(
-                "members: a group cannot be a member of itself ('{id}')"
-            ))
-            .into());
+            return Err(not_itself(&id));
         }
         obj.remove("$ref");
         if let Some(kind) = known.get(&id) {
@@ -305,18 +315,7 @@ fn resolve_members(
             out.push(member);
             continue;
         }
-        let Some(kind) = r.kind_of(&id)? else {
-            return Err(ScimError::invalid_value(format!(
-                "members: '{id}' is not the id of an existing User or Group"
-            ))
-            .into());
-        };
-        if kind == ResourceKind::Group && r.group_reaches(&id, group_id)? {
-            return Err(ScimError::invalid_value(format!(
-                "members: group '{id}' already contains this group; nesting it here would make a cycle"
-            ))
-            .into());
-        }
+        let kind = new_member_kind(r, group_id, &id)?;
         obj.insert("type".into(), Value::String(kind.name().into()));
         out.push(member);
     }
@@ -324,6 +323,31 @@ fn resolve_members(
         doc.insert("members".into(), Value::Array(out));
     }
     Ok(())
+}
+
+fn not_itself(id: &str) -> EngineError {
+    ScimError::invalid_value(format!(
+        "members: a group cannot be a member of itself ('{id}')"
+    ))
+    .into()
+}
+
+/// The type of a resource about to become a member of `group_id`: it must exist, and a
+/// group must not already contain `group_id` (nesting it would make a cycle).
+fn new_member_kind(r: &Reader<'_>, group_id: &str, id: &str) -> Result<ResourceKind, EngineError> {
+    let Some(kind) = r.kind_of(id)? else {
+        return Err(ScimError::invalid_value(format!(
+            "members: '{id}' is not the id of an existing User or Group"
+        ))
+        .into());
+    };
+    if kind == ResourceKind::Group && r.group_reaches(id, group_id)? {
+        return Err(ScimError::invalid_value(format!(
+            "members: group '{id}' already contains this group; nesting it here would make a cycle"
+        ))
+        .into());
+    }
+    Ok(kind)
 }
 
 /// The net member change of a group's member operations against its stored members,
@@ -353,10 +377,7 @@ fn net_delta(
                         continue;
                     };
                     if id == group_id {
-                        return Err(ScimError::invalid_value(format!(
-                            "members: a group cannot be a member of itself ('{id}')"
-                        ))
-                        .into());
+                        return Err(not_itself(&id));
                     }
                     if removed_set.remove(&id) {
                         // Removed earlier in this request: it simply stays a member.
@@ -367,18 +388,7 @@ fn net_delta(
                     {
                         continue;
                     }
-                    let Some(kind) = r.kind_of(&id)? else {
-                        return Err(ScimError::invalid_value(format!(
-                            "members: '{id}' is not the id of an existing User or Group"
-                        ))
-                        .into());
-                    };
-                    if kind == ResourceKind::Group && r.group_reaches(&id, group_id)? {
-                        return Err(ScimError::invalid_value(format!(
-                            "members: group '{id}' already contains this group; nesting it here would make a cycle"
-                        ))
-                        .into());
-                    }
+                    let kind = new_member_kind(r, group_id, &id)?;
                     obj.remove("$ref");
                     obj.insert("type".into(), Value::String(kind.name().into()));
                     added_at.insert(id, added.len());
@@ -757,16 +767,10 @@ impl Engine {
                 check_unique(&r, KIND, &doc, Some(&id))?;
                 let delta = net_delta(&r, &id, member_ops)?;
                 if doc == current && delta.is_empty() {
-                    return Ok(Written {
-                        resource: Resource {
-                            stored: before,
-                            groups: Vec::new(),
-                        },
-                        changed: false,
-                        seq: None,
-                        before: None,
-                        delta: None,
-                    });
+                    return Ok(Written::unchanged(Resource {
+                        stored: before,
+                        groups: Vec::new(),
+                    }));
                 }
                 let j = Journal::new(tx, &actor, delivery);
                 let after = finalize(KIND, &id, before.version + 1, &before.created, &j.time, doc);
@@ -815,13 +819,7 @@ impl Engine {
                     resolve_members(&r, &id, &mut doc, Some(&before))?;
                 }
                 if doc == current {
-                    return Ok(Written {
-                        resource: Self::reread(tx, before)?,
-                        changed: false,
-                        seq: None,
-                        before: None,
-                        delta: None,
-                    });
+                    return Ok(Written::unchanged(Self::reread(tx, before)?));
                 }
                 let j = Journal::new(tx, &actor, delivery);
                 let after = finalize(kind, &id, before.version + 1, &before.created, &j.time, doc);

@@ -5,8 +5,9 @@
 
 use std::process::Command;
 
-#[test]
-fn bench_runs_every_phase_without_errors() {
+/// Runs `scim-bridge bench --config <the example, quieter> <args>` in a temporary
+/// directory; asserts exit 0 and returns stdout and the directory.
+fn run_example_bench(args: &[&str]) -> (String, tempfile::TempDir) {
     let dir = tempfile::Builder::new()
         .prefix("scim-bridge-it-bench-")
         .tempdir()
@@ -19,54 +20,73 @@ fn bench_runs_every_phase_without_errors() {
         .arg("bench")
         .arg("--config")
         .arg(&config)
-        .arg("--state-dir")
-        .arg(dir.path().join("state"))
-        .args([
-            "--users",
-            "20",
-            "--groups",
-            "2",
-            "--members-per-batch",
-            "5",
-            "--concurrency",
-            "2",
-            "--max-seconds",
-            "60",
-        ])
+        .args(args)
         .env_remove("SCIM_BRIDGE_TOKEN")
         .env_remove("SCIM_BRIDGE_CONFIG")
         .current_dir(dir.path())
         .output()
         .expect("run scim-bridge bench");
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(
         out.status.code(),
         Some(0),
         "stdout:\n{stdout}\nstderr:\n{stderr}"
     );
-    assert!(stdout.contains("machine: "), "{stdout}");
-    assert!(stdout.contains("--users 20 --groups 2"), "{stdout}");
-    for (phase, requests) in [
-        ("create users", 20),
-        ("get by filter", 20),
-        ("patch users", 20),
-        ("create groups", 2),
-        ("add members", 4),
-        ("delete users", 20),
-    ] {
-        let line = stdout
-            .lines()
-            .find(|l| l.starts_with(phase))
-            .unwrap_or_else(|| panic!("no line for phase {phase:?}:\n{stdout}"));
-        let fields: Vec<&str> = line[phase.len()..].split_whitespace().collect();
+    (stdout, dir)
+}
+
+/// Every phase ran its number of requests, without an error.
+fn assert_phases(stdout: &str, phases: &[(&str, usize)]) {
+    for (phase, requests) in phases {
+        let fields = phase_fields(stdout, phase);
         assert_eq!(
             fields.first(),
             Some(&requests.to_string().as_str()),
-            "{line}"
+            "{phase}: {fields:?}"
         );
-        assert_eq!(fields.last(), Some(&"0"), "errors in {line}\n{stdout}");
+        assert_eq!(fields.last(), Some(&"0"), "errors in {phase}\n{stdout}");
     }
+}
+
+/// The fields after a phase's name on its line.
+fn phase_fields<'a>(stdout: &'a str, phase: &str) -> Vec<&'a str> {
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with(phase))
+        .unwrap_or_else(|| panic!("no line for phase {phase:?}:\n{stdout}"));
+    line[phase.len()..].split_whitespace().collect()
+}
+
+#[test]
+fn bench_runs_every_phase_without_errors() {
+    let (stdout, dir) = run_example_bench(&[
+        "--state-dir",
+        "state",
+        "--users",
+        "20",
+        "--groups",
+        "2",
+        "--members-per-batch",
+        "5",
+        "--concurrency",
+        "2",
+        "--max-seconds",
+        "60",
+    ]);
+    assert!(stdout.contains("machine: "), "{stdout}");
+    assert!(stdout.contains("--users 20 --groups 2"), "{stdout}");
+    assert_phases(
+        &stdout,
+        &[
+            ("create users", 20),
+            ("get by filter", 20),
+            ("patch users", 20),
+            ("create groups", 2),
+            ("add members", 4),
+            ("delete users", 20),
+        ],
+    );
     assert!(!stdout.contains("stopped:"), "{stdout}");
     assert!(stdout.contains("daemon memory: peak RSS"), "{stdout}");
     // The database the target wrote is there, and the users are gone from the live rows.
@@ -122,27 +142,18 @@ fn bench_ldap_compares_the_bridge_with_raw_ldap3_and_replays_the_journal() {
     );
     assert!(stdout.contains("--ldap"), "{stdout}");
     assert!(stdout.contains("ldap: throw-away slapd"), "{stdout}");
-    for (phase, requests) in [
-        ("create users", 20),
-        ("raw ldap3 add", 20),
-        ("get by filter", 20),
-        ("patch users", 20),
-        ("create groups", 2),
-        ("add members", 4),
-        ("delete users", 20),
-    ] {
-        let line = stdout
-            .lines()
-            .find(|l| l.starts_with(phase))
-            .unwrap_or_else(|| panic!("no line for phase {phase:?}:\n{stdout}"));
-        let fields: Vec<&str> = line[phase.len()..].split_whitespace().collect();
-        assert_eq!(
-            fields.first(),
-            Some(&requests.to_string().as_str()),
-            "{line}"
-        );
-        assert_eq!(fields.last(), Some(&"0"), "errors in {line}\n{stdout}");
-    }
+    assert_phases(
+        &stdout,
+        &[
+            ("create users", 20),
+            ("raw ldap3 add", 20),
+            ("get by filter", 20),
+            ("patch users", 20),
+            ("create groups", 2),
+            ("add members", 4),
+            ("delete users", 20),
+        ],
+    );
     let ratio = stdout
         .lines()
         .find(|l| l.starts_with("ldap overhead: bridge creates "))
@@ -169,47 +180,24 @@ fn bench_ldap_compares_the_bridge_with_raw_ldap3_and_replays_the_journal() {
 /// member phases run against a large group and a small one.
 #[test]
 fn bench_with_stored_state_measures_replay_startup_and_member_deltas() {
-    let dir = tempfile::Builder::new()
-        .prefix("scim-bridge-it-bench-stored-")
-        .tempdir()
-        .expect("create a temporary directory");
-    let example = include_str!("../../config.example.yaml");
-    let config = dir.path().join("bench.yaml");
-    std::fs::write(&config, example.replace("level: info", "level: warn")).expect("write config");
-    let out = Command::new(env!("CARGO_BIN_EXE_scim-bridge"))
-        .arg("bench")
-        .arg("--config")
-        .arg(&config)
-        .args([
-            "--users",
-            "10",
-            "--groups",
-            "1",
-            "--concurrency",
-            "2",
-            "--stored-users",
-            "2100",
-            "--stored-groups",
-            "20",
-            "--stored-members",
-            "5",
-            "--large-group",
-            "100",
-            "--max-seconds",
-            "120",
-        ])
-        .env_remove("SCIM_BRIDGE_TOKEN")
-        .env_remove("SCIM_BRIDGE_CONFIG")
-        .current_dir(dir.path())
-        .output()
-        .expect("run scim-bridge bench");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "stdout:\n{stdout}\nstderr:\n{stderr}"
-    );
+    let (stdout, _dir) = run_example_bench(&[
+        "--users",
+        "10",
+        "--groups",
+        "1",
+        "--concurrency",
+        "2",
+        "--stored-users",
+        "2100",
+        "--stored-groups",
+        "20",
+        "--stored-members",
+        "5",
+        "--large-group",
+        "100",
+        "--max-seconds",
+        "120",
+    ]);
     assert!(
         stdout.contains("stored: 2100 users, 20 groups of 5 members, a group of 100 and one of 10 (2122 journal records)"),
         "{stdout}"
@@ -225,12 +213,8 @@ fn bench_with_stored_state_measures_replay_startup_and_member_deltas() {
         "small group +100",
         "small group -100",
     ] {
-        let line = stdout
-            .lines()
-            .find(|l| l.starts_with(phase))
-            .unwrap_or_else(|| panic!("no line for phase {phase:?}:\n{stdout}"));
-        let fields: Vec<&str> = line[phase.len()..].split_whitespace().collect();
-        assert_eq!(fields.first(), Some(&"20"), "{line}");
-        assert_eq!(fields.last(), Some(&"0"), "errors in {line}\n{stdout}");
+        let fields = phase_fields(&stdout, phase);
+        assert_eq!(fields.first(), Some(&"20"), "{phase}: {fields:?}");
+        assert_eq!(fields.last(), Some(&"0"), "errors in {phase}\n{stdout}");
     }
 }

@@ -326,24 +326,7 @@ impl Drop for Daemon {
 
 /// Stops a child process: SIGTERM, wait up to `timeout`, then kill. Shared by every
 /// server the tests start (the daemon, slapd).
-pub fn terminate(mut child: Child, timeout: Duration) {
-    let _ = Command::new("kill")
-        .arg("-TERM")
-        .arg(child.id().to_string())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status();
-    let deadline = Instant::now() + timeout;
-    loop {
-        match child.try_wait() {
-            Ok(Some(_)) => return,
-            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(10)),
-            _ => break,
-        }
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-}
+pub use scim_bridge::slapd::terminate;
 
 /// One HTTP response, fully read.
 #[derive(Debug, Clone)]
