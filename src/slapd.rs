@@ -816,7 +816,7 @@ fn slapd_conf(dir: &Path, modules: Option<&Path>, ppolicy: bool, tls: Option<&Sl
          rootdn \"{ADMIN_DN}\"\n\
          rootpw \"{ADMIN_PASSWORD}\"\n\
          directory {}\n\
-         index objectClass,uid,cn,mail,member,uniqueMember,memberUid,entryUUID eq\n",
+         index objectClass,uid,cn,mail,member,uniqueMember,memberUid,manager,entryUUID eq\n",
         quoted(&dir.join("db")),
     );
     if ppolicy {

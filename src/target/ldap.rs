@@ -148,7 +148,7 @@ pub mod subschema;
 #[cfg(test)]
 mod tests;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 
 use ldap3::{LdapError, Mod, SearchEntry};
 
@@ -1530,19 +1530,12 @@ impl LdapTarget {
             if refs.is_empty() {
                 continue;
             }
-            let entries = self.links.dns_of(kind)?;
-            let linked: HashSet<DnKey> = entries.iter().map(|e| DnKey::of(e)).collect();
-            let mut parents: HashMap<DnKey, &str> = HashMap::new();
-            for entry in &entries {
-                if let Some(parent) = dn::parent(entry) {
-                    parents.entry(DnKey::of(parent)).or_insert(parent);
-                }
-            }
+            let parents = self.links.parents_of(kind)?;
             for attr in refs {
                 let filter = format!("({attr}={})", ldap3::ldap_escape(old));
-                for parent in parents.values() {
+                for parent in &parents {
                     for entry in s.children(parent, &filter, &[attr])? {
-                        if !linked.contains(&DnKey::of(&entry.dn)) {
+                        if !self.links.is_linked_dn(&entry.dn)? {
                             continue;
                         }
                         let values = values_of(&entry, attr);
@@ -1754,18 +1747,10 @@ impl LdapTarget {
             return Ok(());
         };
         let attr = members.attribute.as_str();
-        let groups = self.links.dns_of(ResourceKind::Group)?;
-        let linked: HashSet<DnKey> = groups.iter().map(|g| DnKey::of(g)).collect();
-        let mut parents: HashMap<DnKey, &str> = HashMap::new();
-        for group in &groups {
-            if let Some(parent) = dn::parent(group) {
-                parents.entry(DnKey::of(parent)).or_insert(parent);
-            }
-        }
         let filter = format!("({attr}={})", ldap3::ldap_escape(old));
-        for parent in parents.values() {
-            for group in s.children(parent, &filter, &[attr])? {
-                if !linked.contains(&DnKey::of(&group.dn)) {
+        for parent in self.links.parents_of(ResourceKind::Group)? {
+            for group in s.children(&parent, &filter, &[attr])? {
+                if !self.links.is_linked_dn(&group.dn)? {
                     continue;
                 }
                 let values = values_of(&group, attr);

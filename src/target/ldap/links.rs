@@ -28,6 +28,7 @@
 //! `synchronous=FULL`: a link lost in a crash would make the next rename add a second
 //! entry instead of moving the first.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
@@ -39,6 +40,11 @@ use crate::target::TargetError;
 
 pub(super) struct Links {
     conn: Mutex<Connection>,
+    /// The parents of the linked DNs by kind (canonical form → as written), read once and
+    /// kept up to date by `set`: where the entries that may reference an entry live. A
+    /// parent stays after its last entry is gone (one search too many, never one too
+    /// few).
+    parents: Mutex<HashMap<&'static str, HashMap<String, String>>>,
 }
 
 /// What the links file knows of one resource.
@@ -112,8 +118,11 @@ impl Links {
         conn.pragma_update(None, "synchronous", "FULL")
             .map_err(|e| open_error(e.to_string()))?;
         migrate(&conn).map_err(|e| open_error(e.to_string()))?;
+        conn.execute_batch("CREATE INDEX IF NOT EXISTS links_dn ON links (dn)")
+            .map_err(|e| open_error(e.to_string()))?;
         Ok(Links {
             conn: Mutex::new(conn),
+            parents: Mutex::default(),
         })
     }
 
@@ -144,6 +153,7 @@ impl Links {
         };
         Ok(Links {
             conn: Mutex::new(conn),
+            parents: Mutex::default(),
         })
     }
 
@@ -356,7 +366,53 @@ impl Links {
                  WHERE kind IS NOT excluded.kind OR dn IS NOT excluded.dn",
             )?
             .execute([kind.name(), id, dn])?;
+        if let Some(parent) = super::dn::parent(dn)
+            && let Some(known) = self
+                .parents
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .get_mut(kind.name())
+        {
+            known
+                .entry(super::dn::canonical(parent))
+                .or_insert_with(|| parent.to_string());
+        }
         Ok(())
+    }
+
+    /// The parents of the DNs linked to resources of `kind` (see the field).
+    pub(super) fn parents_of(&self, kind: ResourceKind) -> rusqlite::Result<Vec<String>> {
+        let mut parents = self
+            .parents
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if !parents.contains_key(kind.name()) {
+            let mut known = HashMap::new();
+            for dn in self.dns_of(kind)? {
+                if let Some(parent) = super::dn::parent(&dn) {
+                    known
+                        .entry(super::dn::canonical(parent))
+                        .or_insert_with(|| parent.to_string());
+                }
+            }
+            parents.insert(kind.name(), known);
+        }
+        Ok(parents
+            .get(kind.name())
+            .map(|known| known.values().cloned().collect())
+            .unwrap_or_default())
+    }
+
+    /// Whether some resource is linked to the entry at `dn` (an indexed lookup when the
+    /// DN is written as it was linked, else a comparison with every link).
+    pub(super) fn is_linked_dn(&self, dn: &str) -> rusqlite::Result<bool> {
+        let exact = self
+            .conn()
+            .prepare_cached("SELECT 1 FROM links WHERE dn = ?1 LIMIT 1")?
+            .query_row([dn], |_| Ok(()))
+            .optional()?
+            .is_some();
+        Ok(exact || self.id_at(dn)?.is_some())
     }
 
     /// Forgets `id`: its link, and the members it wants if it is a group.
