@@ -12,12 +12,12 @@ use ldap3::{LdapConn, Scope, SearchEntry, dn_escape};
 use scim_bridge::scim::schema::ResourceKind;
 use scim_bridge::target::ldap::LdapTarget;
 use scim_bridge::target::{
-    Cell, Change, ColumnSpec, ColumnType, EntrySpec, LdapSchema, MemberSpec, MemberValue, Members,
+    Cell, Change, ColumnSpec, ColumnType, EntrySpec, LdapSchema, MemberSpec, MemberValue,
     OnExisting, Outcome, Target,
 };
 
-use crate::ldap_target::{person, schema, settings, user_dn};
-use crate::slapd::{BASE, GROUPS_DN, PEOPLE_DN, Slapd};
+use crate::ldap_target::{group, group_dn, null, person, schema, settings, text, user, user_dn};
+use crate::slapd::{BASE, PEOPLE_DN, Slapd};
 
 /// The placeholder member of the groups (as in `ldap_target.rs`).
 const PLACEHOLDER: &str = "cn=placeholder,dc=example,dc=com";
@@ -167,30 +167,6 @@ fn rejected(target: &LdapTarget, change: &Change) -> String {
     }
 }
 
-fn group_dn(cn: &str) -> String {
-    format!("cn={},{GROUPS_DN}", dn_escape(cn))
-}
-
-fn text(name: &str, value: &str) -> (String, Cell) {
-    (name.to_string(), Cell::Text(value.to_string()))
-}
-
-fn null(name: &str) -> (String, Cell) {
-    (name.to_string(), Cell::Null)
-}
-
-fn user(key: &str, dn: &str, cells: Vec<(String, Cell)>) -> Change {
-    Change::Upsert {
-        kind: ResourceKind::User,
-        key: key.into(),
-        dn: Some(dn.into()),
-        cells,
-        members: None,
-        default_groups: Vec::new(),
-        disabled: false,
-    }
-}
-
 /// `person(key, uid)` with a mail.
 fn mailed(key: &str, uid: &str, mail: &str) -> Change {
     with_cells(person(key, uid), vec![text("mail", mail)])
@@ -218,21 +194,6 @@ fn disabled(mut change: Change) -> Change {
         *disabled = true;
     }
     change
-}
-
-/// A groupOfNames (or whatever the schema's groups are) `cn` with its SCIM member ids.
-fn group(key: &str, cn: &str, members: &[&str]) -> Change {
-    Change::Upsert {
-        kind: ResourceKind::Group,
-        key: key.into(),
-        dn: Some(group_dn(cn)),
-        cells: vec![text("cn", cn)],
-        members: Some(Members::All(
-            members.iter().map(|m| m.to_string()).collect(),
-        )),
-        default_groups: Vec::new(),
-        disabled: false,
-    }
 }
 
 fn remove_user(key: &str) -> Change {

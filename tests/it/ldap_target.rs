@@ -182,19 +182,19 @@ pub(crate) fn user_dn(uid: &str) -> String {
     format!("uid={},{PEOPLE_DN}", dn_escape(uid))
 }
 
-fn group_dn(cn: &str) -> String {
+pub(crate) fn group_dn(cn: &str) -> String {
     format!("cn={},{GROUPS_DN}", dn_escape(cn))
 }
 
-fn text(name: &str, value: &str) -> (String, Cell) {
+pub(crate) fn text(name: &str, value: &str) -> (String, Cell) {
     (name.to_string(), Cell::Text(value.to_string()))
 }
 
-fn null(name: &str) -> (String, Cell) {
+pub(crate) fn null(name: &str) -> (String, Cell) {
     (name.to_string(), Cell::Null)
 }
 
-fn user(key: &str, dn: &str, cells: Vec<(String, Cell)>) -> Change {
+pub(crate) fn user(key: &str, dn: &str, cells: Vec<(String, Cell)>) -> Change {
     Change::Upsert {
         kind: ResourceKind::User,
         key: key.into(),
@@ -228,7 +228,7 @@ pub(crate) fn person(key: &str, uid: &str) -> Change {
     )
 }
 
-fn group(key: &str, cn: &str, members: &[&str]) -> Change {
+pub(crate) fn group(key: &str, cn: &str, members: &[&str]) -> Change {
     Change::Upsert {
         kind: ResourceKind::Group,
         key: key.into(),

@@ -91,41 +91,70 @@ async fn sighup_applies_new_tokens_and_a_broken_file_leaves_the_running_ones() {
     assert_eq!(status_with(&d, SECOND_TOKEN).await, 200);
 }
 
+/// A create's status (0: no answer) and the id it returned.
+type Answer = (u16, Option<String>);
+
+/// `clients` tasks, each creating `per_client` users `<prefix>-<c>-<i>` one after
+/// another; each answers (status, id) per request, 0 for no answer. `stop_at_failure`:
+/// a client stops at its first answer that is not 201.
+fn creators(
+    d: &Daemon,
+    prefix: &'static str,
+    clients: usize,
+    per_client: usize,
+    stop_at_failure: bool,
+) -> Vec<tokio::task::JoinHandle<Vec<Answer>>> {
+    (0..clients)
+        .map(|c| {
+            let client = reqwest::Client::builder()
+                .no_proxy()
+                .build()
+                .expect("client");
+            let url = d.url("/Users");
+            tokio::spawn(async move {
+                let mut answers = Vec::new();
+                for i in 0..per_client {
+                    let r = client
+                        .post(&url)
+                        .bearer_auth(TOKEN)
+                        .header("content-type", "application/scim+json")
+                        .body(json!({"userName": format!("{prefix}-{c}-{i}")}).to_string())
+                        .send()
+                        .await;
+                    let answer = match r {
+                        Ok(r) => {
+                            let status = r.status().as_u16();
+                            let body: serde_json::Value = r.json().await.unwrap_or_default();
+                            (status, body["id"].as_str().map(str::to_string))
+                        }
+                        Err(_) => (0, None),
+                    };
+                    let failed = answer.0 != 201;
+                    answers.push(answer);
+                    if failed && stop_at_failure {
+                        break;
+                    }
+                }
+                answers
+            })
+        })
+        .collect()
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn reloading_under_load_loses_no_request() {
     let d = Daemon::start();
     rewrite_tokens(&d, &tokens_yaml(true, true));
-    let mut clients = Vec::new();
-    for c in 0..4 {
-        let client = reqwest::Client::builder()
-            .no_proxy()
-            .build()
-            .expect("client");
-        let url = d.url("/Users");
-        clients.push(tokio::spawn(async move {
-            let mut statuses = Vec::new();
-            for i in 0..40 {
-                let r = client
-                    .post(&url)
-                    .bearer_auth(TOKEN)
-                    .header("content-type", "application/scim+json")
-                    .body(json!({"userName": format!("load-{c}-{i}")}).to_string())
-                    .send()
-                    .await;
-                statuses.push(r.map(|r| r.status().as_u16()).unwrap_or(0));
-            }
-            statuses
-        }));
-    }
+    let clients = creators(&d, "load", 4, 40, false);
     for _ in 0..5 {
         tokio::time::sleep(Duration::from_millis(40)).await;
         d.signal("HUP");
     }
     for client in clients {
-        let statuses = client.await.expect("client task");
+        let answers = client.await.expect("client task");
         assert!(
-            statuses.iter().all(|&s| s == 201),
-            "every request answered 201 across reloads: {statuses:?}"
+            answers.iter().all(|(s, _)| *s == 201),
+            "every request answered 201 across reloads: {answers:?}"
         );
     }
     let list = d.get("/Users?count=1").await;
@@ -135,43 +164,20 @@ async fn reloading_under_load_loses_no_request() {
 #[tokio::test(flavor = "multi_thread")]
 async fn sigterm_during_writes_loses_no_acknowledged_write_and_exits_0() {
     let mut d = Daemon::start();
-    let mut writers = Vec::new();
-    for c in 0..4 {
-        let client = reqwest::Client::builder()
-            .no_proxy()
-            .build()
-            .expect("client");
-        let url = d.url("/Users");
-        writers.push(tokio::spawn(async move {
-            let mut created = Vec::new();
-            for i in 0..200 {
-                let r = client
-                    .post(&url)
-                    .bearer_auth(TOKEN)
-                    .header("content-type", "application/scim+json")
-                    .body(json!({"userName": format!("term-{c}-{i}")}).to_string())
-                    .send()
-                    .await;
-                match r {
-                    Ok(r) if r.status().as_u16() == 201 => {
-                        let body: serde_json::Value = r.json().await.unwrap_or_default();
-                        if let Some(id) = body["id"].as_str() {
-                            created.push(id.to_string());
-                        }
-                    }
-                    // Refused or cut off once the listener closed: not acknowledged.
-                    _ => break,
-                }
-            }
-            created
-        }));
-    }
+    // Refused or cut off once the listener closed: not acknowledged (each client stops
+    // at its first failure).
+    let writers = creators(&d, "term", 4, 200, true);
     tokio::time::sleep(Duration::from_millis(150)).await;
     d.signal("TERM");
     let status = d.wait_exit(Duration::from_secs(25));
     let mut acknowledged = Vec::new();
     for w in writers {
-        acknowledged.extend(w.await.expect("writer task"));
+        let answers = w.await.expect("writer task");
+        acknowledged.extend(
+            answers
+                .into_iter()
+                .filter_map(|(s, id)| id.filter(|_| s == 201)),
+        );
     }
     assert_eq!(
         status.and_then(|s| s.code()),
