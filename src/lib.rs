@@ -20,3 +20,4 @@ pub mod slapd;
 pub mod store;
 pub mod suggest;
 pub mod target;
+pub mod wal;

@@ -609,7 +609,7 @@ fn open_endpoint(
     }
     tracing::info!(endpoint = name, base_path = endpoint.base_path, path = %store.path().display(), records = report.records, "state store open, journal verified");
     store
-        .checkpoint_in_background(std::time::Duration::from_secs(1))
+        .checkpoint_in_background(std::time::Duration::from_millis(250))
         .with_context(|| {
             format!("endpoint {name}: while starting the state store's checkpoints")
         })?;

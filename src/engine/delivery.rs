@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
+use crate::journal::record::Record;
 use crate::mapping::model::Mapping;
 use crate::metrics::{self, FailureSource};
 use crate::store::{Store, StoreError};
@@ -30,6 +31,9 @@ use crate::target::{Outcome, Target};
 
 /// Records fetched per round.
 const BATCH: usize = 256;
+/// Committed records kept in memory for the worker at most (see `offered`); beyond, the
+/// worker reads them from the journal.
+const OFFERED_MAX: usize = 1024;
 /// Back-off bounds while the target is unavailable.
 const BACKOFF_MIN: Duration = Duration::from_millis(200);
 const BACKOFF_MAX: Duration = Duration::from_secs(30);
@@ -59,6 +63,10 @@ pub struct Delivery {
     /// fetch pending records after it, so a record whose mark is still being committed is
     /// not delivered twice. Lowered again when writing the marks fails.
     told_through: Arc<std::sync::atomic::AtomicU64>,
+    /// Pending records the store handed over as they committed (`Store::on_commit`),
+    /// by sequence number: a round that finds the next records here takes them instead
+    /// of reading and parsing them back from the journal.
+    offered: Mutex<std::collections::BTreeMap<u64, Record>>,
     wake: (Mutex<bool>, Condvar),
     /// The last unavailability, for logs and readiness (None when delivering fine).
     pub last_error: Mutex<Option<String>>,
@@ -88,8 +96,15 @@ impl Delivery {
             waiters: Mutex::new(HashMap::new()),
             unmarked: Arc::new(Mutex::new(HashMap::new())),
             told_through: Arc::new(std::sync::atomic::AtomicU64::new(0)),
+            offered: Mutex::new(std::collections::BTreeMap::new()),
             wake: (Mutex::new(true), Condvar::new()),
             last_error: Mutex::new(None),
+        });
+        let offer_to = Arc::downgrade(&d);
+        d.store.on_commit(move |records| {
+            if let Some(d) = offer_to.upgrade() {
+                d.offer(records);
+            }
         });
         let worker = d.clone();
         std::thread::Builder::new()
@@ -154,7 +169,12 @@ impl Delivery {
             self.forget(seq);
             return told;
         }
-        if let Ok(Some(row)) = self.store.read(|r| r.journal_get(seq)) {
+        // Not in `unmarked`: either not told yet (the worker will find the waiter
+        // registered above) or told and its mark written since; only the latter needs
+        // the journal, and then `told_through` has reached it (a write just committed
+        // is almost always the former, and skips the read).
+        let maybe_marked = seq <= self.told_through.load(std::sync::atomic::Ordering::SeqCst);
+        if maybe_marked && let Ok(Some(row)) = self.store.read(|r| r.journal_get(seq)) {
             let done = match row.delivery.as_str() {
                 "applied" => Some(Outcome::Applied),
                 "rejected" => Some(Outcome::Rejected(row.delivery_detail.unwrap_or_default())),
@@ -208,6 +228,49 @@ impl Delivery {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .is_some()
+    }
+
+    /// Keeps committed pending records for the worker (up to `OFFERED_MAX`; the ones
+    /// beyond are left to the journal).
+    fn offer(&self, records: Vec<Record>) {
+        let mut offered = self
+            .offered
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for record in records {
+            if offered.len() >= OFFERED_MAX {
+                break;
+            }
+            offered.insert(record.seq, record);
+        }
+    }
+
+    /// The records right after `after`, from memory, when the next one was offered: a
+    /// contiguous run of sequence numbers, so none is skipped. `None`: read the journal.
+    /// Forgets the offered records at or before `after` (told already).
+    fn take_offered(&self, after: u64) -> Option<Vec<(u64, Result<Record, String>)>> {
+        let mut offered = self
+            .offered
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        while let Some(entry) = offered.first_entry() {
+            if *entry.key() > after {
+                break;
+            }
+            entry.remove();
+        }
+        let mut next = after + 1;
+        let mut run = Vec::new();
+        while run.len() < BATCH {
+            match offered.first_entry() {
+                Some(entry) if *entry.key() == next => {
+                    run.push((next, Ok(entry.remove())));
+                    next += 1;
+                }
+                _ => break,
+            }
+        }
+        (!run.is_empty()).then_some(run)
     }
 
     fn forget(&self, seq: u64) {
@@ -281,7 +344,15 @@ impl Delivery {
     fn round(&self) -> Result<Progress, StoreError> {
         use std::sync::atomic::Ordering;
         let after = self.told_through.load(Ordering::SeqCst);
-        let rows = self.store.read(|r| r.journal_pending_after(after, BATCH))?;
+        let rows = match self.take_offered(after) {
+            Some(run) => run,
+            None => self
+                .store
+                .read(|r| r.journal_pending_after(after, BATCH))?
+                .into_iter()
+                .map(|row| (row.seq, row.record().map_err(|e| e.to_string())))
+                .collect(),
+        };
         let (mapping, target) = self.current();
         if rows.is_empty() {
             return Ok(Progress::Idle);
@@ -295,15 +366,15 @@ impl Delivery {
         // The changes of the round go to the target together (one commit where the
         // target can); records that do not map are rejected without it.
         let planned: Vec<(u64, Planned)> = rows
-            .iter()
-            .map(|row| {
-                let planned = match row.record() {
+            .into_iter()
+            .map(|(seq, record)| {
+                let planned = match record {
                     Ok(record) => mapping
                         .change(&record)
                         .map_err(|detail| (Outcome::Rejected(detail), FailureSource::Mapping)),
-                    Err(e) => Err((Outcome::Rejected(e.to_string()), FailureSource::Record)),
+                    Err(e) => Err((Outcome::Rejected(e), FailureSource::Record)),
                 };
-                (row.seq, planned)
+                (seq, planned)
             })
             .collect();
         let changes: Vec<Change> = planned

@@ -105,7 +105,7 @@ impl<'t, 'c> Journal<'t, 'c> {
         let Some(subject) = after.or(before) else {
             return Ok(None);
         };
-        let (record, _) = self.tx.journal_append(
+        let (seq, _) = self.tx.journal_append(
             NewRecord {
                 time: self.time.clone(),
                 endpoint: self.actor.endpoint.clone(),
@@ -122,7 +122,7 @@ impl<'t, 'c> Journal<'t, 'c> {
             },
             self.delivery,
         )?;
-        Ok(Some(record.seq))
+        Ok(Some(seq))
     }
 }
 

@@ -441,12 +441,13 @@ impl WriteTx<'_> {
         Ok(n as u64)
     }
 
-    /// Appends one record after the current head; returns it with its hash.
+    /// Appends one record after the current head; returns its sequence number and hash.
+    /// A `pending` record is also kept for the commit listener ([`super::Store::on_commit`]).
     pub fn journal_append(
         &self,
         new: NewRecord,
         delivery: &str,
-    ) -> Result<(Record, String), StoreError> {
+    ) -> Result<(u64, String), StoreError> {
         let (last_seq, last_hash) = self.reader().journal_head()?;
         let record = Record {
             seq: last_seq + 1,
@@ -467,7 +468,11 @@ impl WriteTx<'_> {
         let text = record.canonical_json();
         let hash = hash_text(&text);
         self.journal_insert(&record, &text, &hash, delivery)?;
-        Ok((record, hash))
+        let seq = record.seq;
+        if delivery == "pending" {
+            self.appended.borrow_mut().push(record);
+        }
+        Ok((seq, hash))
     }
 
     fn journal_insert(

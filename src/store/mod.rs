@@ -341,36 +341,43 @@ impl Store {
         self.writer.submit_detached(f, done)
     }
 
-    /// Moves the write-ahead log into the database in the background (PASSIVE
-    /// checkpoints on a connection of their own, every `every`) instead of inside the
-    /// commit that crosses the threshold: a commit then never waits for a checkpoint
-    /// (they took 5 ms, the p99 of a steady write). For the daemon; the thread stops when
-    /// the store is dropped.
+    /// Moves the write-ahead log into the database in the background (a connection of
+    /// its own, every `every`: see [`crate::wal`]) instead of inside the commit that
+    /// crosses the threshold: a commit then never waits for a checkpoint's bulk (they
+    /// took 5 ms, the p99 of a steady write). For the daemon; the thread stops when the
+    /// store is dropped.
     pub fn checkpoint_in_background(&self, every: std::time::Duration) -> Result<(), StoreError> {
         self.write_blocking(|tx| -> Result<(), StoreError> {
             tx.tx.pragma_update(None, "wal_autocheckpoint", 0)?;
+            tx.tx
+                .pragma_update(None, "journal_size_limit", crate::wal::JOURNAL_SIZE_LIMIT)?;
             Ok(())
         })?;
         let conn = open_conn(&self.path)?;
-        let stop = std::sync::Arc::downgrade(&self.alive);
-        std::thread::Builder::new()
-            .name("scim-bridge-checkpoint".into())
-            .spawn(move || {
-                loop {
-                    std::thread::sleep(every);
-                    if stop.upgrade().is_none() {
-                        return;
-                    }
-                    if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
-                        tracing::warn!(error = %e, "a background checkpoint of the state store failed; retrying");
-                    }
-                }
-            })
-            .map_err(|e| StoreError::Writer(format!("cannot start the checkpoint thread: {e}")))?;
+        crate::wal::spawn_checkpoints(
+            conn,
+            every,
+            std::sync::Arc::downgrade(&self.alive),
+            "scim-bridge-checkpoint",
+            "state store",
+        )
+        .map_err(|e| StoreError::Writer(format!("cannot start the checkpoint thread: {e}")))?;
         Ok(())
     }
 
     /// `write` for synchronous callers (the CLI, tests); must not run on an async runtime thread.
+    /// Hands every `pending` journal record to `listener` once the transaction that
+    /// appended it has committed (on the writer thread, before the writers are answered),
+    /// in journal order: the delivery worker takes them from memory instead of reading
+    /// them back. Records of rolled-back jobs or failed commits are never handed over.
+    /// Replaces the previous listener.
+    pub fn on_commit(
+        &self,
+        listener: impl Fn(Vec<crate::journal::record::Record>) + Send + Sync + 'static,
+    ) {
+        self.writer.on_commit(Box::new(listener));
+    }
+
     pub fn write_blocking<T, E>(
         &self,
         f: impl FnOnce(&WriteTx<'_>) -> Result<T, E> + Send + 'static,
@@ -862,6 +869,9 @@ fn indexed_predicate(kind: Option<ResourceKind>, f: &Filter) -> Option<(Indexed,
 /// transaction): reads see the transaction's own writes.
 pub struct WriteTx<'c> {
     tx: &'c Connection,
+    /// The `pending` records this job appended, handed to the commit listener (see
+    /// [`Store::on_commit`]) once they are durable.
+    appended: std::cell::RefCell<Vec<crate::journal::record::Record>>,
 }
 
 impl WriteTx<'_> {

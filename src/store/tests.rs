@@ -173,6 +173,62 @@ fn append(store: &Store, n: u64, delivery: &'static str) {
 }
 
 #[test]
+fn the_commit_listener_gets_the_pending_records_of_committed_jobs_only_in_order() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(dir.path()).expect("opens");
+    let told: Arc<Mutex<Vec<u64>>> = Arc::default();
+    let sink = told.clone();
+    store.on_commit(move |records| {
+        sink.lock()
+            .expect("not poisoned")
+            .extend(records.iter().map(|r| r.seq));
+    });
+    append(&store, 2, "pending");
+    append(&store, 1, "none");
+    // A job that appends and then fails rolls back alone: its record is never told.
+    let failed = store.write_blocking(|tx| -> Result<(), StoreError> {
+        tx.journal_append(record(9), "pending")?;
+        Err(StoreError::Journal("refused after appending".into()))
+    });
+    assert!(failed.is_err());
+    append(&store, 1, "pending");
+    assert_eq!(*told.lock().expect("not poisoned"), [1, 2, 4]);
+    let stored: Vec<u64> = store
+        .read(|r| r.journal_pending(10))
+        .expect("pending")
+        .iter()
+        .map(|r| r.seq)
+        .collect();
+    assert_eq!(stored, [1, 2, 4], "what was told is what the journal holds");
+}
+
+#[test]
+fn under_continuous_writes_background_checkpoints_keep_the_log_bounded() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(dir.path()).expect("opens");
+    store
+        .checkpoint_in_background(std::time::Duration::from_millis(20))
+        .expect("starts the checkpoints");
+    // 3,000 commits of a record each write about 40 MB of log frames: without restarts
+    // the log would hold all of them (a passive checkpoint never catches up).
+    for i in 0..3000 {
+        store
+            .write_blocking(move |tx| -> Result<(), StoreError> {
+                tx.journal_append(record(i), "none")?;
+                Ok(())
+            })
+            .expect("append");
+    }
+    let wal = std::fs::metadata(dir.path().join("state.db-wal"))
+        .expect("the log exists")
+        .len();
+    assert!(
+        wal <= crate::wal::JOURNAL_SIZE_LIMIT as u64,
+        "the log grew to {wal} bytes"
+    );
+}
+
+#[test]
 fn pending_deliveries_survive_a_restart_and_resume_in_order() {
     let dir = tempfile::tempdir().expect("tempdir");
     {

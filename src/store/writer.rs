@@ -20,11 +20,15 @@ use rusqlite::Connection;
 use tokio::sync::oneshot;
 
 use super::{StoreError, WriteTx};
+use crate::journal::record::Record;
 
 /// At most this many jobs share one commit: bounds the latency a large batch adds.
 const MAX_BATCH: usize = 512;
 
 type Finish = Box<dyn FnOnce(Option<&StoreError>) + Send>;
+/// Told the committed `pending` records of each batch (see `Store::on_commit`).
+pub(super) type Listener = Box<dyn Fn(Vec<Record>) + Send + Sync>;
+type SharedListener = Arc<std::sync::RwLock<Option<Listener>>>;
 type Job = Box<dyn FnOnce(&WriteTx<'_>) -> (bool, Finish) + Send>;
 
 /// A job with the time it was handed to the writer.
@@ -61,6 +65,7 @@ impl Drop for StopGuard {
 pub(super) struct Writer {
     jobs: mpsc::Sender<Queued>,
     health: Arc<Health>,
+    listener: SharedListener,
 }
 
 impl Writer {
@@ -71,11 +76,24 @@ impl Writer {
             last_commit_ok: AtomicBool::new(true),
         });
         let shared = health.clone();
+        let listener: SharedListener = Arc::new(std::sync::RwLock::new(None));
+        let told = listener.clone();
         thread::Builder::new()
             .name("scim-bridge-writer".into())
-            .spawn(move || run(conn, rx, shared))
+            .spawn(move || run(conn, rx, shared, told))
             .map_err(|e| StoreError::Writer(format!("cannot start the writer thread: {e}")))?;
-        Ok(Writer { jobs: tx, health })
+        Ok(Writer {
+            jobs: tx,
+            health,
+            listener,
+        })
+    }
+
+    pub(super) fn on_commit(&self, listener: Listener) {
+        *self
+            .listener
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(listener);
     }
 
     pub(super) fn health(&self) -> WriterHealth {
@@ -164,7 +182,12 @@ impl Writer {
     }
 }
 
-fn run(mut conn: Connection, jobs: mpsc::Receiver<Queued>, health: Arc<Health>) {
+fn run(
+    mut conn: Connection,
+    jobs: mpsc::Receiver<Queued>,
+    health: Arc<Health>,
+    listener: SharedListener,
+) {
     let _stopped = StopGuard(health.clone());
     while let Ok(first) = jobs.recv() {
         let mut batch = vec![first];
@@ -174,13 +197,19 @@ fn run(mut conn: Connection, jobs: mpsc::Receiver<Queued>, health: Arc<Health>) 
                 Err(_) => break,
             }
         }
-        run_batch(&mut conn, batch, &health);
+        run_batch(&mut conn, batch, &health, &listener);
     }
 }
 
 /// Runs and commits one batch, records its health and metrics, then answers its jobs.
-fn run_batch(conn: &mut Connection, batch: Vec<Queued>, health: &Health) {
+fn run_batch(
+    conn: &mut Connection,
+    batch: Vec<Queued>,
+    health: &Health,
+    listener: &SharedListener,
+) {
     let size = batch.len();
+    let mut appended: Vec<Record> = Vec::new();
     let mut finishes: Vec<Finish> = Vec::with_capacity(size);
     let mut submitted: Vec<Instant> = Vec::with_capacity(size);
     let started = Instant::now();
@@ -191,9 +220,14 @@ fn run_batch(conn: &mut Connection, batch: Vec<Queued>, health: &Health) {
             // On failure the jobs not yet run are dropped unanswered: their callers see
             // `StoreError::Writer`, a 503, like the jobs answered with the batch's error.
             let sp = tx.savepoint()?;
-            let (ok, finish) = job(&WriteTx { tx: &sp });
+            let wtx = WriteTx {
+                tx: &sp,
+                appended: Default::default(),
+            };
+            let (ok, finish) = job(&wtx);
             finishes.push(finish);
             if ok {
+                appended.append(&mut wtx.appended.into_inner());
                 sp.commit()?;
             }
             // else: dropping the savepoint rolls this job back alone.
@@ -224,6 +258,14 @@ fn run_batch(conn: &mut Connection, batch: Vec<Queued>, health: &Health) {
         }
     }
     let error = outcome.err();
+    if error.is_none() && !appended.is_empty() {
+        let listener = listener
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(listener) = listener.as_ref() {
+            listener(appended);
+        }
+    }
     // Before the answers: a caller told of the failure then sees it in the health too.
     health
         .last_commit_ok

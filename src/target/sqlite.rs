@@ -87,7 +87,13 @@ const ORIGIN_DEFAULT: &str = "default";
 pub struct SqliteTarget {
     schema: TargetSchema,
     conn: Mutex<Connection>,
+    /// Held while the target is open: its background checkpoint thread stops once this
+    /// is dropped (the thread holds a weak reference).
+    alive: std::sync::Arc<()>,
 }
+
+/// How often the background thread moves the write-ahead log into the database.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
 
 /// Why a change was not applied, before it becomes an [`Outcome`].
 enum Fail {
@@ -138,10 +144,42 @@ impl SqliteTarget {
         conn.pragma_update(None, "synchronous", "FULL")
             .map_err(|e| open_error(e.to_string()))?;
         migrate::migrate(&mut conn, &schema, path)?;
-        Ok(SqliteTarget {
+        // Checkpoints run on a connection of their own (see `checkpoint_in_background`),
+        // not inside the commit that crosses SQLite's threshold: the delivery worker
+        // never waits for one.
+        conn.pragma_update(None, "wal_autocheckpoint", 0)
+            .map_err(|e| open_error(e.to_string()))?;
+        conn.pragma_update(None, "journal_size_limit", crate::wal::JOURNAL_SIZE_LIMIT)
+            .map_err(|e| open_error(e.to_string()))?;
+        let target = SqliteTarget {
             schema,
             conn: Mutex::new(conn),
-        })
+            alive: std::sync::Arc::new(()),
+        };
+        target.checkpoint_in_background(path, CHECKPOINT_EVERY)?;
+        Ok(target)
+    }
+
+    /// Starts the thread that checkpoints the database every `every` (see
+    /// [`crate::wal`]), until the target is dropped; the last connection to close
+    /// checkpoints what is left.
+    fn checkpoint_in_background(&self, path: &Path, every: Duration) -> Result<(), TargetError> {
+        let open_error = |detail: String| TargetError::Open {
+            path: path.display().to_string(),
+            detail,
+        };
+        let conn = Connection::open(path).map_err(|e| open_error(e.to_string()))?;
+        conn.busy_timeout(BUSY_TIMEOUT)
+            .map_err(|e| open_error(e.to_string()))?;
+        crate::wal::spawn_checkpoints(
+            conn,
+            every,
+            std::sync::Arc::downgrade(&self.alive),
+            "scim-bridge-target-checkpoint",
+            "SQLite target",
+        )
+        .map_err(|e| open_error(format!("cannot start the checkpoint thread: {e}")))?;
+        Ok(())
     }
 
     pub fn schema(&self) -> &TargetSchema {

@@ -262,6 +262,43 @@ fn open_creates_the_documented_tables_in_wal_mode() {
 }
 
 #[test]
+fn commits_leave_checkpoints_to_a_background_thread_which_moves_them_into_the_database() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let target = open(&dir);
+    let autocheckpoint: i64 = target
+        .conn()
+        .query_row("PRAGMA wal_autocheckpoint", [], |r| r.get(0))
+        .expect("reads the setting");
+    assert_eq!(autocheckpoint, 0, "no checkpoint inside a commit");
+    applied(&target, &user("u1", "ada"));
+    // The database file alone, read without its write-ahead log, shows the row once a
+    // checkpoint has copied it there: nothing else writes after the commit.
+    let in_main_file = || -> bool {
+        let uri = format!("file:{}?immutable=1", db(&dir).display());
+        let conn = Connection::open_with_flags(
+            uri,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_URI,
+        )
+        .expect("opens the database file read-only");
+        conn.query_row(
+            "SELECT count(*) FROM app_users WHERE scim_id = 'u1'",
+            [],
+            |r| r.get::<_, i64>(0),
+        )
+        .unwrap_or(0)
+            == 1
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !in_main_file() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no background checkpoint within 10 s"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
 fn reopening_with_the_same_schema_changes_nothing() {
     let dir = tempfile::tempdir().expect("tempdir");
     let target = open(&dir);
