@@ -89,6 +89,7 @@ impl Delivery {
         mapping: Arc<Mapping>,
         target: Arc<dyn Target>,
     ) -> std::io::Result<Arc<Delivery>> {
+        redeliver_lost_tail(endpoint, &store, target.as_ref())?;
         let d = Arc::new(Delivery {
             endpoint: endpoint.to_string(),
             store,
@@ -381,7 +382,12 @@ impl Delivery {
             .iter()
             .filter_map(|(_, p)| p.as_ref().ok().cloned())
             .collect();
-        let mut applied = target.apply_batch(&changes).into_iter();
+        let seqs: Vec<u64> = planned
+            .iter()
+            .filter(|(_, p)| p.is_ok())
+            .map(|(seq, _)| *seq)
+            .collect();
+        let mut applied = target.deliver(&self.endpoint, &changes, &seqs).into_iter();
         for (seq, planned) in planned {
             let (outcome, source) = match planned {
                 Ok(_) => match applied.next() {
@@ -513,6 +519,32 @@ impl Delivery {
         self.notify();
         Ok(n)
     }
+}
+
+/// When the target keeps a delivery cursor behind records marked applied (a crash of
+/// the machine lost its last commits), marks those records pending again, so the worker
+/// delivers them again (converging is idempotent).
+fn redeliver_lost_tail(endpoint: &str, store: &Store, target: &dyn Target) -> std::io::Result<()> {
+    let through = match target.delivered_through(endpoint) {
+        Ok(Some(through)) => through,
+        Ok(None) => return Ok(()),
+        Err(e) => {
+            tracing::warn!(endpoint, error = %e, "cannot read the target's delivery cursor; delivering from the journal's marks");
+            return Ok(());
+        }
+    };
+    let again = store
+        .write_blocking(move |tx| tx.journal_redeliver_after(through))
+        .map_err(std::io::Error::other)?;
+    if again > 0 {
+        tracing::warn!(
+            endpoint,
+            through,
+            records = again,
+            "the target lost its last deliveries (its cursor is behind the journal); delivering them again"
+        );
+    }
+    Ok(())
 }
 
 enum Progress {

@@ -414,6 +414,19 @@ impl WriteTx<'_> {
         Ok(())
     }
 
+    /// Makes the records after `through` that are marked `applied` pending again (the
+    /// target lost them: its delivery cursor is at `through`); returns how many.
+    pub fn journal_redeliver_after(&self, through: u64) -> Result<u64, StoreError> {
+        let n = self
+            .tx
+            .prepare_cached(
+                "UPDATE journal SET delivery = 'pending', delivery_detail = NULL \
+                 WHERE seq > ?1 AND delivery = 'applied'",
+            )?
+            .execute([through as i64])?;
+        Ok(n as u64)
+    }
+
     /// Drops records up to `last` (already archived), keeping the chain verifiable from
     /// the new base. Refuses when any of them is pending delivery.
     pub fn journal_drop_through(&self, last: u64) -> Result<u64, StoreError> {

@@ -185,6 +185,22 @@ pub trait Target: Send + Sync {
         }
         out
     }
+    /// Applies a delivery round of `endpoint`: `changes` as [`Target::apply_batch`] does,
+    /// `seqs[i]` the journal record of `changes[i]`. A target that keeps a delivery
+    /// cursor ([`Target::delivered_through`]) records, with the changes and in the same
+    /// commit, the last record it gave a verdict on, and may then commit without
+    /// waiting for the disk: a tail lost in a crash is delivered again.
+    fn deliver(&self, endpoint: &str, changes: &[Change], seqs: &[u64]) -> Vec<Outcome> {
+        let _ = (endpoint, seqs);
+        self.apply_batch(changes)
+    }
+    /// The last journal record of `endpoint` whose delivery this target holds durably
+    /// (`None`: the target keeps no cursor, every verdict it gave is durable). At start
+    /// the delivery worker delivers again the applied records after it.
+    fn delivered_through(&self, endpoint: &str) -> Result<Option<u64>, TargetError> {
+        let _ = endpoint;
+        Ok(None)
+    }
     /// What applying `change` would write, without writing anything (reconcile
     /// `--dry-run`, previews): human-readable lines (LDIF for a directory); empty when
     /// the target already matches. Err: the outcome applying it would have now (rejected,
@@ -203,6 +219,12 @@ impl Target for sqlite::SqliteTarget {
     }
     fn apply_batch(&self, changes: &[Change]) -> Vec<Outcome> {
         sqlite::SqliteTarget::apply_batch(self, changes)
+    }
+    fn deliver(&self, endpoint: &str, changes: &[Change], seqs: &[u64]) -> Vec<Outcome> {
+        sqlite::SqliteTarget::deliver(self, endpoint, changes, seqs)
+    }
+    fn delivered_through(&self, endpoint: &str) -> Result<Option<u64>, TargetError> {
+        sqlite::SqliteTarget::delivered_through(self, endpoint)
     }
     fn plan(&self, change: &Change) -> Result<Vec<String>, Outcome> {
         sqlite::SqliteTarget::plan(self, change)

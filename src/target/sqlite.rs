@@ -11,7 +11,8 @@
 //! # Tables (a stable contract: other programs read them)
 //!
 //! Opened with `journal_mode=WAL` (readers never block the daemon, nor it them),
-//! `synchronous=FULL` and a 5 s busy timeout. Every identifier comes from the
+//! `synchronous=FULL` (delivery rounds: `NORMAL`, see [`SqliteTarget::deliver`]), a 5 s
+//! busy timeout, and checkpoints on a background thread ([`crate::wal`]). Every identifier comes from the
 //! configuration and is written as a quoted SQL identifier (`"name"`, `"` doubled);
 //! every value is a bound parameter. For the users and for the groups table:
 //!
@@ -31,7 +32,13 @@
 //! ```
 //!
 //! `<origin>` is `scim` for memberships the provider sent and `default` for the default
-//! groups given to new users; converging a group's members touches only `scim` rows.
+//! groups given to new users; converging a group's members touches only `scim` rows. And
+//! scim-bridge's own delivery cursor, one row per endpoint (no mapped table may take its
+//! name):
+//!
+//! ```sql
+//! CREATE TABLE IF NOT EXISTS scim_bridge_delivery (endpoint TEXT PRIMARY KEY NOT NULL, through INTEGER NOT NULL)
+//! ```
 //!
 //! # Migration
 //!
@@ -92,6 +99,9 @@ pub struct SqliteTarget {
     alive: std::sync::Arc<()>,
 }
 
+/// The table holding each endpoint's delivery cursor (see [`SqliteTarget::deliver`]).
+pub const CURSOR_TABLE: &str = "scim_bridge_delivery";
+
 /// How often the background thread moves the write-ahead log into the database.
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
 
@@ -144,6 +154,11 @@ impl SqliteTarget {
         conn.pragma_update(None, "synchronous", "FULL")
             .map_err(|e| open_error(e.to_string()))?;
         migrate::migrate(&mut conn, &schema, path)?;
+        conn.execute_batch(&format!(
+            "CREATE TABLE IF NOT EXISTS {CURSOR_TABLE} \
+             (endpoint TEXT PRIMARY KEY NOT NULL, through INTEGER NOT NULL)"
+        ))
+        .map_err(|e| open_error(format!("cannot create the delivery cursor table: {e}")))?;
         // Checkpoints run on a connection of their own (see `checkpoint_in_background`),
         // not inside the commit that crosses SQLite's threshold: the delivery worker
         // never waits for one.
@@ -207,7 +222,50 @@ impl SqliteTarget {
     /// the database cannot be written, every change is `Unavailable` and nothing of the
     /// batch is kept.
     pub fn apply_batch(&self, changes: &[Change]) -> Vec<Outcome> {
+        self.batch(&mut self.conn(), changes, None)
+    }
+
+    /// A delivery round of `endpoint` (see [`crate::target::Target::deliver`]): the
+    /// changes as [`Self::apply_batch`], and the cursor row of `endpoint` in
+    /// [`CURSOR_TABLE`] set to the last of `seqs`, in the same transaction. Committed with
+    /// `synchronous=NORMAL`, without waiting for the disk: a crash of the machine may
+    /// lose the last rounds, cursor included, and the delivery worker then delivers them
+    /// again at start ([`Self::delivered_through`]); the background checkpoint makes them
+    /// durable within a quarter of a second. Other writes stay `synchronous=FULL`.
+    pub fn deliver(&self, endpoint: &str, changes: &[Change], seqs: &[u64]) -> Vec<Outcome> {
         let mut conn = self.conn();
+        let through = seqs.iter().copied().max();
+        if let Err(e) = conn.execute_batch("PRAGMA synchronous = NORMAL") {
+            let outcome = verdict(e);
+            return changes.iter().map(|_| outcome.clone()).collect();
+        }
+        let outcomes = self.batch(&mut conn, changes, through.map(|t| (endpoint, t)));
+        if let Err(e) = conn.execute_batch("PRAGMA synchronous = FULL") {
+            tracing::warn!(error = %e, "cannot set the SQLite target back to synchronous=FULL");
+        }
+        outcomes
+    }
+
+    /// The last journal record of `endpoint` delivered here (its cursor row), if any.
+    pub fn delivered_through(&self, endpoint: &str) -> Result<Option<u64>, TargetError> {
+        let conn = self.conn();
+        let through: Option<i64> = conn
+            .prepare_cached(&format!(
+                "SELECT through FROM {CURSOR_TABLE} WHERE endpoint = ?1"
+            ))?
+            .query_row([endpoint], |r| r.get(0))
+            .optional()?;
+        Ok(through.map(|t| t.max(0) as u64))
+    }
+
+    /// `changes` in one transaction, with `cursor` (endpoint, last record) set in it
+    /// when the transaction commits.
+    fn batch(
+        &self,
+        conn: &mut Connection,
+        changes: &[Change],
+        cursor: Option<(&str, u64)>,
+    ) -> Vec<Outcome> {
         if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
             let outcome = verdict(e);
             return changes.iter().map(|_| outcome.clone()).collect();
@@ -219,7 +277,7 @@ impl SqliteTarget {
                 outcomes.push(Outcome::Applied);
                 continue;
             }
-            match self.converge(&mut conn, change, true) {
+            match self.converge(conn, change, true) {
                 Ok(()) => outcomes.push(Outcome::Applied),
                 Err(Fail::Reject(detail)) => outcomes.push(Outcome::Rejected(detail)),
                 Err(Fail::Sql(e)) => match verdict(e) {
@@ -231,9 +289,17 @@ impl SqliteTarget {
                 },
             }
         }
-        let committed = match &failed {
-            None => conn.execute_batch("COMMIT").map_err(verdict),
-            Some(outcome) => Err(outcome.clone()),
+        let committed = match (&failed, cursor) {
+            (None, None) => conn.execute_batch("COMMIT").map_err(verdict),
+            (None, Some((endpoint, through))) => conn
+                .prepare_cached(&format!(
+                    "INSERT INTO {CURSOR_TABLE} (endpoint, through) VALUES (?1, ?2) \
+                     ON CONFLICT (endpoint) DO UPDATE SET through = excluded.through"
+                ))
+                .and_then(|mut stmt| stmt.execute(rusqlite::params![endpoint, through as i64]))
+                .and_then(|_| conn.execute_batch("COMMIT"))
+                .map_err(verdict),
+            (Some(outcome), _) => Err(outcome.clone()),
         };
         match committed {
             Ok(()) => outcomes,

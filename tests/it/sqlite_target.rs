@@ -400,6 +400,53 @@ async fn journal_replay_into_the_target_rebuilds_a_lost_application_database() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn deliveries_the_application_database_lost_in_a_crash_are_delivered_again_at_start() {
+    let mut d = start("30d");
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        let r = d
+            .post("/Users", &json!({"userName": format!("c{i}"), "emails": [{"type": "work", "value": format!("c{i}@example.com")}]}).to_string())
+            .await;
+        assert_eq!(r.status, 201, "{}", r.text);
+        ids.push(r.body["id"].as_str().expect("id").to_string());
+    }
+    d.stop();
+    // What a power cut after the last two rounds would leave (delivery commits without
+    // waiting for the disk): their rows gone, the cursor two records back, while the
+    // journal still says they were applied.
+    let through: i64 = {
+        let conn = rusqlite::Connection::open(db_path(&d)).expect("open");
+        let through: i64 = conn
+            .query_row(
+                "SELECT through FROM scim_bridge_delivery WHERE endpoint = 'default'",
+                [],
+                |r| r.get(0),
+            )
+            .expect("the delivery cursor is kept in the application database");
+        for id in &ids[1..] {
+            conn.execute("DELETE FROM app_users WHERE scim_id = ?1", [id])
+                .expect("delete");
+        }
+        conn.execute(
+            "UPDATE scim_bridge_delivery SET through = ?1",
+            [through - 2],
+        )
+        .expect("rewind");
+        through
+    };
+    assert!(user_row(&d, &ids[1]).is_none());
+    d.start_again();
+    for id in &ids[1..] {
+        wait_for_row(&d, id, true, 30, "the lost delivery was not made again").await;
+    }
+    let conn = rusqlite::Connection::open(db_path(&d)).expect("open");
+    let now: i64 = conn
+        .query_row("SELECT through FROM scim_bridge_delivery", [], |r| r.get(0))
+        .expect("cursor");
+    assert_eq!(now, through, "the cursor is back where it was");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_locked_target_keeps_records_pending_the_write_succeeds_and_delivery_catches_up() {
     let d = start("30d");
     // A first user creates the tables.

@@ -74,6 +74,10 @@ pub(super) fn validate(schema: &TargetSchema) -> Result<(), String> {
             format!("the member index of table {}", m.name),
         ));
     }
+    objects.push((
+        super::CURSOR_TABLE.into(),
+        "scim-bridge's delivery cursor table".into(),
+    ));
     for (i, (name, what)) in objects.iter().enumerate() {
         if let Some((_, other)) = objects[..i]
             .iter()

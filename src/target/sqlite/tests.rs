@@ -340,6 +340,21 @@ fn a_schema_with_an_empty_name_is_refused_at_open() {
 }
 
 #[test]
+fn a_table_named_like_the_delivery_cursor_table_is_refused_at_open() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut bad = schema();
+    if let Some(groups) = &mut bad.groups {
+        groups.name = "SCIM_BRIDGE_DELIVERY".into();
+    }
+    match SqliteTarget::open(&db(&dir), bad) {
+        Err(TargetError::Open { detail, .. }) => {
+            assert!(detail.contains("delivery cursor table"), "{detail}")
+        }
+        other => panic!("expected an invalid schema, got {:?}", other.err()),
+    }
+}
+
+#[test]
 fn a_schema_naming_a_column_twice_is_refused_at_open() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut bad = schema();
@@ -913,6 +928,58 @@ fn a_database_locked_by_another_writer_is_unavailable_until_released() {
     }
     other.execute_batch("COMMIT").expect("releases the lock");
     applied(&target, &user("u1", "ada"));
+}
+
+#[test]
+fn a_delivery_round_records_its_last_record_as_the_endpoints_cursor_in_the_same_commit() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let target = open(&dir);
+    assert_eq!(target.delivered_through("default").expect("reads"), None);
+    let round = [user("u1", "ada"), user("u2", "ada")];
+    let outcomes = target.deliver("default", &round, &[7, 9]);
+    assert_eq!(outcomes[0], Outcome::Applied);
+    assert!(
+        matches!(outcomes[1], Outcome::Rejected(_)),
+        "a unique violation is a verdict too: {outcomes:?}"
+    );
+    assert_eq!(target.delivered_through("default").expect("reads"), Some(9));
+    assert_eq!(target.delivered_through("other").expect("reads"), None);
+    target.deliver("default", &[user("u3", "bob")], &[12]);
+    assert_eq!(
+        target.delivered_through("default").expect("reads"),
+        Some(12)
+    );
+    let sync: i64 = target
+        .conn()
+        .query_row("PRAGMA synchronous", [], |r| r.get(0))
+        .expect("reads the setting");
+    assert_eq!(
+        sync, 2,
+        "writes outside delivery rounds stay synchronous=FULL"
+    );
+}
+
+#[test]
+fn a_delivery_round_that_cannot_commit_leaves_the_cursor_where_it_was() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let target = open(&dir);
+    target.deliver("default", &[user("u1", "ada")], &[3]);
+    target.set_busy_timeout(Duration::from_millis(50));
+    let other = reader(&dir);
+    other
+        .execute_batch("BEGIN IMMEDIATE")
+        .expect("takes the write lock");
+    let outcomes = target.deliver("default", &[user("u2", "bob")], &[4]);
+    assert!(
+        matches!(outcomes[0], Outcome::Unavailable(_)),
+        "{outcomes:?}"
+    );
+    other.execute_batch("COMMIT").expect("releases the lock");
+    assert_eq!(target.delivered_through("default").expect("reads"), Some(3));
+    assert_eq!(
+        target.read_row(ResourceKind::User, "u2").expect("reads"),
+        None
+    );
 }
 
 #[test]
