@@ -668,7 +668,10 @@ impl Engine {
                 let r = tx.reader();
                 let j = Journal::new(tx, &actor, delivery);
                 check_unique(&r, kind, &doc, None)?;
-                let id = uuid::Uuid::new_v4().to_string();
+                // Time-ordered (RFC 9562 version 7): a new resource's id lands at the end
+                // of the id indexes (state store, journal, target) instead of on a random
+                // page, so a create rewrites fewer pages. It tells no more than `created`.
+                let id = uuid::Uuid::now_v7().to_string();
                 if kind == ResourceKind::Group {
                     resolve_members(&r, &id, &mut doc, None)?;
                 }

@@ -140,6 +140,23 @@ async fn if_match_mismatch_is_412_and_leaves_the_resource_unchanged() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn new_ids_are_time_ordered_version_7_uuids_in_creation_order() {
+    let d = Daemon::start();
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        let user = create_user(&d, &format!("ordered{i}")).await;
+        ids.push(id(&user).to_string());
+    }
+    for id in &ids {
+        let uuid = uuid::Uuid::parse_str(id).expect("the id is a UUID");
+        assert_eq!(uuid.get_version_num(), 7, "{id}");
+    }
+    let mut sorted = ids.clone();
+    sorted.sort();
+    assert_eq!(sorted, ids, "ids sort in creation order");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_patch_that_changes_nothing_keeps_the_version() {
     let d = Daemon::start();
     let user = create_user(&d, "same").await;
