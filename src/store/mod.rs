@@ -327,8 +327,12 @@ impl Store {
     }
 
     /// `write` without waiting: `done` is called on the writer thread with the outcome,
-    /// once the batch's commit is durable (or failed). For work whose caller must not
-    /// block on a commit (the delivery worker's verdicts).
+    /// once the batch's commit is written (or failed). For work whose caller must not
+    /// block on a commit, and whose loss in a crash of the machine is harmless because it
+    /// is redone (the delivery worker's verdicts: a record whose mark is lost is
+    /// delivered again, idempotently): a batch of such writes alone commits without
+    /// waiting for the disk (`synchronous=NORMAL`; durable with the next full commit or
+    /// checkpoint).
     pub fn write_detached<T, E>(
         &self,
         f: impl FnOnce(&WriteTx<'_>) -> Result<T, E> + Send + 'static,

@@ -35,6 +35,8 @@ type Job = Box<dyn FnOnce(&WriteTx<'_>) -> (bool, Finish) + Send>;
 struct Queued {
     job: Job,
     submitted: Instant,
+    /// Whether the job's caller needs its commit on disk (see `Store::write_detached`).
+    durable: bool,
 }
 
 /// Whether the writer can make changes durable now, as readiness sees it.
@@ -103,10 +105,11 @@ impl Writer {
         }
     }
 
-    fn send(&self, job: Job) -> Result<(), StoreError> {
+    fn send(&self, job: Job, durable: bool) -> Result<(), StoreError> {
         let queued = Queued {
             job,
             submitted: Instant::now(),
+            durable,
         };
         self.jobs
             .send(queued)
@@ -147,7 +150,7 @@ impl Writer {
         let job = Self::job(f, move |r| {
             let _ = tx.send(r);
         });
-        self.send(job)?;
+        self.send(job, true)?;
         rx.await
             .unwrap_or_else(|_| Err(StoreError::Writer("the writer dropped a job".into()).into()))
     }
@@ -161,7 +164,7 @@ impl Writer {
         T: Send + 'static,
         E: From<StoreError> + Send + 'static,
     {
-        self.send(Self::job(f, done))
+        self.send(Self::job(f, done), false)
     }
 
     pub(super) fn submit_blocking<T, E>(
@@ -176,7 +179,7 @@ impl Writer {
         let job = Self::job(f, move |r| {
             let _ = tx.send(r);
         });
-        self.send(job)?;
+        self.send(job, true)?;
         rx.recv()
             .unwrap_or_else(|_| Err(StoreError::Writer("the writer dropped a job".into()).into()))
     }
@@ -189,6 +192,8 @@ fn run(
     listener: SharedListener,
 ) {
     let _stopped = StopGuard(health.clone());
+    // Whether the connection may still be at `synchronous=NORMAL` (see `run_batch`).
+    let mut sync_relaxed = false;
     while let Ok(first) = jobs.recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -197,7 +202,7 @@ fn run(
                 Err(_) => break,
             }
         }
-        run_batch(&mut conn, batch, &health, &listener);
+        run_batch(&mut conn, batch, &health, &listener, &mut sync_relaxed);
     }
 }
 
@@ -207,15 +212,29 @@ fn run_batch(
     batch: Vec<Queued>,
     health: &Health,
     listener: &SharedListener,
+    sync_relaxed: &mut bool,
 ) {
     let size = batch.len();
     let mut appended: Vec<Record> = Vec::new();
     let mut finishes: Vec<Finish> = Vec::with_capacity(size);
     let mut submitted: Vec<Instant> = Vec::with_capacity(size);
     let started = Instant::now();
+    // A batch of relaxed jobs only (delivery verdicts) need not wait for the disk.
+    let relaxed = batch.iter().all(|q| !q.durable);
     let outcome = (|| -> Result<(), StoreError> {
+        if relaxed {
+            *sync_relaxed = true;
+            conn.pragma_update(None, "synchronous", "NORMAL")?;
+        } else if *sync_relaxed {
+            // Left relaxed by a batch that could not set it back.
+            conn.pragma_update(None, "synchronous", "FULL")?;
+            *sync_relaxed = false;
+        }
         let mut tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        for Queued { job, submitted: at } in batch {
+        for Queued {
+            job, submitted: at, ..
+        } in batch
+        {
             submitted.push(at);
             // On failure the jobs not yet run are dropped unanswered: their callers see
             // `StoreError::Writer`, a 503, like the jobs answered with the batch's error.
@@ -239,6 +258,10 @@ fn run_batch(
         // A failed COMMIT can leave the transaction open; close it so the next batch starts clean.
         let _ = conn.execute_batch("ROLLBACK");
     }
+    if relaxed && conn.pragma_update(None, "synchronous", "FULL").is_ok() {
+        *sync_relaxed = false;
+    }
+    // (Still relaxed: the next durable batch sets it back first, or fails.)
     match &outcome {
         Ok(()) => {
             let committed = Instant::now();
@@ -307,6 +330,28 @@ mod tests {
             .write_blocking(|tx| tx.meta_set("probe", "1"))
             .expect("a write after the failure");
         assert!(store.writer_health().last_commit_ok);
+    }
+
+    /// The connection's `synchronous` setting as a job sees it (1 NORMAL, 2 FULL).
+    fn synchronous(tx: &crate::store::WriteTx<'_>) -> Result<i64, StoreError> {
+        Ok(tx.tx.query_row("PRAGMA synchronous", [], |r| r.get(0))?)
+    }
+
+    #[test]
+    fn a_batch_of_detached_writes_alone_commits_relaxed_and_the_next_write_is_durable_again() {
+        let (_dir, store) = open();
+        let (seen_tx, seen) = std::sync::mpsc::channel();
+        store
+            .write_detached(synchronous, move |r: Result<i64, StoreError>| {
+                let _ = seen_tx.send(r.expect("the detached write commits"));
+            })
+            .expect("submitted");
+        let detached = seen
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the detached write is done");
+        assert_eq!(detached, 1, "a batch of detached writes alone is NORMAL");
+        let durable = store.write_blocking(synchronous).expect("commits");
+        assert_eq!(durable, 2, "an ordinary write is FULL again");
     }
 
     #[test]
