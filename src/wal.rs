@@ -28,6 +28,31 @@ pub const JOURNAL_SIZE_LIMIT: i64 = 16 * 1024 * 1024;
 /// meanwhile); on time-out it gives up until the next pass.
 pub const RESTART_WAIT: Duration = Duration::from_millis(100);
 
+/// The step of [`wait_finely`]'s busy handlers.
+const BUSY_STEP: Duration = Duration::from_micros(100);
+
+/// Sets `conn`'s busy handler to retry a locked database every 100 µs for at least 5 s
+/// (or, with `briefly`, 100 ms: [`RESTART_WAIT`]). SQLite's own busy timeout sleeps 1,
+/// 2, 5, 10 … 100 ms between tries, so a writer held back for a millisecond by a
+/// checkpoint's RESTART slept for 20.
+pub fn wait_finely(conn: &mut Connection, briefly: bool) -> rusqlite::Result<()> {
+    fn patient(attempt: i32) -> bool {
+        retry(attempt, Duration::from_secs(5))
+    }
+    fn brief(attempt: i32) -> bool {
+        retry(attempt, RESTART_WAIT)
+    }
+    fn retry(attempt: i32, patience: Duration) -> bool {
+        let tries = (patience.as_micros() / BUSY_STEP.as_micros()) as i32;
+        if attempt >= tries {
+            return false;
+        }
+        std::thread::sleep(BUSY_STEP);
+        true
+    }
+    conn.busy_handler(Some(if briefly { brief } else { patient }))
+}
+
 /// One pass: PASSIVE, then RESTART when the log holds more than [`RESTART_FRAMES`] and
 /// the passive pass copied all of it (when a reader's snapshot still needs old frames,
 /// restarting would only wait for it). Returns the frames the log held after the
@@ -67,4 +92,45 @@ pub fn spawn_checkpoints(
             }
         })
         .map(|_| ())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn open(dir: &tempfile::TempDir) -> Connection {
+        let conn = Connection::open(dir.path().join("db")).expect("opens");
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .expect("WAL");
+        conn
+    }
+
+    #[test]
+    fn a_patient_connection_waits_for_a_lock_released_later_and_a_brief_one_gives_up() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let holder = open(&dir);
+        holder
+            .execute_batch("CREATE TABLE t (x); BEGIN IMMEDIATE; INSERT INTO t VALUES (1)")
+            .expect("holds the write lock");
+        let mut brief = open(&dir);
+        wait_finely(&mut brief, true).expect("sets the handler");
+        let started = std::time::Instant::now();
+        let refused = brief.execute_batch("BEGIN IMMEDIATE");
+        assert!(refused.is_err(), "the lock is still held");
+        assert!(started.elapsed() >= RESTART_WAIT, "gave up too early");
+        let mut patient = open(&dir);
+        wait_finely(&mut patient, false).expect("sets the handler");
+        let release = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(300));
+            holder.execute_batch("COMMIT").expect("releases");
+        });
+        patient
+            .execute_batch("BEGIN IMMEDIATE; INSERT INTO t VALUES (2); COMMIT")
+            .expect("waits for the lock, then writes");
+        release.join().expect("the holder thread ends");
+        let n: i64 = patient
+            .query_row("SELECT count(*) FROM t", [], |r| r.get(0))
+            .expect("counts");
+        assert_eq!(n, 2);
+    }
 }

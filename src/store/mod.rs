@@ -258,11 +258,11 @@ fn sort_key(kind: ResourceKind, path: &AttrPath, doc: &Map<String, Value>) -> Op
 }
 
 fn open_conn(path: &Path) -> Result<Connection, StoreError> {
-    let conn = Connection::open(path).map_err(|source| StoreError::Open {
+    let mut conn = Connection::open(path).map_err(|source| StoreError::Open {
         path: path.to_path_buf(),
         source,
     })?;
-    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    crate::wal::wait_finely(&mut conn, false)?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;

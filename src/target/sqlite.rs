@@ -11,8 +11,10 @@
 //! # Tables (a stable contract: other programs read them)
 //!
 //! Opened with `journal_mode=WAL` (readers never block the daemon, nor it them),
-//! `synchronous=FULL` (delivery rounds: `NORMAL`, see [`SqliteTarget::deliver`]), a 5 s
-//! busy timeout, and checkpoints on a background thread ([`crate::wal`]). Every identifier comes from the
+//! `synchronous=FULL` (delivery rounds: `NORMAL`, see [`SqliteTarget::deliver`]), a lock
+//! held by a reading application waited for up to 5 s (retried every 100 µs, see
+//! [`crate::wal::wait_finely`]), and checkpoints on a background thread
+//! ([`crate::wal`]). Every identifier comes from the
 //! configuration and is written as a quoted SQL identifier (`"name"`, `"` doubled);
 //! every value is a bound parameter. For the users and for the groups table:
 //!
@@ -80,10 +82,6 @@ use super::{
 };
 use crate::scim::schema::ResourceKind;
 
-/// How long a write waits for a reading application's lock before the change is
-/// reported unavailable (and retried later by the delivery worker).
-const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
-
 /// The origin of a membership the provider sent (a group's `members`).
 const ORIGIN_SCIM: &str = "scim";
 /// The origin of a membership the mapping gives new users (`default_groups`).
@@ -128,7 +126,7 @@ struct Existing {
 
 impl SqliteTarget {
     /// Opens (creating) the database at `path` in WAL mode (`journal_mode=WAL`,
-    /// `synchronous=FULL`, busy timeout 5 s) so reading applications never block the
+    /// `synchronous=FULL`, locks waited for up to 5 s) so reading applications never block the
     /// daemon, and creates/migrates the tables of `schema` (see the module doc).
     pub fn open(path: &Path, schema: TargetSchema) -> Result<SqliteTarget, TargetError> {
         let open_error = |detail: String| TargetError::Open {
@@ -138,8 +136,7 @@ impl SqliteTarget {
         migrate::validate(&schema)
             .map_err(|e| open_error(format!("invalid target schema: {e}")))?;
         let mut conn = Connection::open(path).map_err(|e| open_error(e.to_string()))?;
-        conn.busy_timeout(BUSY_TIMEOUT)
-            .map_err(|e| open_error(e.to_string()))?;
+        crate::wal::wait_finely(&mut conn, false).map_err(|e| open_error(e.to_string()))?;
         let mode: String = conn
             .pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))
             .map_err(|e| open_error(format!("cannot switch to WAL journal mode: {e}")))?;
@@ -184,8 +181,6 @@ impl SqliteTarget {
             detail,
         };
         let conn = Connection::open(path).map_err(|e| open_error(e.to_string()))?;
-        conn.busy_timeout(BUSY_TIMEOUT)
-            .map_err(|e| open_error(e.to_string()))?;
         crate::wal::spawn_checkpoints(
             conn,
             every,

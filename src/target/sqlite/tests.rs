@@ -1000,7 +1000,7 @@ fn another_process_reading_does_not_block_writes() {
     let started = std::time::Instant::now();
     applied(&target, &user("u2", "bob"));
     assert!(
-        started.elapsed() < BUSY_TIMEOUT,
+        started.elapsed() < Duration::from_secs(5),
         "the write did not wait for the reader"
     );
     assert_eq!(count(&other), 1, "the reader keeps its snapshot");
