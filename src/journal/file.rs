@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use serde_json::error::Category;
 
-use super::record::{ChainCheck, Record, ZERO_HASH, is_hash};
+use super::record::{ChainCheck, Members, Record, RecordHead, ZERO_HASH, is_hash};
 
 /// `format` of every export header.
 pub const FORMAT: &str = "scim-bridge-journal";
@@ -85,6 +85,47 @@ pub struct Entry {
     pub offset: u64,
     pub hash: String,
     pub record: Record,
+}
+
+/// A record line whose record is certainly in canonical form (see
+/// [`RecordHead::from_canonical`]): kept as its text, without building the record. Its
+/// text is exactly what was hashed if the file is intact, so the chain check hashes it
+/// as it is.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TextEntry {
+    pub line: u64,
+    pub offset: u64,
+    pub hash: String,
+    /// The record's canonical text, as it stands in the line.
+    pub text: String,
+    pub head: RecordHead,
+    /// The members of the image, as spans of `text`, when the image is an object.
+    pub image: Option<Members>,
+}
+
+/// A record line as [`Reader::next_read`] gives it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RecordRead {
+    /// The usual case: the line is exactly the line this program writes for a record.
+    Text(TextEntry),
+    /// Anything else that is a record line, parsed (its text is then the record written
+    /// again in canonical form, which the chain check hashes).
+    Parsed(Entry),
+}
+
+/// The bytes of a record line around its hash and its record.
+const LINE_HEAD: &str = "{\"hash\":\"";
+const LINE_MIDDLE: &str = "\",\"record\":";
+
+/// Splits a line of the exact form [`record_line`] writes into its hash and record text.
+fn split_line(text: &str) -> Option<(&str, &str)> {
+    let rest = text.strip_prefix(LINE_HEAD)?;
+    let hash = rest.get(..64).filter(|h| is_hash(h))?;
+    let record = rest
+        .get(64..)?
+        .strip_prefix(LINE_MIDDLE)?
+        .strip_suffix('}')?;
+    Some((hash, record))
 }
 
 /// A record line as it parses, before any check of its content.
@@ -297,17 +338,49 @@ impl<R: BufRead> Reader<R> {
 
     /// The next record line; `Ok(None)` at the end of the file or after an error.
     fn read_entry(&mut self) -> Result<Option<Entry>, FileError> {
+        Ok(match self.read(false)? {
+            Some(RecordRead::Parsed(entry)) => Some(entry),
+            // Not asked for: reparse the text the slow way.
+            Some(RecordRead::Text(e)) => Some(self.parsed(e.line, e.offset)?),
+            None => None,
+        })
+    }
+
+    /// The next record line, as text when it is exactly a canonical record line (no
+    /// record built), else parsed; `None` at the end of the file or after an error. The
+    /// same lines are accepted and refused, with the same errors, as by the iterator.
+    pub fn next_read(&mut self) -> Option<Result<RecordRead, FileError>> {
+        self.read(true).transpose()
+    }
+
+    fn read(&mut self, as_text: bool) -> Result<Option<RecordRead>, FileError> {
         if self.done {
             return Ok(None);
         }
-        let result = self.parse_next();
+        let result = self.parse_next(as_text);
         if !matches!(result, Ok(Some(_))) {
             self.done = true;
         }
         result
     }
 
-    fn parse_next(&mut self) -> Result<Option<Entry>, FileError> {
+    /// The current line parsed into an entry (it is a record line).
+    fn parsed(&self, line: u64, offset: u64) -> Result<Entry, FileError> {
+        let RecordLine { hash, record } =
+            serde_json::from_str(self.current_line()).map_err(|e| FileError::BadLine {
+                line,
+                offset,
+                detail: json_detail(&e, "a record line"),
+            })?;
+        Ok(Entry {
+            line,
+            offset,
+            hash,
+            record,
+        })
+    }
+
+    fn parse_next(&mut self, as_text: bool) -> Result<Option<RecordRead>, FileError> {
         let offset = self.offset;
         let raw = self.read_raw()?;
         let line = self.line;
@@ -325,13 +398,26 @@ impl<R: BufRead> Reader<R> {
             RawLine::Line => {}
         }
         let text = std::str::from_utf8(&self.buf).map_err(|e| bad(utf8_detail(&e)))?;
+        if as_text
+            && let Some((hash, record)) = split_line(text)
+            && let Some((head, _, image)) = RecordHead::from_canonical(record)
+        {
+            return Ok(Some(RecordRead::Text(TextEntry {
+                line,
+                offset,
+                hash: hash.to_owned(),
+                text: record.to_owned(),
+                head,
+                image,
+            })));
+        }
         match serde_json::from_str::<RecordLine>(text) {
-            Ok(RecordLine { hash, record }) => Ok(Some(Entry {
+            Ok(RecordLine { hash, record }) => Ok(Some(RecordRead::Parsed(Entry {
                 line,
                 offset,
                 hash,
                 record,
-            })),
+            }))),
             // JSON that stops short on the last line is a write that was cut off after a
             // newline was already there (or a newline-terminated fragment): torn, not
             // damaged. A syntax error is damage wherever it is.
@@ -1000,6 +1086,65 @@ mod tests {
         let report = verified(&parts.concat(), false);
         let detail = report.damage.expect("damage").2;
         assert!(detail.starts_with("not a record line: "), "{detail}");
+    }
+
+    /// What a reader yields, whichever way it reads: (line, offset, hash, record) or the
+    /// error's text.
+    fn outcomes(bytes: &[u8], as_text: bool) -> Vec<Result<(u64, u64, String, Record), String>> {
+        let (mut reader, _) = Reader::new(bytes).expect("header reads");
+        let mut out = Vec::new();
+        loop {
+            let next = if as_text {
+                reader.next_read().map(|r| {
+                    r.map(|read| match read {
+                        RecordRead::Text(e) => {
+                            let record: Record = serde_json::from_str(&e.text).expect("parses");
+                            assert_eq!(record.canonical_json(), e.text, "read as it stands");
+                            (e.line, e.offset, e.hash, record)
+                        }
+                        RecordRead::Parsed(e) => (e.line, e.offset, e.hash, e.record),
+                    })
+                })
+            } else {
+                reader
+                    .next()
+                    .map(|r| r.map(|e| (e.line, e.offset, e.hash, e.record)))
+            };
+            match next {
+                Some(r) => out.push(r.map_err(|e| e.to_string())),
+                None => return out,
+            }
+        }
+    }
+
+    #[test]
+    fn reading_lines_as_text_accepts_and_refuses_exactly_what_parsing_them_does() {
+        let bytes = export(20);
+        let (mut reader, _) = Reader::new(&bytes[..]).expect("header reads");
+        let mut texts = 0;
+        while let Some(read) = reader.next_read() {
+            assert!(matches!(read, Ok(RecordRead::Text(_))), "{read:?}");
+            texts += 1;
+        }
+        assert_eq!(texts, 20);
+        let text = String::from_utf8(bytes.clone()).expect("UTF-8");
+        let mut lines_of = lines(&bytes);
+        lines_of[3] = b"not json\n".to_vec();
+        let mut cases = vec![
+            bytes.clone(),
+            lines_of.concat(),
+            bytes[..bytes.len() - 1].to_vec(),
+            // Equivalent but other bytes: parsed, not taken as text.
+            text.replacen("\\u001b", "\\u001B", 1).into_bytes(),
+            text.replacen("\"seq\":3,", "\"seq\":3 ,", 1).into_bytes(),
+            text.replacen("{\"hash\":", "{ \"hash\":", 1).into_bytes(),
+        ];
+        let mut flipped = bytes.clone();
+        flipped[offset_of_line(&bytes, 5) as usize + 100] ^= 0x20;
+        cases.push(flipped);
+        for case in cases {
+            assert_eq!(outcomes(&case, true), outcomes(&case, false));
+        }
     }
 
     proptest! {

@@ -2,12 +2,15 @@
 //! export and replay. Each returns data; printing and exit codes belong to `main`.
 
 use std::io::{BufRead, Write};
+use std::sync::mpsc::{Receiver, Sender};
 
 use serde_json::{Value, json};
 
 use crate::journal::file::{self, FileReport, Header};
-use crate::journal::record::{ChainCheck, Record, ZERO_HASH};
-use crate::store::journal::{ChainReport, JournalQuery, JournalRow};
+use crate::journal::record::{ChainCheck, Record, RecordHead, ZERO_HASH};
+use crate::store::journal::{
+    BulkImport, BulkRecord, ChainReport, ImageRow, JournalQuery, JournalRow,
+};
 use crate::store::{Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
@@ -224,12 +227,49 @@ pub struct ReplaySummary {
 const REPLAY_CHUNK: usize = 5000;
 
 /// One record to replay: its hash, its canonical text (what the local journal stores),
-/// and the record.
+/// its head, and either the record or, when the text was read as it stands (the usual
+/// case for an export), the row its image gives.
 struct Item {
     hash: String,
     text: String,
-    record: Record,
+    head: RecordHead,
+    content: Content,
 }
+
+enum Content {
+    Record(Record),
+    /// Read as text: the record is parsed from it only where the general path needs it.
+    Text(Option<ImageRow>),
+}
+
+impl Item {
+    fn of_record(hash: String, text: String, record: Record) -> Item {
+        Item {
+            hash,
+            text,
+            head: RecordHead::of(&record),
+            content: Content::Record(record),
+        }
+    }
+
+    fn record(self) -> Result<Record, StoreError> {
+        match self.content {
+            Content::Record(record) => Ok(record),
+            Content::Text(_) => serde_json::from_str(&self.text).map_err(|e| {
+                StoreError::Journal(format!("record {} does not parse: {e}", self.head.seq))
+            }),
+        }
+    }
+}
+
+/// What consumes the chunks of a replay (on a thread of its own). It may hand chunks it
+/// is done with back, to be freed by the thread that allocated them (the reader, which
+/// has time to spare: a free from another thread costs the busy writer more).
+type Applier<'s> = Box<
+    dyn FnOnce(Receiver<Vec<Item>>, Sender<Vec<Item>>) -> Result<ReplaySummary, OpsError>
+        + Send
+        + 's,
+>;
 
 /// Applies chunks of records on a thread of their own while the caller reads and checks
 /// the next chunk (two cores: reading and writing overlap). `produce` hands each chunk to
@@ -239,30 +279,84 @@ fn replay_chunks(
     store: &Store,
     import: bool,
     dry_run: bool,
+    progress: impl FnMut(u64),
+    produce: impl FnOnce(&mut dyn FnMut(Vec<Item>) -> Result<(), OpsError>) -> Result<(), OpsError>,
+) -> Result<ReplaySummary, OpsError> {
+    let apply: Applier<'_> = Box::new(move |rx, _| {
+        let mut summary = ReplaySummary::default();
+        for chunk in rx {
+            apply_chunk(store, chunk, import, dry_run, &mut summary)?;
+        }
+        Ok(summary)
+    });
+    overlap(apply, progress, produce)
+}
+
+/// Replays into a store that is empty: every chunk goes into one write transaction, a
+/// bulk load ([`Store::bulk_load`], [`BulkImport`]), which leaves the store empty again
+/// should it fail.
+fn replay_bulk(
+    store: &Store,
+    progress: impl FnMut(u64),
+    produce: impl FnOnce(&mut dyn FnMut(Vec<Item>) -> Result<(), OpsError>) -> Result<(), OpsError>,
+) -> Result<ReplaySummary, OpsError> {
+    let apply: Applier<'_> = Box::new(move |rx, spent| {
+        Ok(store.bulk_load(move |tx| {
+            let mut bulk = BulkImport::start(tx)?;
+            let mut summary = ReplaySummary::default();
+            for chunk in rx {
+                for item in &chunk {
+                    let (row, record) = match &item.content {
+                        Content::Record(record) => (None, Some(record.clone())),
+                        Content::Text(row) => (row.as_ref(), None),
+                    };
+                    let (imported, applied) = bulk.import(
+                        tx,
+                        BulkRecord {
+                            hash: &item.hash,
+                            text: &item.text,
+                            head: &item.head,
+                            row,
+                            record,
+                        },
+                    )?;
+                    summary.records += 1;
+                    summary.imported += u64::from(imported);
+                    summary.applied += u64::from(applied);
+                    summary.skipped += u64::from(!applied);
+                }
+                // The reader may have stopped (then it frees nothing more).
+                let _ = spent.send(chunk);
+            }
+            Ok(summary)
+        })?)
+    });
+    overlap(apply, progress, produce)
+}
+
+/// Runs `apply` on a thread of its own, handing it the chunks `produce` makes here.
+fn overlap(
+    apply: Applier<'_>,
     mut progress: impl FnMut(u64),
     produce: impl FnOnce(&mut dyn FnMut(Vec<Item>) -> Result<(), OpsError>) -> Result<(), OpsError>,
 ) -> Result<ReplaySummary, OpsError> {
     std::thread::scope(|scope| {
         let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Item>>(1);
-        let applier = scope.spawn(move || -> Result<ReplaySummary, OpsError> {
-            let mut summary = ReplaySummary::default();
-            for chunk in rx {
-                apply_chunk(store, chunk, import, dry_run, &mut summary)?;
-            }
-            Ok(summary)
-        });
+        let (spent_tx, spent) = std::sync::mpsc::channel::<Vec<Item>>();
+        let applier = scope.spawn(move || apply(rx, spent_tx));
         let mut read = 0u64;
         let (mut first, mut last) = (None, None);
         let produced = produce(&mut |chunk: Vec<Item>| {
             if let (Some(a), Some(b)) = (chunk.first(), chunk.last()) {
-                first.get_or_insert(a.record.seq);
-                last = Some(b.record.seq);
+                first.get_or_insert(a.head.seq);
+                last = Some(b.head.seq);
             }
             read += chunk.len() as u64;
             // A closed channel: the applier stopped on an error, which its join reports.
             if tx.send(chunk).is_ok() {
                 progress(read);
             }
+            spent.try_iter().for_each(drop);
             Ok(())
         });
         drop(tx);
@@ -291,8 +385,8 @@ fn apply_chunk(
     let (applied, imported) = if dry_run {
         let applied = store.read(|r| {
             let mut applied = 0;
-            for item in &chunk {
-                if would_apply(r, &item.record)? {
+            for item in chunk {
+                if would_apply(r, &item.record()?)? {
                     applied += 1;
                 }
             }
@@ -303,12 +397,14 @@ fn apply_chunk(
         store.write_blocking(move |tx| -> Result<(u64, u64), StoreError> {
             let (mut applied, mut imported) = (0, 0);
             for item in chunk {
+                let (hash, text) = (item.hash.clone(), item.text.clone());
+                let record = item.record()?;
                 // A record just appended at the journal's head has nothing after it there.
-                let appended = import && tx.journal_import(&item.hash, &item.text, &item.record)?;
+                let appended = import && tx.journal_import(&hash, &text, &record)?;
                 if appended {
                     imported += 1;
                 }
-                if tx.apply_record(item.record, !appended)? {
+                if tx.apply_record(record, !appended)? {
                     applied += 1;
                 }
             }
@@ -361,11 +457,7 @@ pub fn replay_db(
             store.read(|r| {
                 r.journal_scan(&q, |row| {
                     let record = row.record()?;
-                    chunk.push(Item {
-                        hash: row.hash,
-                        text: String::new(),
-                        record,
-                    });
+                    chunk.push(Item::of_record(row.hash, String::new(), record));
                     Ok(())
                 })
             })?;
@@ -436,38 +528,51 @@ impl<R: BufRead> Iterator for Checked<R> {
 
     fn next(&mut self) -> Option<Self::Item> {
         loop {
-            let entry = match self.reader.next()? {
+            let read = match self.reader.next_read()? {
                 Ok(e) => e,
                 Err(file::FileError::TornTail { .. }) if self.allow_torn_tail => return None,
                 Err(e) => return Some(Err(e.into())),
             };
-            // The record is read from its line and written again in canonical form: that
-            // text is what is hashed (and what the local journal stores), so it is
-            // canonical by construction.
-            let text = entry.record.canonical_json();
-            let record = &entry.record;
-            if let Err(d) = self
-                .check
-                .feed_stored(&entry.hash, &text, record.seq, &record.prev)
+            let (line, offset, item) = match read {
+                // The line is exactly what this program writes, its record text
+                // canonical: that text is what was hashed, as it stands.
+                file::RecordRead::Text(e) => {
+                    let row = e
+                        .image
+                        .as_ref()
+                        .and_then(|image| ImageRow::from_canonical(&e.head.kind, &e.text, image));
+                    let item = Item {
+                        hash: e.hash,
+                        text: e.text,
+                        head: e.head,
+                        content: Content::Text(row),
+                    };
+                    (e.line, e.offset, item)
+                }
+                // Any other line: the record is written again in canonical form, and
+                // that text is what is hashed (and what the local journal stores), so it
+                // is canonical by construction.
+                file::RecordRead::Parsed(e) => {
+                    let text = e.record.canonical_json();
+                    (e.line, e.offset, Item::of_record(e.hash, text, e.record))
+                }
+            };
+            if let Err(d) =
+                self.check
+                    .feed_stored(&item.hash, &item.text, item.head.seq, &item.head.prev)
             {
                 return Some(Err(OpsError::Invalid(format!(
-                    "line {} (byte {}): {d}; nothing after record {} was replayed",
-                    entry.line,
-                    entry.offset,
+                    "line {line} (byte {offset}): {d}; nothing after record {} was replayed",
                     self.check
                         .last_intact()
                         .map_or("(none)".into(), |s| s.to_string())
                 ))));
             }
-            let seq = entry.record.seq;
+            let seq = item.head.seq;
             if self.from.is_some_and(|f| seq < f) || self.to.is_some_and(|t| seq > t) {
                 continue;
             }
-            return Some(Ok(Item {
-                hash: entry.hash,
-                text,
-                record: entry.record,
-            }));
+            return Some(Ok(item));
         }
     }
 }
@@ -484,35 +589,58 @@ pub fn replay_file(
     allow_torn_tail: bool,
     progress: impl FnMut(u64),
 ) -> Result<ReplaySummary, OpsError> {
-    let mut records = Checked::new(input, from, to, allow_torn_tail)?;
     let bulk = !dry_run && store.is_empty()?;
-    let replay = |records: &mut Checked<_>| {
-        replay_chunks(store, true, dry_run, progress, |apply| {
-            let mut chunk = Vec::with_capacity(REPLAY_CHUNK);
-            for item in records.by_ref() {
-                match item {
-                    Ok(item) => chunk.push(item),
-                    Err(e) => {
-                        // The records before the damage are intact: they are replayed, as
-                        // the error says.
-                        apply(chunk)?;
-                        return Err(e);
-                    }
-                }
-                if chunk.len() == REPLAY_CHUNK {
-                    apply(std::mem::replace(
-                        &mut chunk,
-                        Vec::with_capacity(REPLAY_CHUNK),
-                    ))?;
+    replay_file_with(
+        store,
+        input,
+        from,
+        to,
+        dry_run,
+        allow_torn_tail,
+        bulk,
+        progress,
+    )
+}
+
+/// [`replay_file`]; `bulk`: as one bulk load ([`replay_bulk`]; the store must be empty).
+#[allow(clippy::too_many_arguments)]
+fn replay_file_with(
+    store: &Store,
+    input: impl BufRead,
+    from: Option<u64>,
+    to: Option<u64>,
+    dry_run: bool,
+    allow_torn_tail: bool,
+    bulk: bool,
+    progress: impl FnMut(u64),
+) -> Result<ReplaySummary, OpsError> {
+    let mut records = Checked::new(input, from, to, allow_torn_tail)?;
+    let records_ref = &mut records;
+    let produce = |apply: &mut dyn FnMut(Vec<Item>) -> Result<(), OpsError>| {
+        let mut chunk = Vec::with_capacity(REPLAY_CHUNK);
+        for item in records_ref.by_ref() {
+            match item {
+                Ok(item) => chunk.push(item),
+                Err(e) => {
+                    // The records before the damage are intact: they are replayed, as
+                    // the error says.
+                    apply(chunk)?;
+                    return Err(e);
                 }
             }
-            apply(chunk)
-        })
+            if chunk.len() == REPLAY_CHUNK {
+                apply(std::mem::replace(
+                    &mut chunk,
+                    Vec::with_capacity(REPLAY_CHUNK),
+                ))?;
+            }
+        }
+        apply(chunk)
     };
     let summary = if bulk {
-        store.bulk_load(|| replay(&mut records))?
+        replay_bulk(store, progress, produce)?
     } else {
-        replay(&mut records)?
+        replay_chunks(store, true, dry_run, progress, produce)?
     };
     records.finish(summary.records)?;
     Ok(summary)
@@ -636,8 +764,393 @@ pub fn file_records(
     let mut records = Checked::new(input, from, to, allow_torn_tail)?;
     let out = records
         .by_ref()
-        .map(|item| item.map(|i| (i.record, false)))
+        .map(|item| item.and_then(|i| Ok((i.record()?, false))))
         .collect::<Result<Vec<_>, _>>()?;
     records.finish(out.len() as u64)?;
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{Value, json};
+
+    use super::*;
+    use crate::journal::record::{MemberDelta, Op};
+
+    fn user(id: &str, user_name: &str, version: i64, extra: Value) -> Value {
+        let mut image = json!({
+            "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+            "id": id,
+            "userName": user_name,
+            "name": {"givenName": "Zoë \"Q\"\u{1}\t", "familyName": "Ångström\u{2028}"},
+            "meta": {
+                "resourceType": "User",
+                "created": "2026-01-02T03:04:05.678Z",
+                "lastModified": format!("2026-01-02T03:04:{:02}.000Z", version),
+                "version": format!("W/\"{version}\"")
+            }
+        });
+        if let (Some(image), Value::Object(extra)) = (image.as_object_mut(), extra) {
+            image.extend(extra);
+        }
+        image
+    }
+
+    fn group(id: &str, name: &str, version: i64, members: Option<Value>) -> Value {
+        let mut image = json!({
+            "schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"],
+            "id": id,
+            "displayName": name,
+            "meta": {
+                "resourceType": "Group",
+                "created": "2026-01-02T03:04:05.678Z",
+                "lastModified": format!("2026-01-02T03:05:{:02}.000Z", version),
+                "version": format!("W/\"{version}\"")
+            }
+        });
+        if let (Some(image), Some(members)) = (image.as_object_mut(), members) {
+            image.insert("members".into(), members);
+        }
+        image
+    }
+
+    /// (op, kind, id, version_before, version_after, image, member_delta) of a record.
+    type Step = (
+        Op,
+        &'static str,
+        &'static str,
+        Option<i64>,
+        Option<i64>,
+        Value,
+        Option<MemberDelta>,
+    );
+
+    /// A history with every kind of record: creates, replaces, patches, a member delta,
+    /// a delete, a purge, a member listed twice, escapes and non-ASCII text.
+    fn history() -> Vec<(String, Record)> {
+        let m = |id: &str| json!({"value": id, "type": "User"});
+        let steps: Vec<Step> = vec![
+            (
+                Op::Create,
+                "User",
+                "u1",
+                None,
+                Some(1),
+                user("u1", "zoë@example.com", 1, json!({"externalId": "e\"1"})),
+                None,
+            ),
+            (
+                Op::Create,
+                "User",
+                "u2",
+                None,
+                Some(1),
+                user(
+                    "u2",
+                    "Two@Example.com",
+                    1,
+                    json!({"urn:ietf:params:scim:schemas:extension:enterprise:2.0:User": {"manager": {"value": "u1"}}}),
+                ),
+                None,
+            ),
+            (
+                Op::Create,
+                "Group",
+                "g1",
+                None,
+                Some(1),
+                group(
+                    "g1",
+                    "Ingénieurs \"R&D\"",
+                    1,
+                    Some(
+                        json!([{"value": "u1", "type": "User", "display": "Zoë"}, m("u2"), m("u1")]),
+                    ),
+                ),
+                None,
+            ),
+            (
+                Op::Patch,
+                "User",
+                "u1",
+                Some(1),
+                Some(2),
+                user(
+                    "u1",
+                    "zoe@example.com",
+                    2,
+                    json!({"active": false, "costCenter": 4130.5}),
+                ),
+                None,
+            ),
+            (
+                Op::Create,
+                "User",
+                "u3",
+                None,
+                Some(1),
+                user("u3", "three@example.com", 1, json!({})),
+                None,
+            ),
+            (
+                Op::Patch,
+                "Group",
+                "g1",
+                Some(1),
+                Some(2),
+                group("g1", "Ingénieurs", 2, None),
+                Some(MemberDelta {
+                    added: vec![m("u3")],
+                    removed: vec!["u2".into()],
+                }),
+            ),
+            (
+                Op::Delete,
+                "User",
+                "u2",
+                Some(1),
+                None,
+                user("u2", "Two@Example.com", 1, json!({})),
+                None,
+            ),
+            (
+                Op::Replace,
+                "Group",
+                "g1",
+                Some(2),
+                Some(3),
+                group("g1", "Ingénieurs", 3, Some(json!([m("u3"), m("u1")]))),
+                None,
+            ),
+            (
+                Op::Create,
+                "Group",
+                "g2",
+                None,
+                Some(1),
+                group("g2", "Empty", 1, None),
+                None,
+            ),
+            (
+                Op::Purge,
+                "Group",
+                "g2",
+                Some(1),
+                None,
+                group("g2", "Empty", 1, None),
+                None,
+            ),
+            (
+                Op::Create,
+                "User",
+                "u4",
+                None,
+                Some(1),
+                user("u4", "two-again@example.com", 1, json!({})),
+                None,
+            ),
+            (
+                Op::Create,
+                "Group",
+                "g3",
+                None,
+                Some(1),
+                group(
+                    "g3",
+                    "Nested",
+                    1,
+                    Some(json!([{"value": "g1", "type": "Group"}, m("u2")])),
+                ),
+                None,
+            ),
+        ];
+        let mut prev = ZERO_HASH.to_string();
+        let mut out = Vec::new();
+        for (i, (op, kind, id, version_before, version_after, image, member_delta)) in
+            steps.into_iter().enumerate()
+        {
+            let seq = i as u64 + 1;
+            let record = Record {
+                seq,
+                prev: prev.clone(),
+                time: format!("2026-01-02T03:06:{seq:02}.000Z"),
+                endpoint: "default".into(),
+                actor: if seq.is_multiple_of(3) {
+                    "cli"
+                } else {
+                    "entra \"prod\""
+                }
+                .into(),
+                client: seq.is_multiple_of(2).then(|| "10.0.0.1".into()),
+                request_id: (!seq.is_multiple_of(2)).then(|| format!("req-{seq}")),
+                op,
+                kind: kind.into(),
+                id: id.into(),
+                version_before,
+                version_after,
+                image,
+                member_delta,
+            };
+            prev = record.hash();
+            out.push((prev.clone(), record));
+        }
+        out
+    }
+
+    fn export(records: &[(String, Record)]) -> Vec<u8> {
+        let header = Header {
+            format: file::FORMAT.into(),
+            version: file::VERSION,
+            origin: "test".into(),
+            first_seq: 1,
+            last_seq: records.len() as u64,
+            prev: ZERO_HASH.into(),
+            exported_at: "2026-01-02T03:07:00.000Z".into(),
+        };
+        let mut writer = file::Writer::new(Vec::new(), &header).expect("header is valid");
+        for (hash, record) in records {
+            writer.write(hash, record).expect("writes to memory");
+        }
+        writer.finish().expect("flushes")
+    }
+
+    /// Every row of every table but the store's own origin, as text.
+    fn dump(store: &Store) -> Vec<String> {
+        let conn = rusqlite::Connection::open(store.path()).expect("opens");
+        let mut out = Vec::new();
+        for sql in [
+            "SELECT * FROM journal ORDER BY seq",
+            "SELECT * FROM resources ORDER BY seq",
+            "SELECT * FROM members ORDER BY pos",
+            "SELECT * FROM meta WHERE key <> 'origin' ORDER BY key",
+            "SELECT name FROM sqlite_master ORDER BY name",
+        ] {
+            let mut stmt = conn.prepare(sql).expect("prepares");
+            let columns = stmt.column_count();
+            let rows = stmt
+                .query_map([], |row| {
+                    (0..columns)
+                        .map(|i| Ok(format!("{:?}", row.get_ref(i)?)))
+                        .collect::<Result<Vec<_>, rusqlite::Error>>()
+                })
+                .expect("queries");
+            for row in rows {
+                out.push(row.expect("row").join(" | "));
+            }
+        }
+        out
+    }
+
+    fn replay(store: &Store, bytes: &[u8], bulk: bool) -> Result<ReplaySummary, OpsError> {
+        replay_file_with(store, bytes, None, None, false, false, bulk, |_| {})
+    }
+
+    #[test]
+    fn a_replay_into_an_empty_store_equals_the_general_replay_row_for_row() {
+        let bytes = export(&history());
+        let (bulk_dir, general_dir) = (
+            tempfile::tempdir().expect("dir"),
+            tempfile::tempdir().expect("dir"),
+        );
+        let bulk = Store::open(bulk_dir.path()).expect("opens");
+        let general = Store::open(general_dir.path()).expect("opens");
+        let summary = replay(&bulk, &bytes, true).expect("replays");
+        assert_eq!(summary, replay(&general, &bytes, false).expect("replays"));
+        assert_eq!(
+            (summary.records, summary.imported, summary.applied),
+            (12, 12, 12)
+        );
+        assert_eq!(dump(&bulk), dump(&general));
+        assert!(
+            bulk.read(|r| r.journal_verify())
+                .expect("verifies")
+                .is_intact()
+        );
+        // Replaying again (the store is not empty: the general path) changes nothing.
+        let again = replay(&bulk, &bytes, false).expect("replays");
+        assert_eq!((again.applied, again.imported, again.skipped), (0, 0, 12));
+        assert_eq!(dump(&bulk), dump(&general));
+    }
+
+    #[test]
+    fn a_line_in_an_equivalent_but_not_canonical_form_is_replayed_as_before() {
+        let records = history();
+        let text = String::from_utf8(export(&records)).expect("UTF-8");
+        assert!(text.contains("\\t"));
+        // Same records, other bytes: the record is rebuilt and hashed in canonical form.
+        let edited = text
+            .replacen("\\t", "\\u0009", 1)
+            .replacen("\"seq\":2,", "\"seq\": 2,", 1);
+        assert_ne!(edited, text);
+        let (a, b) = (
+            tempfile::tempdir().expect("dir"),
+            tempfile::tempdir().expect("dir"),
+        );
+        let (a, b) = (
+            Store::open(a.path()).expect("opens"),
+            Store::open(b.path()).expect("opens"),
+        );
+        replay(&a, text.as_bytes(), true).expect("replays");
+        replay(&b, edited.as_bytes(), true).expect("replays the equivalent line");
+        assert_eq!(dump(&a), dump(&b));
+    }
+
+    #[test]
+    fn a_tampered_record_is_refused_with_its_line_and_the_records_before_it_are_replayed() {
+        let bytes = export(&history());
+        let text = String::from_utf8(bytes.clone()).expect("UTF-8");
+        // Line 5 is record 4: its userName loses a bit.
+        let start: usize = text.split_inclusive('\n').take(4).map(str::len).sum();
+        let at = start + text[start..].find("zoe@").expect("the name");
+        let mut tampered = bytes;
+        tampered[at] ^= 0x01;
+        let dir = tempfile::tempdir().expect("dir");
+        let store = Store::open(dir.path()).expect("opens");
+        let err = replay(&store, &tampered, true)
+            .expect_err("refused")
+            .to_string();
+        assert!(
+            err.starts_with(&format!("line 5 (byte {start}): record 4: hash mismatch")),
+            "{err}"
+        );
+        assert!(
+            err.ends_with("nothing after record 3 was replayed"),
+            "{err}"
+        );
+        let journal = store.read(|r| r.journal_head()).expect("reads");
+        assert_eq!(journal.0, 3);
+        assert_eq!(
+            store
+                .read(|r| r.journal_verify())
+                .expect("verifies")
+                .last_intact,
+            Some(3)
+        );
+    }
+
+    #[test]
+    fn a_failed_bulk_replay_leaves_the_store_empty() {
+        let mut records = history();
+        // Record 5 creates a second user named like record 4's (which renamed u1).
+        if let Some(Value::Object(image)) = records.get_mut(4).map(|r| &mut r.1.image) {
+            image.insert("userName".into(), Value::from("ZOE@example.com"));
+        }
+        let mut prev = ZERO_HASH.to_string();
+        for (hash, record) in &mut records {
+            record.prev = prev;
+            *hash = record.hash();
+            prev = hash.clone();
+        }
+        let dir = tempfile::tempdir().expect("dir");
+        let store = Store::open(dir.path()).expect("opens");
+        let err = replay(&store, &export(&records), true)
+            .expect_err("refused")
+            .to_string();
+        assert!(err.contains("'ZOE@example.com' is already taken"), "{err}");
+        assert!(store.is_empty().expect("reads"), "all or nothing");
+        assert_eq!(
+            dump(&store),
+            dump(&Store::open(tempfile::tempdir().expect("dir").path()).expect("opens"))
+        );
+    }
 }

@@ -240,6 +240,452 @@ pub fn is_hash(s: &str) -> bool {
     s.len() == 64 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
+/// One member of a JSON object, as spans of the text it was read from: the key between
+/// its quotes (still escaped when `escaped`) and the value's raw text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    /// From the key's opening quote to the end of the value: the member as written.
+    pub whole: std::ops::Range<usize>,
+    key: std::ops::Range<usize>,
+    escaped: bool,
+    pub value: std::ops::Range<usize>,
+}
+
+/// The members of a JSON object in canonical form, in order, as spans of its text.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Members(Vec<Member>);
+
+impl Members {
+    /// The raw text of member `key`'s value. `key` must need no escaping (every member
+    /// name this program looks up), so comparing the raw key is comparing the name.
+    pub fn raw<'t>(&self, text: &'t str, key: &str) -> Option<&'t str> {
+        self.0
+            .iter()
+            .find(|m| !m.escaped && text.get(m.key.clone()) == Some(key))
+            .and_then(|m| text.get(m.value.clone()))
+    }
+
+    /// Member `key`'s value when it is a string, unescaped.
+    pub fn str<'t>(&self, text: &'t str, key: &str) -> Option<std::borrow::Cow<'t, str>> {
+        json_str(self.raw(text, key)?)
+    }
+
+    /// The member names, in order (escaped ones unescaped).
+    pub fn keys<'t>(&self, text: &'t str) -> Vec<std::borrow::Cow<'t, str>> {
+        self.0
+            .iter()
+            .filter_map(|m| {
+                let raw = text.get(m.key.clone())?;
+                if m.escaped {
+                    serde_json::from_str::<String>(&format!("\"{raw}\""))
+                        .ok()
+                        .map(std::borrow::Cow::Owned)
+                } else {
+                    Some(std::borrow::Cow::Borrowed(raw))
+                }
+            })
+            .collect()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Member> {
+        self.0.iter()
+    }
+}
+
+/// A JSON string's value from its raw text (quotes included); `None` when it is not a
+/// string. Borrowed when there is nothing to unescape.
+pub fn json_str(raw: &str) -> Option<std::borrow::Cow<'_, str>> {
+    let inner = raw.strip_prefix('"')?.strip_suffix('"')?;
+    if inner.contains('\\') {
+        serde_json::from_str::<String>(raw)
+            .ok()
+            .map(std::borrow::Cow::Owned)
+    } else {
+        Some(std::borrow::Cow::Borrowed(inner))
+    }
+}
+
+/// Deeper nesting than this is not taken as canonical (the caller then parses the text
+/// the slow way, which has its own limit, 128): the scan needs no more stack than that.
+const MAX_DEPTH: u32 = 100;
+
+/// Checks that `text` is exactly one JSON object in canonical form (what
+/// [`Record::canonical_json`] writes for any value: members in byte order of their names
+/// at every depth, no duplicate names, no insignificant whitespace, strings escaped as
+/// `serde_json` escapes them, numbers as it writes them) and returns its members, and
+/// those of its member `nested` when that is an object.
+///
+/// "Canonical" means: parsing the text into a `serde_json::Value` and writing that again
+/// gives back the same bytes. `None` is no verdict on the text beyond "not certainly
+/// canonical": the caller then takes the slow way (parse and re-serialise), so a text this
+/// scan is unsure of is never wrongly accepted, only checked more slowly.
+pub fn canonical_object(text: &str, nested: Option<&str>) -> Option<(Members, Option<Members>)> {
+    let mut scan = Scan {
+        text,
+        bytes: text.as_bytes(),
+        pos: 0,
+    };
+    let mut top = Vec::new();
+    let mut inner = None;
+    if scan.bytes.first() != Some(&b'{') {
+        return None;
+    }
+    scan.object(1, Some(&mut top), nested.map(|name| (name, &mut inner)))?;
+    (scan.pos == scan.bytes.len()).then_some((Members(top), inner.map(Members)))
+}
+
+/// The canonical-form scanner of [`canonical_object`].
+struct Scan<'t> {
+    text: &'t str,
+    bytes: &'t [u8],
+    pos: usize,
+}
+
+/// Where an object's members go (only for the objects the caller asked about).
+type Sink<'a> = Option<&'a mut Vec<Member>>;
+
+impl Scan<'_> {
+    fn peek(&self) -> Option<u8> {
+        self.bytes.get(self.pos).copied()
+    }
+
+    fn eat(&mut self, byte: u8) -> Option<()> {
+        (self.peek()? == byte).then(|| self.pos += 1)
+    }
+
+    fn value(&mut self, depth: u32, sink: Sink<'_>) -> Option<()> {
+        match self.peek()? {
+            b'{' => self.object(depth + 1, sink, None),
+            b'[' => self.array(depth + 1),
+            b'"' => self.string().map(|_| ()),
+            b't' => self.literal(b"true"),
+            b'f' => self.literal(b"false"),
+            b'n' => self.literal(b"null"),
+            b'-' | b'0'..=b'9' => self.number(),
+            _ => None,
+        }
+    }
+
+    fn literal(&mut self, word: &[u8]) -> Option<()> {
+        self.bytes[self.pos..]
+            .starts_with(word)
+            .then(|| self.pos += word.len())
+    }
+
+    /// An object at `self.pos` (its `{`); its members go to `sink`, and those of the
+    /// value of member `nested.0`, when that is an object, to `nested.1`.
+    fn object(
+        &mut self,
+        depth: u32,
+        mut sink: Sink<'_>,
+        mut nested: Option<(&str, &mut Option<Vec<Member>>)>,
+    ) -> Option<()> {
+        if depth > MAX_DEPTH {
+            return None;
+        }
+        self.eat(b'{')?;
+        if self.eat(b'}').is_some() {
+            return Some(());
+        }
+        let mut previous: Option<(std::ops::Range<usize>, bool)> = None;
+        loop {
+            let start = self.pos;
+            let escaped = self.string()?;
+            let key = start + 1..self.pos - 1;
+            if let Some((prev, prev_escaped)) = &previous
+                && !self.in_order(prev.clone(), *prev_escaped, key.clone(), escaped)?
+            {
+                return None;
+            }
+            self.eat(b':')?;
+            let value_start = self.pos;
+            let wanted = nested
+                .as_mut()
+                .filter(|(name, _)| !escaped && self.text.get(key.clone()) == Some(*name));
+            match wanted {
+                Some((_, out)) if self.peek() == Some(b'{') => {
+                    let mut members = Vec::new();
+                    self.object(depth + 1, Some(&mut members), None)?;
+                    **out = Some(members);
+                }
+                _ => self.value(depth, None)?,
+            }
+            if let Some(sink) = sink.as_mut() {
+                sink.push(Member {
+                    whole: start..self.pos,
+                    key: key.clone(),
+                    escaped,
+                    value: value_start..self.pos,
+                });
+            }
+            previous = Some((key, escaped));
+            match self.peek()? {
+                b',' => self.pos += 1,
+                b'}' => {
+                    self.pos += 1;
+                    return Some(());
+                }
+                _ => return None,
+            }
+        }
+    }
+
+    /// Whether key `a` sorts strictly before key `b` (byte order of the unescaped names:
+    /// the order of a `BTreeMap<String, _>`, which also rules out duplicates).
+    fn in_order(
+        &self,
+        a: std::ops::Range<usize>,
+        a_escaped: bool,
+        b: std::ops::Range<usize>,
+        b_escaped: bool,
+    ) -> Option<bool> {
+        let name = |range: std::ops::Range<usize>, escaped: bool| {
+            let raw = self.text.get(range)?;
+            if escaped {
+                serde_json::from_str::<String>(&format!("\"{raw}\""))
+                    .ok()
+                    .map(std::borrow::Cow::Owned)
+            } else {
+                Some(std::borrow::Cow::Borrowed(raw))
+            }
+        };
+        Some(name(a, a_escaped)?.as_bytes() < name(b, b_escaped)?.as_bytes())
+    }
+
+    fn array(&mut self, depth: u32) -> Option<()> {
+        if depth > MAX_DEPTH {
+            return None;
+        }
+        self.eat(b'[')?;
+        if self.eat(b']').is_some() {
+            return Some(());
+        }
+        loop {
+            self.value(depth, None)?;
+            match self.peek()? {
+                b',' => self.pos += 1,
+                b']' => {
+                    self.pos += 1;
+                    return Some(());
+                }
+                _ => return None,
+            }
+        }
+    }
+
+    /// A string escaped exactly as `serde_json` writes it: `"` and `\` escaped, control
+    /// characters as `\b \t \n \f \r` or `\u00xx` (lowercase), nothing else escaped.
+    /// Returns whether it holds an escape.
+    fn string(&mut self) -> Option<bool> {
+        self.eat(b'"')?;
+        let mut escaped = false;
+        loop {
+            let rest = &self.bytes[self.pos..];
+            // Plain bytes in bulk: everything but a quote, a backslash or a control
+            // character stands for itself.
+            let plain = rest
+                .iter()
+                .position(|&b| b == b'"' || b == b'\\' || b < 0x20)?;
+            self.pos += plain;
+            match self.bytes[self.pos] {
+                b'"' => {
+                    self.pos += 1;
+                    return Some(escaped);
+                }
+                b'\\' => {
+                    escaped = true;
+                    match self.bytes.get(self.pos + 1)? {
+                        b'"' | b'\\' | b'b' | b'f' | b'n' | b'r' | b't' => self.pos += 2,
+                        b'u' => {
+                            let hex = self.bytes.get(self.pos + 2..self.pos + 6)?;
+                            let lower_hex = |b: &u8| matches!(b, b'0'..=b'9' | b'a'..=b'f');
+                            if !(hex.starts_with(b"00") && hex.iter().all(lower_hex)) {
+                                return None;
+                            }
+                            let code =
+                                u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()?;
+                            // Only control characters without a short escape are written so.
+                            if code >= 0x20 || matches!(code, 0x08 | 0x09 | 0x0a | 0x0c | 0x0d) {
+                                return None;
+                            }
+                            self.pos += 6;
+                        }
+                        _ => return None,
+                    }
+                }
+                // A raw control character: not even JSON.
+                _ => return None,
+            }
+        }
+    }
+
+    /// A number as `serde_json` writes it: an integer in `i64`/`u64` range without
+    /// leading zeros; anything else (fractions, exponents, `-0`, larger integers) is
+    /// parsed and written again to compare.
+    fn number(&mut self) -> Option<()> {
+        let start = self.pos;
+        let digits = |s: &mut Self| {
+            let n = s.bytes[s.pos..]
+                .iter()
+                .take_while(|b| b.is_ascii_digit())
+                .count();
+            s.pos += n;
+            n
+        };
+        let negative = self.eat(b'-').is_some();
+        let int_start = self.pos;
+        if digits(self) == 0 {
+            return None;
+        }
+        if self.bytes[int_start] == b'0' && self.pos - int_start > 1 {
+            return None;
+        }
+        let mut integer = true;
+        if self.eat(b'.').is_some() {
+            integer = false;
+            if digits(self) == 0 {
+                return None;
+            }
+        }
+        if matches!(self.peek(), Some(b'e' | b'E')) {
+            integer = false;
+            self.pos += 1;
+            if matches!(self.peek(), Some(b'+' | b'-')) {
+                self.pos += 1;
+            }
+            if digits(self) == 0 {
+                return None;
+            }
+        }
+        let token = self.text.get(start..self.pos)?;
+        let plain = integer
+            && if negative {
+                token != "-0" && token.parse::<i64>().is_ok()
+            } else {
+                token.parse::<u64>().is_ok()
+            };
+        if plain {
+            return Some(());
+        }
+        let number: serde_json::Number = serde_json::from_str(token).ok()?;
+        (serde_json::to_string(&number).ok()? == token).then_some(())
+    }
+}
+
+/// What a replay needs of a record, read from its canonical text without building its
+/// image: everything but `endpoint`, `client`, `request_id`, the image and the delta.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordHead {
+    pub seq: u64,
+    pub prev: String,
+    pub time: String,
+    pub actor: String,
+    pub op: Op,
+    pub kind: String,
+    pub id: String,
+    pub version_before: Option<i64>,
+    pub version_after: Option<i64>,
+    pub member_delta: bool,
+}
+
+/// The members of a record in canonical order, without and with `member_delta`.
+const RECORD_KEYS: [&str; 13] = [
+    "actor",
+    "client",
+    "endpoint",
+    "id",
+    "image",
+    "kind",
+    "op",
+    "prev",
+    "request_id",
+    "seq",
+    "time",
+    "version_after",
+    "version_before",
+];
+
+impl RecordHead {
+    /// The head of `record`.
+    pub fn of(record: &Record) -> RecordHead {
+        RecordHead {
+            seq: record.seq,
+            prev: record.prev.clone(),
+            time: record.time.clone(),
+            actor: record.actor.clone(),
+            op: record.op,
+            kind: record.kind.clone(),
+            id: record.id.clone(),
+            version_before: record.version_before,
+            version_after: record.version_after,
+            member_delta: record.member_delta.is_some(),
+        }
+    }
+
+    /// Reads a record's text when it is certainly the canonical form of a [`Record`]:
+    /// then `text == serde_json::from_str::<Record>(text)?.canonical_json()`, and the
+    /// head is what that record says. Returns the head with the members of the image
+    /// (when it is an object). `None`: not certainly so; parse the record instead.
+    pub fn from_canonical(text: &str) -> Option<(RecordHead, Members, Option<Members>)> {
+        let (members, image) = canonical_object(text, Some("image"))?;
+        // Exactly the record's members: none unknown, none missing (a missing nullable
+        // member parses as null but is not canonical), `member_delta` only as an object.
+        let keys = members.keys(text);
+        let member_delta = members.raw(text, "member_delta");
+        let expected = RECORD_KEYS.iter().copied();
+        let matches = match member_delta {
+            None => keys.iter().map(|k| &**k).eq(expected),
+            Some(raw) if raw.starts_with('{') => {
+                let with = expected
+                    .clone()
+                    .take(6)
+                    .chain(["member_delta"])
+                    .chain(expected.skip(6));
+                // The delta's own shape is the derive's to check.
+                keys.iter().map(|k| &**k).eq(with)
+                    && serde_json::from_str::<MemberDelta>(raw).is_ok()
+            }
+            Some(_) => false,
+        };
+        if !matches {
+            return None;
+        }
+        let string = |key: &str| members.str(text, key).map(std::borrow::Cow::into_owned);
+        let nullable_string = |key: &str| match members.raw(text, key)? {
+            "null" => Some(()),
+            _ => string(key).map(|_| ()),
+        };
+        let nullable_int = |key: &str| match members.raw(text, key)? {
+            "null" => Some(None),
+            raw => raw.parse::<i64>().ok().map(Some),
+        };
+        nullable_string("client")?;
+        nullable_string("request_id")?;
+        string("endpoint")?;
+        let op = match members.raw(text, "op")? {
+            "\"create\"" => Op::Create,
+            "\"replace\"" => Op::Replace,
+            "\"patch\"" => Op::Patch,
+            "\"delete\"" => Op::Delete,
+            "\"purge\"" => Op::Purge,
+            _ => return None,
+        };
+        let head = RecordHead {
+            seq: members.raw(text, "seq")?.parse().ok()?,
+            prev: string("prev")?,
+            time: string("time")?,
+            actor: string("actor")?,
+            op,
+            kind: string("kind")?,
+            id: string("id")?,
+            version_before: nullable_int("version_before")?,
+            version_after: nullable_int("version_after")?,
+            member_delta: member_delta.is_some(),
+        };
+        Some((head, members, image))
+    }
+}
+
 /// What is wrong at one point of a chain.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Damage {
@@ -713,6 +1159,7 @@ pub(crate) mod fixtures {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
     use serde_json::json;
 
     use super::fixtures::{chain, chain_from};
@@ -1134,5 +1581,98 @@ mod tests {
         .to_string();
         assert!(text.starts_with(r"record 3: hash mismatch (stored \n\u{1b}[31mxx…,"));
         assert!(text.len() < 120, "{text}");
+    }
+
+    #[test]
+    fn a_canonical_record_text_is_read_without_parsing_and_gives_the_records_head() {
+        let mut with_delta = chain(3).remove(2).1;
+        with_delta.member_delta = Some(MemberDelta {
+            added: vec![json!({"value": "u1", "type": "User", "display": "Ü\u{1}"})],
+            removed: vec!["u2".into()],
+        });
+        for record in chain(30).into_iter().map(|(_, r)| r).chain([with_delta]) {
+            let text = record.canonical_json();
+            let (head, members, image) = RecordHead::from_canonical(&text).expect("canonical");
+            assert_eq!(head, RecordHead::of(&record));
+            assert_eq!(
+                members.raw(&text, "seq"),
+                Some(record.seq.to_string().as_str())
+            );
+            let image = image.expect("the image is an object");
+            assert_eq!(
+                image.str(&text, "id").as_deref(),
+                record.image.get("id").and_then(Value::as_str)
+            );
+        }
+    }
+
+    #[test]
+    fn a_text_that_is_not_exactly_canonical_is_not_read_as_canonical() {
+        let text = chain(6).remove(5).1.canonical_json();
+        assert!(RecordHead::from_canonical(&text).is_some());
+        let cases = [
+            text.replacen("\"seq\":6", "\"seq\": 6", 1),
+            text.replacen("\"seq\":6", "\"seq\":6.0", 1),
+            text.replacen("\"seq\":6", "\"seq\":06", 1),
+            text.replacen("\"seq\":6", "\"seq\":6e0", 1),
+            text.replacen("\"seq\":6", "\"seq\":\"6\"", 1),
+            text.replacen("\"version_after\":null", "\"version_after\":-0", 1),
+            text.replacen("\"actor\":", "\"zz\":1,\"actor\":", 1),
+            text.replacen("{\"actor\"", "{\"admin\":true,\"actor\"", 1),
+            text.replacen("\"actor\":\"entra-prod\",", "", 1),
+            text.replacen("\"request_id\":", "\"request_id\" :", 1),
+            text.replacen("\"op\":", "\"member_delta\":null,\"op\":", 1),
+            text.replacen("\"op\":\"purge\"", "\"op\":\"PURGE\"", 1),
+            text.replacen(
+                "\"displayName\":",
+                "\"displayName\":\"x\",\"displayName\":",
+                1,
+            ),
+            text.replacen("Ing", "Ing\\/", 1),
+            text.replacen("Ing", "\\u0049ng", 1),
+            text.replacen("Ing", "Ing\\u001F", 1),
+            text.replacen("Ing", "Ing\u{1}", 1),
+            text.replacen("Ing", "Ing\\u0009", 1),
+            format!("{text} "),
+            format!("{text}{{}}"),
+            text[..text.len() - 1].to_string(),
+        ];
+        for case in cases {
+            assert_ne!(case, text, "the edit applies");
+            assert!(RecordHead::from_canonical(&case).is_none(), "{case}");
+        }
+        // Duplicate-free, sorted, at every depth: a nested object out of order too.
+        let unsorted = text.replacen(
+            "\"created\":\"2025-03-01T08:00:00.000Z\",\"lastModified\"",
+            "\"lastModified\":\"x\",\"created\":\"2025-03-01T08:00:00.000Z\",\"lastModified\"",
+            1,
+        );
+        assert_ne!(unsorted, text);
+        assert!(RecordHead::from_canonical(&unsorted).is_none());
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        /// Whatever one byte of a canonical record becomes, a text read as canonical is
+        /// one that parses to a record whose canonical form is that very text.
+        #[test]
+        fn a_text_read_as_canonical_is_always_the_canonical_form_of_its_record(
+            seed in any::<u64>(),
+            at in any::<prop::sample::Index>(),
+            byte in any::<u8>(),
+        ) {
+            let record = chain_from(seed, 1 + seed % 50, ZERO_HASH, 1).remove(0).1;
+            let mut bytes = record.canonical_json().into_bytes();
+            let pos = at.index(bytes.len());
+            bytes[pos] = byte;
+            if let Ok(text) = String::from_utf8(bytes)
+                && let Some((head, _, _)) = RecordHead::from_canonical(&text)
+            {
+                let parsed: Record = serde_json::from_str(&text).expect("a canonical text parses");
+                prop_assert_eq!(parsed.canonical_json(), text);
+                prop_assert_eq!(head, RecordHead::of(&parsed));
+            }
+        }
     }
 }

@@ -662,3 +662,297 @@ fn stored_from_image(
         doc,
     })
 }
+
+/// A resource row as a record's canonical image text gives it, without building the
+/// image: the same columns [`WriteTx::apply_record`] derives from the parsed image
+/// (`stored_from_image`, `insert`), read from the text's members.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ImageRow {
+    kind: ResourceKind,
+    unique_key: String,
+    /// The unique attribute as sent (for the error naming a duplicate).
+    unique_value: String,
+    external_id: Option<String>,
+    created: String,
+    last_modified: String,
+    /// The `body` column: the image without `members`, still canonical.
+    body: String,
+    /// A group's `members` as listed (id, `type`, `display`), those with a string
+    /// `value`, in order.
+    members: Vec<(String, Option<String>, Option<String>)>,
+}
+
+impl ImageRow {
+    /// The row of an image whose members `image` lists as spans of `text` (the record's
+    /// canonical text). `None` when the image is unusual (an unknown kind, no
+    /// `meta.created`/`lastModified` strings): the record then takes the general path,
+    /// which says what is wrong.
+    pub fn from_canonical(
+        kind: &str,
+        text: &str,
+        image: &crate::journal::record::Members,
+    ) -> Option<ImageRow> {
+        let kind = ResourceKind::from_name(kind)?;
+        let meta_text = image.raw(text, "meta")?;
+        let (meta, _) = crate::journal::record::canonical_object(meta_text, None)?;
+        let unique_value = image
+            .str(text, kind.unique_attr())
+            .map(std::borrow::Cow::into_owned)
+            .unwrap_or_default();
+        let members = match image.raw(text, "members") {
+            Some(raw) if kind == ResourceKind::Group => {
+                let listed: Value = serde_json::from_str(raw).ok()?;
+                let text_of =
+                    |m: &Value, k: &str| m.get(k).and_then(Value::as_str).map(str::to_owned);
+                listed
+                    .as_array()
+                    .map(|listed| {
+                        listed
+                            .iter()
+                            .filter_map(|m| {
+                                Some((
+                                    text_of(m, "value")?,
+                                    text_of(m, "type"),
+                                    text_of(m, "display"),
+                                ))
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default()
+            }
+            _ => Vec::new(),
+        };
+        let mut body = String::with_capacity(text.len());
+        body.push('{');
+        for member in image.iter() {
+            let whole = text.get(member.whole.clone())?;
+            if whole.starts_with("\"members\":") {
+                continue;
+            }
+            if body.len() > 1 {
+                body.push(',');
+            }
+            body.push_str(whole);
+        }
+        body.push('}');
+        Some(ImageRow {
+            kind,
+            unique_key: crate::scim::resource::fold(&unique_value),
+            unique_value,
+            external_id: image
+                .str(text, "externalId")
+                .map(std::borrow::Cow::into_owned),
+            created: meta.str(meta_text, "created")?.into_owned(),
+            last_modified: meta.str(meta_text, "lastModified")?.into_owned(),
+            body,
+            members,
+        })
+    }
+}
+
+/// A replay of an export inside one write transaction ([`super::Store::bulk_load`]):
+/// [`journal_import`](WriteTx::journal_import) and [`apply_record`](WriteTx::apply_record)
+/// per record, with what they look up per record kept in memory instead. The journal's
+/// head is known (only this replay writes), so a record that continues it is appended
+/// without reading the table; and when the store held no resource at the start, a
+/// resource this replay has not touched yet does not exist, so a record creating it is
+/// inserted from its [`ImageRow`] without reading, parsing or re-serialising anything.
+/// Every other record takes the general path, unchanged.
+pub struct BulkImport {
+    head: (u64, String),
+    /// The journal table has no rows (none when the load began, none appended since).
+    journal_empty: bool,
+    /// Ids of every resource a record named so far; `None` when the store held resources
+    /// at the start (then nothing is known to be absent).
+    touched: Option<std::collections::HashSet<String>>,
+    /// The indexes the general path needs and a bulk load drops were built again: before
+    /// the first deletion (`members_by_member`), before the first record not appended
+    /// (`journal_by_resource`, for `deleted_later`).
+    members_indexed: bool,
+    journal_indexed: bool,
+}
+
+/// One record for [`BulkImport::import`]: the checked hash and canonical text, the head,
+/// and the image's row or the record itself (either may be missing; the record is then
+/// parsed from the text when the general path needs it).
+pub struct BulkRecord<'a> {
+    pub hash: &'a str,
+    pub text: &'a str,
+    pub head: &'a crate::journal::record::RecordHead,
+    pub row: Option<&'a ImageRow>,
+    pub record: Option<Record>,
+}
+
+impl BulkImport {
+    /// Starts a bulk import in `tx`, reading the journal's head and whether the store
+    /// holds anything.
+    pub fn start(tx: &WriteTx<'_>) -> Result<BulkImport, StoreError> {
+        let r = tx.reader();
+        let (resources, journal): (bool, bool) = tx.tx.query_row(
+            "SELECT EXISTS (SELECT 1 FROM resources), EXISTS (SELECT 1 FROM journal)",
+            [],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )?;
+        Ok(BulkImport {
+            head: r.journal_head()?,
+            journal_empty: !journal,
+            touched: (!resources).then(std::collections::HashSet::new),
+            members_indexed: false,
+            journal_indexed: false,
+        })
+    }
+
+    /// Imports one record and applies it, as `journal_import` then `apply_record` would:
+    /// returns (appended to the journal, applied to the state). The record's hash must
+    /// have been checked against its text (the chain check of the reader), which is not
+    /// repeated here.
+    pub fn import(
+        &mut self,
+        tx: &WriteTx<'_>,
+        item: BulkRecord<'_>,
+    ) -> Result<(bool, bool), StoreError> {
+        let BulkRecord {
+            hash,
+            text,
+            head,
+            row,
+            mut record,
+        } = item;
+        let parse = |record: &mut Option<Record>| -> Result<Record, StoreError> {
+            match record.take() {
+                Some(r) => Ok(r),
+                None => serde_json::from_str(text).map_err(|e| {
+                    StoreError::Journal(format!("record {} does not parse: {e}", head.seq))
+                }),
+            }
+        };
+        let continues = head.seq == self.head.0.wrapping_add(1) && head.prev == self.head.1;
+        let starts_later = self.journal_empty && self.head.0 == 0 && head.seq > 1;
+        let appended = if continues || starts_later {
+            if starts_later {
+                tx.meta_set("journal_base_seq", &(head.seq - 1).to_string())?;
+                tx.meta_set("journal_base_hash", &head.prev)?;
+            }
+            tx.journal_insert_parts(head, text, hash, "none")?;
+            true
+        } else {
+            let parsed = parse(&mut record)?;
+            let appended = tx.journal_import(hash, text, &parsed)?;
+            record = Some(parsed);
+            appended
+        };
+        if appended {
+            self.head = (head.seq, hash.to_owned());
+            self.journal_empty = false;
+        }
+        let absent = self
+            .touched
+            .as_mut()
+            .is_some_and(|touched| touched.insert(head.id.clone()));
+        let writes_image = matches!(head.op, Op::Create | Op::Replace | Op::Patch)
+            && !head.member_delta
+            && head.version_after.is_some();
+        match (row, head.version_after) {
+            (Some(row), Some(version)) if appended && absent && writes_image => {
+                tx.insert_image_row(&head.id, version, row, &head.actor)?;
+                Ok((true, true))
+            }
+            _ => {
+                if matches!(head.op, Op::Delete | Op::Purge) && !self.members_indexed {
+                    tx.tx.execute_batch(super::MEMBERS_BY_MEMBER)?;
+                    self.members_indexed = true;
+                }
+                if !appended && !self.journal_indexed {
+                    tx.tx.execute_batch(super::JOURNAL_BY_RESOURCE)?;
+                    self.journal_indexed = true;
+                }
+                let parsed = parse(&mut record)?;
+                Ok((appended, tx.apply_record(parsed, !appended)?))
+            }
+        }
+    }
+}
+
+impl WriteTx<'_> {
+    /// Inserts a resource known not to exist from its image's row (a bulk import):
+    /// what [`insert`](Self::insert) does with the `Stored` the image describes.
+    fn insert_image_row(
+        &self,
+        id: &str,
+        version: i64,
+        row: &ImageRow,
+        actor: &str,
+    ) -> Result<(), StoreError> {
+        let result = self
+            .tx
+            .prepare_cached(
+                "INSERT INTO resources (kind, id, unique_key, external_id, version, created, last_modified, last_actor, body) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            )?
+            .execute(params![
+                row.kind.name(),
+                id,
+                row.unique_key,
+                row.external_id,
+                version,
+                row.created,
+                row.last_modified,
+                actor,
+                row.body
+            ]);
+        match result {
+            Ok(_) => {}
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if e.code == rusqlite::ErrorCode::ConstraintViolation =>
+            {
+                return Err(StoreError::Duplicate {
+                    kind: row.kind.unique_attr(),
+                    value: row.unique_value.clone(),
+                });
+            }
+            Err(e) => return Err(e.into()),
+        }
+        // What `sync_members` does for a group without rows yet: each listed member is
+        // added; one listed twice keeps its first place and takes its last type/display.
+        if !row.members.is_empty() {
+            let mut insert = self.tx.prepare_cached(
+                "INSERT OR IGNORE INTO members (group_id, member_id, type, display) VALUES (?1, ?2, ?3, ?4)",
+            )?;
+            let mut update = self.tx.prepare_cached(
+                "UPDATE members SET type = ?3, display = ?4 WHERE group_id = ?1 AND member_id = ?2 \
+                 AND (type IS NOT ?3 OR display IS NOT ?4)",
+            )?;
+            for (member, kind, display) in &row.members {
+                if insert.execute(params![id, member, kind, display])? == 0 {
+                    update.execute(params![id, member, kind, display])?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// [`journal_insert`](Self::journal_insert) from a record's head.
+    fn journal_insert_parts(
+        &self,
+        head: &crate::journal::record::RecordHead,
+        text: &str,
+        hash: &str,
+        delivery: &str,
+    ) -> Result<(), StoreError> {
+        self.tx
+            .prepare_cached(
+                "INSERT INTO journal (seq, record, hash, time, resource_id, actor, delivery) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )?
+            .execute(params![
+                head.seq as i64,
+                text,
+                hash,
+                head.time,
+                head.id,
+                head.actor,
+                delivery
+            ])?;
+        Ok(())
+    }
+}
