@@ -1,46 +1,54 @@
-//! Background checkpoints for the SQLite databases the daemon writes continuously (the
-//! state store and the SQLite target).
+//! Checkpoints for the SQLite databases the daemon writes continuously (the state store
+//! and the SQLite target).
 //!
 //! SQLite's automatic checkpoint runs inside the commit that crosses its threshold, so
-//! that commit waits for it (5 ms, the p99 of a steady write). Run on a connection of its
-//! own instead, a PASSIVE checkpoint never blocks a writer, but under continuous writes
-//! it never catches up either: frames appended while it copies are left for the next
-//! one, the log is never restarted, and the `-wal` file grows without bound (160 MB after
-//! 6,000 creates). So each pass is a PASSIVE checkpoint, which copies the bulk without
-//! blocking anybody, followed, once the log has grown past [`RESTART_FRAMES`], by a
-//! RESTART checkpoint: it holds writers back only while it copies the few frames
-//! appended meanwhile, and makes the next writer start the log from its beginning. The
-//! log thus stays within about one interval of writes, and `journal_size_limit`
-//! ([`JOURNAL_SIZE_LIMIT`], set by the writing connection) truncates a file that grew
-//! beyond that.
+//! that commit waits for it: copying a thousand pages into the database and syncing it
+//! took 5 ms, the p99 of a steady write. A PASSIVE checkpoint on a connection of its own
+//! never blocks a writer, but under continuous writes it never finishes either: frames
+//! appended while it copies are left for the next pass, the log is never restarted, and
+//! the `-wal` file grows without bound (160 MB after 6,000 creates).
+//!
+//! So both run. A background thread checkpoints PASSIVE every quarter of a second and
+//! copies the bulk; the writing connection keeps SQLite's automatic checkpoint at
+//! [`AUTOCHECKPOINT_FRAMES`], which then finds most frames copied already and only
+//! finishes the rest — with no writer appending meanwhile, so it completes and the next
+//! write starts the log from its beginning. The log stays within a few megabytes, and
+//! `journal_size_limit` ([`JOURNAL_SIZE_LIMIT`]) truncates a file that grew beyond that
+//! (while a reading application held an old snapshot, say).
 
 use std::sync::Weak;
 use std::time::Duration;
 
 use rusqlite::Connection;
 
-/// Frames (pages) in the log after the passive pass beyond which the pass restarts it.
-pub const RESTART_FRAMES: i64 = 256;
-/// The size the writing connection truncates the `-wal` file back to after a restart.
+/// The writing connection's automatic checkpoint threshold, in frames (SQLite's default).
+pub const AUTOCHECKPOINT_FRAMES: i64 = 1000;
+/// The size a checkpoint that restarts the log truncates the `-wal` file back to.
 pub const JOURNAL_SIZE_LIMIT: i64 = 16 * 1024 * 1024;
 
-/// How long a RESTART pass waits for the writer and the readers (it holds writers back
-/// meanwhile); on time-out it gives up until the next pass.
-pub const RESTART_WAIT: Duration = Duration::from_millis(100);
+/// Sets up the connection that writes `conn`'s database for [`spawn_checkpoints`]: the
+/// automatic checkpoint at [`AUTOCHECKPOINT_FRAMES`], the log truncated to
+/// [`JOURNAL_SIZE_LIMIT`].
+pub fn writer_settings(conn: &Connection) -> rusqlite::Result<()> {
+    conn.pragma_update(None, "wal_autocheckpoint", AUTOCHECKPOINT_FRAMES)?;
+    conn.pragma_update(None, "journal_size_limit", JOURNAL_SIZE_LIMIT)
+}
 
 /// The step of [`wait_finely`]'s busy handlers.
 const BUSY_STEP: Duration = Duration::from_micros(100);
 
+/// How long [`wait_finely`]`(…, true)` waits.
+pub const BRIEF_WAIT: Duration = Duration::from_millis(100);
+
 /// Sets `conn`'s busy handler to retry a locked database every 100 µs for at least 5 s
-/// (or, with `briefly`, 100 ms: [`RESTART_WAIT`]). SQLite's own busy timeout sleeps 1,
-/// 2, 5, 10 … 100 ms between tries, so a writer held back for a millisecond by a
-/// checkpoint's RESTART slept for 20.
+/// (or, with `briefly`, 100 ms: [`BRIEF_WAIT`]). SQLite's own busy timeout sleeps 1, 2,
+/// 5, 10 … 100 ms between tries, so a writer held back for a millisecond slept for 20.
 pub fn wait_finely(conn: &mut Connection, briefly: bool) -> rusqlite::Result<()> {
     fn patient(attempt: i32) -> bool {
         retry(attempt, Duration::from_secs(5))
     }
     fn brief(attempt: i32) -> bool {
-        retry(attempt, RESTART_WAIT)
+        retry(attempt, BRIEF_WAIT)
     }
     fn retry(attempt: i32, patience: Duration) -> bool {
         let tries = (patience.as_micros() / BUSY_STEP.as_micros()) as i32;
@@ -53,18 +61,9 @@ pub fn wait_finely(conn: &mut Connection, briefly: bool) -> rusqlite::Result<()>
     conn.busy_handler(Some(if briefly { brief } else { patient }))
 }
 
-/// One pass: PASSIVE, then RESTART when the log holds more than [`RESTART_FRAMES`] and
-/// the passive pass copied all of it (when a reader's snapshot still needs old frames,
-/// restarting would only wait for it). Returns the frames the log held after the
-/// passive pass.
+/// One background pass: a PASSIVE checkpoint. Returns the frames in the log.
 pub fn checkpoint(conn: &Connection) -> rusqlite::Result<i64> {
-    let (log, copied): (i64, i64) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
-        Ok((r.get(1)?, r.get(2)?))
-    })?;
-    if log > RESTART_FRAMES && copied == log {
-        conn.query_row("PRAGMA wal_checkpoint(RESTART)", [], |_| Ok(()))?;
-    }
-    Ok(log)
+    conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get(1))
 }
 
 /// Runs [`checkpoint`] on `conn` every `every` on a thread named `name`, until `alive`
@@ -76,8 +75,8 @@ pub fn spawn_checkpoints(
     name: &str,
     what: &'static str,
 ) -> std::io::Result<()> {
-    conn.busy_timeout(RESTART_WAIT)
-        .map_err(std::io::Error::other)?;
+    let mut conn = conn;
+    wait_finely(&mut conn, true).map_err(std::io::Error::other)?;
     std::thread::Builder::new()
         .name(name.into())
         .spawn(move || {
@@ -117,7 +116,7 @@ mod tests {
         let started = std::time::Instant::now();
         let refused = brief.execute_batch("BEGIN IMMEDIATE");
         assert!(refused.is_err(), "the lock is still held");
-        assert!(started.elapsed() >= RESTART_WAIT, "gave up too early");
+        assert!(started.elapsed() >= BRIEF_WAIT, "gave up too early");
         let mut patient = open(&dir);
         wait_finely(&mut patient, false).expect("sets the handler");
         let release = std::thread::spawn(move || {

@@ -156,13 +156,9 @@ impl SqliteTarget {
              (endpoint TEXT PRIMARY KEY NOT NULL, through INTEGER NOT NULL)"
         ))
         .map_err(|e| open_error(format!("cannot create the delivery cursor table: {e}")))?;
-        // Checkpoints run on a connection of their own (see `checkpoint_in_background`),
-        // not inside the commit that crosses SQLite's threshold: the delivery worker
-        // never waits for one.
-        conn.pragma_update(None, "wal_autocheckpoint", 0)
-            .map_err(|e| open_error(e.to_string()))?;
-        conn.pragma_update(None, "journal_size_limit", crate::wal::JOURNAL_SIZE_LIMIT)
-            .map_err(|e| open_error(e.to_string()))?;
+        // Checkpoints mostly run on a connection of their own (`checkpoint_in_background`):
+        // the commit crossing SQLite's threshold only finishes them (see `crate::wal`).
+        crate::wal::writer_settings(&conn).map_err(|e| open_error(e.to_string()))?;
         let target = SqliteTarget {
             schema,
             conn: Mutex::new(conn),
