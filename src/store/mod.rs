@@ -263,6 +263,7 @@ fn open_conn(path: &Path) -> Result<Connection, StoreError> {
         source,
     })?;
     crate::wal::wait_finely(&mut conn, false)?;
+    conn.set_prepared_statement_cache_capacity(crate::wal::STATEMENT_CACHE);
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;

@@ -137,6 +137,7 @@ impl SqliteTarget {
             .map_err(|e| open_error(format!("invalid target schema: {e}")))?;
         let mut conn = Connection::open(path).map_err(|e| open_error(e.to_string()))?;
         crate::wal::wait_finely(&mut conn, false).map_err(|e| open_error(e.to_string()))?;
+        conn.set_prepared_statement_cache_capacity(crate::wal::STATEMENT_CACHE);
         let mode: String = conn
             .pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))
             .map_err(|e| open_error(format!("cannot switch to WAL journal mode: {e}")))?;

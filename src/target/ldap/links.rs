@@ -107,6 +107,7 @@ impl Links {
         let conn = Connection::open(path).map_err(|e| open_error(e.to_string()))?;
         conn.busy_timeout(Duration::from_secs(5))
             .map_err(|e| open_error(e.to_string()))?;
+        conn.set_prepared_statement_cache_capacity(crate::wal::STATEMENT_CACHE);
         let mode: String = conn
             .pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))
             .map_err(|e| open_error(e.to_string()))?;
