@@ -1061,6 +1061,10 @@ mod tests {
             (12, 12, 12)
         );
         assert_eq!(dump(&bulk), dump(&general));
+        let mode: String = rusqlite::Connection::open(bulk.path())
+            .and_then(|c| c.query_row("PRAGMA journal_mode", [], |r| r.get(0)))
+            .expect("reads the journal mode");
+        assert_eq!(mode, "wal", "the bulk load leaves the store in WAL mode");
         assert!(
             bulk.read(|r| r.journal_verify())
                 .expect("verifies")

@@ -498,26 +498,120 @@ impl Store {
     /// One transaction, so all or nothing: until its commit nothing of the load is in
     /// the database, so a crash or an error part-way leaves the store as empty as it was
     /// (a replay then starts over) rather than a prefix of the history; and there is one
-    /// commit, hence one fsync (`synchronous=FULL`), instead of one per chunk, and no
-    /// checkpoint in between. `load` runs on the writer thread; nothing else writes
-    /// meanwhile.
+    /// commit instead of one per chunk. `load` runs on the writer thread, with the write
+    /// connection to itself; nothing else writes meanwhile.
+    ///
+    /// The load writes each page once. In WAL mode every page would be written twice:
+    /// into the log (spilled there mid-transaction, or at the commit), then by the
+    /// checkpoint into the database file. So the load runs in rollback-journal mode
+    /// (`journal_mode=DELETE`), where a page beyond the database's size at the start of
+    /// the transaction is never journaled: every new page goes straight into the
+    /// database file, and the journal holds only the few pages the store had before.
+    /// That stays atomic: a crash part-way leaves a hot journal (synced before any page
+    /// of the database is overwritten), which the next open rolls back, truncating the
+    /// file to the empty store it was. The commit is the journal's deletion, with the
+    /// directory synced (`synchronous=EXTRA`: a power loss after the commit cannot bring
+    /// the journal back and undo it). The connection then goes back to WAL mode before
+    /// anything else uses it, and every open sets WAL mode anyway (a crash before the
+    /// switch back leaves the database in rollback mode until the next open).
+    ///
+    /// Leaving WAL mode needs the database to this connection alone: the pooled read
+    /// connections are closed first. When another connection holds it all the same (a
+    /// reader in use, the daemon's checkpoint thread, another process), the load runs in
+    /// WAL mode, as it did before, only slower.
     pub fn bulk_load<T: Send + 'static>(
         &self,
         load: impl FnOnce(&WriteTx<'_>) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
-        self.write_blocking(move |tx| -> Result<T, StoreError> {
-            tx.tx.execute_batch(DROP_SECONDARY_INDEXES)?;
-            // The unique indexes (resource ids, unique keys) take inserts in random
-            // order: a cache that holds them avoids reading their pages back.
-            let cache: i64 = tx.tx.pragma_query_value(None, "cache_size", |r| r.get(0))?;
-            tx.tx.pragma_update(None, "cache_size", BULK_CACHE_KIB)?;
-            let loaded = load(tx);
-            tx.tx.pragma_update(None, "cache_size", cache)?;
+        self.readers
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clear();
+        self.writer.submit_alone(move |conn| {
+            let rollback_journal = leave_wal(conn)?;
+            let loaded = bulk_load_in(conn, load);
+            let back = if rollback_journal {
+                back_to_wal(conn)
+            } else {
+                Ok(())
+            };
+            // The load's own error first: it says why nothing was loaded.
             let out = loaded?;
-            tx.tx.execute_batch(&secondary_indexes())?;
+            back?;
             Ok(out)
         })
     }
+}
+
+/// The transaction of [`Store::bulk_load`] on the write connection, in whichever journal
+/// mode it is. On an error, dropping the transaction rolls the whole load back.
+fn bulk_load_in<T>(
+    conn: &mut Connection,
+    load: impl FnOnce(&WriteTx<'_>) -> Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let wtx = WriteTx {
+        tx: &tx,
+        appended: Default::default(),
+    };
+    tx.execute_batch(DROP_SECONDARY_INDEXES)?;
+    // The unique indexes (resource ids, unique keys) take inserts in random order: a
+    // cache that holds them avoids reading their pages back.
+    let cache: i64 = tx.pragma_query_value(None, "cache_size", |r| r.get(0))?;
+    tx.pragma_update(None, "cache_size", BULK_CACHE_KIB)?;
+    let loaded = load(&wtx).and_then(|out| {
+        tx.execute_batch(&secondary_indexes())?;
+        Ok(out)
+    });
+    let restored = tx.pragma_update(None, "cache_size", cache);
+    // A replay appends no `pending` record (its records are `none`): no listener to tell.
+    drop(wtx);
+    let out = loaded?;
+    restored?;
+    tx.commit()?;
+    Ok(out)
+}
+
+/// Takes the write connection out of WAL mode for a bulk load (see [`Store::bulk_load`]):
+/// `journal_mode=DELETE`, `synchronous=EXTRA`. Returns false, changing nothing, when
+/// another connection holds the database (the load then runs in WAL mode).
+fn leave_wal(conn: &mut Connection) -> Result<bool, StoreError> {
+    // Another holder is not waited for long: the load can do without.
+    crate::wal::wait_finely(conn, true)?;
+    let mode =
+        conn.pragma_update_and_check(None, "journal_mode", "DELETE", |r| r.get::<_, String>(0));
+    crate::wal::wait_finely(conn, false)?;
+    match mode {
+        Ok(mode) if mode.eq_ignore_ascii_case("delete") => {}
+        Ok(_) => return Ok(false),
+        Err(rusqlite::Error::SqliteFailure(e, _))
+            if matches!(
+                e.code,
+                rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
+            ) =>
+        {
+            return Ok(false);
+        }
+        Err(e) => return Err(e.into()),
+    }
+    if let Err(e) = conn.pragma_update(None, "synchronous", "EXTRA") {
+        back_to_wal(conn)?;
+        return Err(e.into());
+    }
+    Ok(true)
+}
+
+/// Puts the write connection back into WAL mode at `synchronous=FULL` after
+/// [`leave_wal`].
+fn back_to_wal(conn: &mut Connection) -> Result<(), StoreError> {
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    let mode: String = conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(StoreError::Writer(format!(
+            "the state store stayed in journal mode '{mode}' after a bulk load; reopening it sets WAL mode again"
+        )));
+    }
+    Ok(())
 }
 
 /// `cache_size` during a bulk load: 64 MiB (negative: KiB).

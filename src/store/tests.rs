@@ -499,13 +499,15 @@ fn a_bulk_load_gives_back_every_index_even_when_it_fails_and_an_open_rebuilds_lo
     let seen = during.clone();
     let failed: Result<(), StoreError> = store.bulk_load(move |tx| {
         *seen.lock().expect("not poisoned") = indexes(tx.tx);
+        seen.lock().expect("not poisoned").push(journal_mode(tx.tx));
         Err(StoreError::Journal("injected".into()))
     });
-    assert!(failed.is_err());
+    assert!(matches!(failed, Err(StoreError::Journal(_))), "{failed:?}");
     assert_eq!(
         *during.lock().expect("not poisoned"),
-        ["journal_pending", "resources_unique_key"],
-        "only the unique index and the (empty) pending one stay during the load"
+        ["journal_pending", "resources_unique_key", "wal"],
+        "only the unique index and the (empty) pending one stay during the load; another \
+         connection holds the database, so the load stays in WAL mode"
     );
     assert_eq!(indexes(&raw), all, "still there after a failed load");
     drop(store);
@@ -513,4 +515,134 @@ fn a_bulk_load_gives_back_every_index_even_when_it_fails_and_an_open_rebuilds_lo
         .expect("drop");
     let _store = Store::open(dir.path()).expect("reopens");
     assert_eq!(indexes(&raw), all, "an open builds the missing ones");
+}
+
+/// The journal mode `conn` sees its database in.
+fn journal_mode(conn: &Connection) -> String {
+    conn.query_row("PRAGMA journal_mode", [], |r| r.get(0))
+        .expect("journal mode")
+}
+
+#[test]
+fn a_bulk_load_writes_in_rollback_journal_mode_and_leaves_the_store_in_wal_mode() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(dir.path()).expect("opens");
+    // A read first, as a replay does: its pooled connection must not keep the load in WAL mode.
+    assert!(store.is_empty().expect("empty"));
+    let during = store
+        .bulk_load(|tx| -> Result<String, StoreError> {
+            for i in 0..1000 {
+                tx.insert(
+                    &user(&format!("u{i}"), &format!("user{i}@example.com"), i),
+                    "test",
+                )?;
+            }
+            Ok(journal_mode(tx.tx))
+        })
+        .expect("loads");
+    assert_eq!(
+        during, "delete",
+        "the load writes each page once, into the database file"
+    );
+    let raw = Connection::open(dir.path().join("state.db")).expect("open");
+    assert_eq!(journal_mode(&raw), "wal", "every later open sees WAL mode");
+    assert!(
+        !dir.path().join("state.db-journal").exists(),
+        "committed: no journal left"
+    );
+    let count: i64 = raw
+        .query_row("SELECT count(*) FROM resources", [], |r| r.get(0))
+        .expect("count");
+    assert_eq!(count, 1000);
+    // The writer is back in WAL mode, at synchronous=FULL, and goes on writing.
+    let (mode, synchronous) = store
+        .write_blocking(|tx| -> Result<(String, i64), StoreError> {
+            tx.insert(&user("after", "after@example.com", 1000), "test")?;
+            Ok((
+                journal_mode(tx.tx),
+                tx.tx.query_row("PRAGMA synchronous", [], |r| r.get(0))?,
+            ))
+        })
+        .expect("writes");
+    assert_eq!((mode.as_str(), synchronous), ("wal", 2));
+    assert!(
+        store
+            .get(ResourceKind::User, "after")
+            .expect("reads")
+            .is_some()
+    );
+}
+
+#[test]
+fn a_failed_bulk_load_leaves_an_empty_store_in_wal_mode() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(dir.path()).expect("opens");
+    let failed: Result<(), StoreError> = store.bulk_load(|tx| {
+        for i in 0..1000 {
+            tx.insert(
+                &user(&format!("u{i}"), &format!("user{i}@example.com"), i),
+                "test",
+            )?;
+        }
+        Err(StoreError::Journal("injected".into()))
+    });
+    assert!(matches!(failed, Err(StoreError::Journal(_))), "{failed:?}");
+    assert!(store.is_empty().expect("reads"));
+    let raw = Connection::open(dir.path().join("state.db")).expect("open");
+    assert_eq!(journal_mode(&raw), "wal");
+    assert!(!dir.path().join("state.db-journal").exists());
+    drop(store);
+    assert!(
+        Store::open(dir.path())
+            .expect("reopens")
+            .is_empty()
+            .expect("reads")
+    );
+}
+
+#[test]
+fn a_crash_part_way_through_a_bulk_load_rolls_back_to_the_empty_store_at_the_next_open() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let crashed = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(dir.path()).expect("opens");
+    let empty_size = std::fs::metadata(dir.path().join("state.db"))
+        .expect("size")
+        .len();
+    let (from, to) = (dir.path().to_path_buf(), crashed.path().to_path_buf());
+    let copied: Result<(), StoreError> = store.bulk_load(move |tx| {
+        // A small cache: pages spill into the database file before the commit.
+        tx.tx.pragma_update(None, "cache_size", 20)?;
+        for i in 0..3000 {
+            tx.insert(
+                &user(&format!("u{i}"), &format!("user{i}@example.com"), i),
+                "test",
+            )?;
+        }
+        // What a crash now leaves on disk (the files as the OS holds them).
+        for name in ["state.db", "state.db-journal"] {
+            std::fs::copy(from.join(name), to.join(name))
+                .map_err(|e| StoreError::Journal(format!("copying {name}: {e}")))?;
+        }
+        Err(StoreError::Journal("stop here".into()))
+    });
+    assert!(
+        matches!(copied, Err(StoreError::Journal(ref e)) if e == "stop here"),
+        "{copied:?}"
+    );
+    let spilled = std::fs::metadata(crashed.path().join("state.db"))
+        .expect("size")
+        .len();
+    assert!(
+        spilled > empty_size,
+        "the load wrote into the database file: {spilled} bytes"
+    );
+    let reopened = Store::open(crashed.path()).expect("the hot journal rolls back");
+    assert!(reopened.is_empty().expect("reads"), "nothing of the load");
+    let raw = Connection::open(crashed.path().join("state.db")).expect("open");
+    assert_eq!(journal_mode(&raw), "wal");
+    let check: String = raw
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .expect("integrity check");
+    assert_eq!(check, "ok");
+    assert!(!crashed.path().join("state.db-journal").exists());
 }

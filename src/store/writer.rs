@@ -30,6 +30,17 @@ type Finish = Box<dyn FnOnce(Option<&StoreError>) + Send>;
 pub(super) type Listener = Box<dyn Fn(Vec<Record>) + Send + Sync>;
 type SharedListener = Arc<std::sync::RwLock<Option<Listener>>>;
 type Job = Box<dyn FnOnce(&WriteTx<'_>) -> (bool, Finish) + Send>;
+/// A task that needs the connection to itself, outside any transaction (see
+/// `Writer::submit_alone`).
+type Alone = Box<dyn FnOnce(&mut Connection) + Send>;
+
+/// What the writer thread is handed.
+enum Work {
+    /// A job for the next group-commit batch.
+    Job(Queued),
+    /// Runs between batches, alone.
+    Alone(Alone),
+}
 
 /// A job with the time it was handed to the writer.
 struct Queued {
@@ -65,14 +76,14 @@ impl Drop for StopGuard {
 }
 
 pub(super) struct Writer {
-    jobs: mpsc::Sender<Queued>,
+    jobs: mpsc::Sender<Work>,
     health: Arc<Health>,
     listener: SharedListener,
 }
 
 impl Writer {
     pub(super) fn start(conn: Connection) -> Result<Writer, StoreError> {
-        let (tx, rx) = mpsc::channel::<Queued>();
+        let (tx, rx) = mpsc::channel::<Work>();
         let health = Arc::new(Health {
             running: AtomicBool::new(true),
             last_commit_ok: AtomicBool::new(true),
@@ -112,7 +123,7 @@ impl Writer {
             durable,
         };
         self.jobs
-            .send(queued)
+            .send(Work::Job(queued))
             .map_err(|_| StoreError::Writer("the writer thread has stopped".into()))
     }
 
@@ -183,22 +194,66 @@ impl Writer {
         rx.recv()
             .unwrap_or_else(|_| Err(StoreError::Writer("the writer dropped a job".into()).into()))
     }
+
+    /// Runs `task` on the writer thread with the write connection to itself, between two
+    /// batches and outside any transaction (what only a connection without a transaction
+    /// may do, such as changing `journal_mode`: see `Store::bulk_load`). Blocks until it
+    /// is done; must not run on an async runtime thread. The task starts at
+    /// `synchronous=FULL` and must leave the connection as it found it: in WAL mode, no
+    /// transaction open.
+    pub(super) fn submit_alone<T: Send + 'static>(
+        &self,
+        task: impl FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let (tx, rx) = mpsc::sync_channel(1);
+        let alone: Alone = Box::new(move |conn| {
+            let _ = tx.send(task(conn));
+        });
+        self.jobs
+            .send(Work::Alone(alone))
+            .map_err(|_| StoreError::Writer("the writer thread has stopped".into()))?;
+        rx.recv()
+            .unwrap_or_else(|_| Err(StoreError::Writer("the writer dropped a task".into())))
+    }
 }
 
 fn run(
     mut conn: Connection,
-    jobs: mpsc::Receiver<Queued>,
+    jobs: mpsc::Receiver<Work>,
     health: Arc<Health>,
     listener: SharedListener,
 ) {
     let _stopped = StopGuard(health.clone());
     // Whether the connection may still be at `synchronous=NORMAL` (see `run_batch`).
     let mut sync_relaxed = false;
-    while let Ok(first) = jobs.recv() {
+    // A task that arrived while a batch was gathered: it runs after that batch, in order.
+    let mut next: Option<Work> = None;
+    loop {
+        let first = match next.take() {
+            Some(work) => work,
+            None => match jobs.recv() {
+                Ok(work) => work,
+                Err(_) => return,
+            },
+        };
+        let first = match first {
+            Work::Job(job) => job,
+            Work::Alone(task) => {
+                if sync_relaxed && conn.pragma_update(None, "synchronous", "FULL").is_ok() {
+                    sync_relaxed = false;
+                }
+                task(&mut conn);
+                continue;
+            }
+        };
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
             match jobs.try_recv() {
-                Ok(job) => batch.push(job),
+                Ok(Work::Job(job)) => batch.push(job),
+                Ok(alone) => {
+                    next = Some(alone);
+                    break;
+                }
                 Err(_) => break,
             }
         }
