@@ -6,11 +6,14 @@
 //! decoding, rendering) → `engine` (orders every write) → `store` (SQLite state); `scim`
 //! is the pure protocol (schemas, filters, paths, PATCH) and `config` the validated
 //! configuration. `slapd` is no part of the daemon: a throw-away OpenLDAP server for the
-//! tests and `scim-bridge bench --ldap`.
+//! tests and `scim-bridge bench --ldap`; nor is `fuzzing`: the checks the fuzz targets
+//! (`fuzz/`) and the corpus replay in the test suite share.
 #![forbid(unsafe_code)]
 
 pub mod config;
 pub mod engine;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod http;
 pub mod journal;
 pub mod mapping;

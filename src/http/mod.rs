@@ -335,24 +335,29 @@ impl FromRequest<AppState> for ScimBody {
                 ))
             }
         })?;
-        if let Some(depth) = json_depth_over(&bytes, state.settings.max_json_depth) {
-            return Err(ScimError::invalid_syntax(format!(
-                "the request body nests arrays and objects deeper than {} levels (at byte {depth}; server.max_json_depth)",
-                state.settings.max_json_depth
-            ))
-            .into());
-        }
-        if bytes.iter().all(u8::is_ascii_whitespace) {
-            return Err(ScimError::invalid_syntax(
-                "the request body is empty; a JSON object is expected",
-            )
-            .into());
-        }
-        let value: Value = serde_json::from_slice(&bytes).map_err(|e| {
-            ScimError::invalid_syntax(format!("the request body is not valid JSON: {e}"))
-        })?;
-        Ok(ScimBody(value))
+        Ok(ScimBody(decode_json_body(
+            &bytes,
+            state.settings.max_json_depth,
+        )?))
     }
+}
+
+/// Decodes a request body that is within the size limit: nesting checked before parsing
+/// (`max_depth`: `server.max_json_depth`), then JSON. Pure, so it is fuzzed alone
+/// (`crate::fuzzing`).
+pub(crate) fn decode_json_body(bytes: &[u8], max_depth: usize) -> Result<Value, ScimError> {
+    if let Some(depth) = json_depth_over(bytes, max_depth) {
+        return Err(ScimError::invalid_syntax(format!(
+            "the request body nests arrays and objects deeper than {max_depth} levels (at byte {depth}; server.max_json_depth)"
+        )));
+    }
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(ScimError::invalid_syntax(
+            "the request body is empty; a JSON object is expected",
+        ));
+    }
+    serde_json::from_slice(bytes)
+        .map_err(|e| ScimError::invalid_syntax(format!("the request body is not valid JSON: {e}")))
 }
 
 fn kind_of(endpoint: &str) -> Result<ResourceKind, ApiError> {

@@ -94,6 +94,17 @@ impl expr::Source for Doc<'_> {
     }
 }
 
+/// The source a mapping evaluates expressions over: attribute paths read from one
+/// document. For the fuzz targets (`crate::fuzzing`), which evaluate expressions exactly
+/// as a mapping does.
+pub(crate) fn doc_source(kind: ResourceKind, doc: &Map<String, Json>) -> impl expr::Source + '_ {
+    Doc {
+        kind,
+        doc,
+        paths: HashMap::new(),
+    }
+}
+
 /// Resolver for compile-time checks of expressions over a resource kind.
 pub struct KindResolver(pub ResourceKind);
 

@@ -1,5 +1,6 @@
 //! Integration tests: one binary, one module per area. Each test starts the real
-//! `scim-bridge` daemon through `harness::Daemon` and talks HTTP to it.
+//! `scim-bridge` daemon through `harness::Daemon` and talks HTTP to it, except
+//! `fuzz_corpus`, which replays the fuzz corpora through the library's checks.
 
 mod bench;
 mod cli;
@@ -7,6 +8,7 @@ mod contract;
 mod durability;
 mod endpoints;
 mod entra;
+mod fuzz_corpus;
 mod harness;
 mod journal;
 mod ldap_check;

@@ -1,0 +1,4 @@
+#![no_main]
+//! See `scim_bridge::fuzzing::path` for the input format and the properties checked.
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| scim_bridge::fuzzing::path(data));
