@@ -480,7 +480,7 @@ impl WriteTx<'_> {
         };
         let text = record.canonical_json();
         let hash = hash_text(&text);
-        self.journal_insert(&record, &text, &hash, delivery)?;
+        self.journal_insert(Copies::of(&record), &text, &hash, delivery)?;
         let seq = record.seq;
         if delivery == "pending" {
             self.appended.borrow_mut().push(record);
@@ -490,7 +490,7 @@ impl WriteTx<'_> {
 
     fn journal_insert(
         &self,
-        record: &Record,
+        copies: Copies<'_>,
         text: &str,
         hash: &str,
         delivery: &str,
@@ -501,12 +501,12 @@ impl WriteTx<'_> {
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             )?
             .execute(params![
-                record.seq as i64,
+                copies.seq as i64,
                 text,
                 hash,
-                record.time,
-                record.id,
-                record.actor,
+                copies.time,
+                copies.id,
+                copies.actor,
                 delivery
             ])?;
         Ok(())
@@ -556,7 +556,7 @@ impl WriteTx<'_> {
                 record.seq
             )));
         }
-        self.journal_insert(record, text, hash, "none")?;
+        self.journal_insert(Copies::of(record), text, hash, "none")?;
         Ok(true)
     }
 
@@ -833,7 +833,7 @@ impl BulkImport {
                 tx.meta_set("journal_base_seq", &(head.seq - 1).to_string())?;
                 tx.meta_set("journal_base_hash", &head.prev)?;
             }
-            tx.journal_insert_parts(head, text, hash, "none")?;
+            tx.journal_insert(Copies::of_head(head), text, hash, "none")?;
             true
         } else {
             let parsed = parse(&mut record)?;
@@ -883,23 +883,17 @@ impl WriteTx<'_> {
         row: &ImageRow,
         actor: &str,
     ) -> Result<(), StoreError> {
-        let result = self
-            .tx
-            .prepare_cached(
-                "INSERT INTO resources (kind, id, unique_key, external_id, version, created, last_modified, last_actor, body) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-            )?
-            .execute(params![
-                row.kind.name(),
-                id,
-                row.unique_key,
-                row.external_id,
-                version,
-                row.created,
-                row.last_modified,
-                actor,
-                row.body
-            ]);
+        let result = self.insert_row(super::NewRow {
+            kind: row.kind,
+            id,
+            unique_key: &row.unique_key,
+            external_id: row.external_id.as_deref(),
+            version,
+            created: &row.created,
+            last_modified: &row.last_modified,
+            actor,
+            body: &row.body,
+        });
         match result {
             Ok(_) => {}
             Err(rusqlite::Error::SqliteFailure(e, _))
@@ -930,29 +924,32 @@ impl WriteTx<'_> {
         }
         Ok(())
     }
+}
 
-    /// [`journal_insert`](Self::journal_insert) from a record's head.
-    fn journal_insert_parts(
-        &self,
-        head: &crate::journal::record::RecordHead,
-        text: &str,
-        hash: &str,
-        delivery: &str,
-    ) -> Result<(), StoreError> {
-        self.tx
-            .prepare_cached(
-                "INSERT INTO journal (seq, record, hash, time, resource_id, actor, delivery) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            )?
-            .execute(params![
-                head.seq as i64,
-                text,
-                hash,
-                head.time,
-                head.id,
-                head.actor,
-                delivery
-            ])?;
-        Ok(())
+/// The journal table's copies of a record's head (`seq`, `time`, `resource_id`, `actor`).
+struct Copies<'a> {
+    seq: u64,
+    time: &'a str,
+    id: &'a str,
+    actor: &'a str,
+}
+
+impl<'a> Copies<'a> {
+    fn of(record: &'a Record) -> Copies<'a> {
+        Copies {
+            seq: record.seq,
+            time: &record.time,
+            id: &record.id,
+            actor: &record.actor,
+        }
+    }
+
+    fn of_head(head: &'a crate::journal::record::RecordHead) -> Copies<'a> {
+        Copies {
+            seq: head.seq,
+            time: &head.time,
+            id: &head.id,
+            actor: &head.actor,
+        }
     }
 }

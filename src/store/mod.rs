@@ -981,6 +981,19 @@ fn indexed_predicate(kind: Option<ResourceKind>, f: &Filter) -> Option<(Indexed,
     }
 }
 
+/// The columns of a new `resources` row.
+struct NewRow<'a> {
+    kind: ResourceKind,
+    id: &'a str,
+    unique_key: &'a str,
+    external_id: Option<&'a str>,
+    version: i64,
+    created: &'a str,
+    last_modified: &'a str,
+    actor: &'a str,
+    body: &'a str,
+}
+
 /// The write transaction handed to the engine (a savepoint inside the batch's
 /// transaction): reads see the transaction's own writes.
 pub struct WriteTx<'c> {
@@ -998,27 +1011,39 @@ impl WriteTx<'_> {
     /// Inserts a new resource. A concurrent duplicate of the unique attribute is refused by
     /// the unique index even if the caller's check raced.
     pub fn insert(&self, res: &Stored, actor: &str) -> Result<(), StoreError> {
-        let body = body_text(res);
-        let key = unique_key(res);
-        let result = self
-            .tx
+        let result = self.insert_row(NewRow {
+            kind: res.kind,
+            id: &res.id,
+            unique_key: &unique_key(res),
+            external_id: res.doc.get("externalId").and_then(Value::as_str),
+            version: res.version,
+            created: &res.created,
+            last_modified: &res.last_modified,
+            actor,
+            body: &body_text(res),
+        });
+        map_unique(result, res)?;
+        self.sync_members(res)
+    }
+
+    /// Inserts a row into `resources` (the callers map a unique violation).
+    fn insert_row(&self, row: NewRow<'_>) -> rusqlite::Result<usize> {
+        self.tx
             .prepare_cached(
                 "INSERT INTO resources (kind, id, unique_key, external_id, version, created, last_modified, last_actor, body) \
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
             )?
             .execute(params![
-                res.kind.name(),
-                res.id,
-                key,
-                res.doc.get("externalId").and_then(Value::as_str),
-                res.version,
-                res.created,
-                res.last_modified,
-                actor,
-                body
-            ]);
-        map_unique(result, res)?;
-        self.sync_members(res)
+                row.kind.name(),
+                row.id,
+                row.unique_key,
+                row.external_id,
+                row.version,
+                row.created,
+                row.last_modified,
+                row.actor,
+                row.body
+            ])
     }
 
     /// Replaces a stored resource's document and bookkeeping; a group's members become
