@@ -544,19 +544,17 @@ async fn serve(
         sd_notify::NotifyState::Status(&format!("serving on {addr}")),
     ]);
     spawn_watchdog();
-    let max_header_bytes = cfg.server.max_header_bytes;
+    let options = http::server::ServeOptions {
+        drain: cfg_drain(),
+        max_header_bytes: cfg.server.max_header_bytes,
+        header_read_timeout: cfg.server.header_read_timeout,
+        max_connections: cfg.server.max_connections,
+        max_connections_per_client: cfg.server.max_connections_per_client,
+        shared_peers: trusted_proxies(&cfg),
+    };
     spawn_reload(path, overrides, cfg, states.clone(), set_log_level);
-    let drained = http::server::serve(
-        listeners,
-        http::app_for(states),
-        http::server::ServeOptions {
-            drain: cfg_drain(),
-            max_header_bytes,
-            ..Default::default()
-        },
-        shutdown_signal(),
-    )
-    .await;
+    let drained =
+        http::server::serve(listeners, http::app_for(states), options, shutdown_signal()).await;
     tracing::info!(drained, "stopped");
     Ok(())
 }

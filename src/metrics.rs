@@ -97,6 +97,15 @@ struct Metrics {
     deliveries: Family<OutcomeLabels, Counter>,
     target_errors: Family<TargetErrorLabels, Counter>,
     rate_limited: Family<KindLabels, Counter>,
+    connections_open: Gauge,
+    connections_refused: Family<ReasonLabels, Counter>,
+    journal_commit_failures: Counter,
+    store_writable: Gauge,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    reason: &'static str,
 }
 
 fn http_histogram() -> Histogram {
@@ -164,6 +173,31 @@ impl Metrics {
             "Requests refused by a rate limit, by limit (token, client)",
             rate_limited.clone(),
         );
+        let connections_open = Gauge::default();
+        registry.register(
+            "scim_http_connections_open",
+            "HTTP connections open now",
+            connections_open.clone(),
+        );
+        let connections_refused = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "scim_http_connections_refused",
+            "Connections closed at once because a limit was reached (total: server.max_connections, client: server.max_connections_per_client)",
+            connections_refused.clone(),
+        );
+        let journal_commit_failures = Counter::default();
+        registry.register(
+            "scim_journal_commit_failures",
+            "Group commits of the state store and journal that failed (disk full, read-only, IO error, locked): their writes were refused",
+            journal_commit_failures.clone(),
+        );
+        let store_writable = Gauge::default();
+        store_writable.set(1);
+        registry.register(
+            "scim_store_writable",
+            "1 while the last group commit of the state store and journal succeeded, 0 after a failed one until a commit succeeds",
+            store_writable.clone(),
+        );
         // Known label values start at 0, so rates and absence alerts work from the start.
         for outcome in ["applied", "rejected", "unavailable"] {
             deliveries.get_or_create(&OutcomeLabels { outcome }).get();
@@ -176,6 +210,11 @@ impl Metrics {
         for kind in ["token", "client"] {
             rate_limited.get_or_create(&KindLabels { kind }).get();
         }
+        for reason in ["total", "client"] {
+            connections_refused
+                .get_or_create(&ReasonLabels { reason })
+                .get();
+        }
         Metrics {
             registry,
             http_requests,
@@ -187,6 +226,10 @@ impl Metrics {
             deliveries,
             target_errors,
             rate_limited,
+            connections_open,
+            connections_refused,
+            journal_commit_failures,
+            store_writable,
         }
     }
 }
@@ -299,6 +342,35 @@ pub fn rate_limited(kind: &str) {
         .rate_limited
         .get_or_create(&KindLabels { kind })
         .inc();
+}
+
+/// The number of HTTP connections open now.
+pub fn connections_open(open: usize) {
+    metrics()
+        .connections_open
+        .set(i64::try_from(open).unwrap_or(i64::MAX));
+}
+
+/// A connection closed at once by a limit: `reason` is `total` or `client`.
+pub fn connection_refused(reason: &'static str) {
+    let reason = if reason == "client" {
+        "client"
+    } else {
+        "total"
+    };
+    metrics()
+        .connections_refused
+        .get_or_create(&ReasonLabels { reason })
+        .inc();
+}
+
+/// The outcome of a group commit of the state store and journal.
+pub fn journal_commit_outcome(ok: bool) {
+    let m = metrics();
+    if !ok {
+        m.journal_commit_failures.inc();
+    }
+    m.store_writable.set(i64::from(ok));
 }
 
 /// Every family in the OpenMetrics text format (ends with `# EOF`).

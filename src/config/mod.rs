@@ -304,6 +304,14 @@ pub struct ServerConfig {
     pub max_json_depth: usize,
     /// The longest `filter` a list or search request may give.
     pub max_filter_bytes: usize,
+    /// How long a client may take to send a request's headers (or finish a TLS
+    /// handshake); an idle keep-alive connection is closed after it too.
+    pub header_read_timeout: std::time::Duration,
+    /// The most connections open at once; more are closed as soon as accepted.
+    pub max_connections: usize,
+    /// The most connections open at once from one client address (trusted proxies and
+    /// the Unix socket are exempt).
+    pub max_connections_per_client: usize,
     /// Serve HTTPS on `listen` with this certificate (PEM chain and key).
     pub tls: Option<ServerTls>,
     /// Also accept connections on this Unix socket (a local reverse proxy; its forwarded

@@ -231,6 +231,9 @@ pub(super) struct RawServer {
     pub max_header_bytes: Option<String>,
     pub max_json_depth: Option<String>,
     pub max_filter_bytes: Option<String>,
+    pub header_read_timeout: Option<String>,
+    pub max_connections: Option<String>,
+    pub max_connections_per_client: Option<String>,
     pub tls: Option<RawServerTls>,
     pub unix_socket: Option<String>,
 }

@@ -240,6 +240,38 @@ fn server(checker: &mut Checker<'_>, raw: RawServer) -> ServerConfig {
     )
     .unwrap_or(4096);
 
+    let header_read_timeout = match raw.header_read_timeout {
+        None => DEFAULT_HEADER_READ_TIMEOUT,
+        Some(text) => match parse_duration(&text).filter(|d| !d.is_zero()) {
+            Some(d) => d,
+            None => {
+                checker.report(
+                    "server.header_read_timeout",
+                    format!("'{text}' is not a duration (e.g. 10s)"),
+                );
+                DEFAULT_HEADER_READ_TIMEOUT
+            }
+        },
+    };
+    let max_connections = number(
+        checker,
+        "server.max_connections",
+        raw.max_connections.as_deref(),
+        DEFAULT_MAX_CONNECTIONS,
+        (1, 1_000_000),
+        "connections, e.g. 768",
+    )
+    .unwrap_or(DEFAULT_MAX_CONNECTIONS);
+    let max_connections_per_client = number(
+        checker,
+        "server.max_connections_per_client",
+        raw.max_connections_per_client.as_deref(),
+        DEFAULT_MAX_CONNECTIONS_PER_CLIENT,
+        (1, 1_000_000),
+        "connections, e.g. 256",
+    )
+    .unwrap_or(DEFAULT_MAX_CONNECTIONS_PER_CLIENT);
+
     let tls = raw.tls.map(|t| {
         let mut file = |key: &str, value: Option<String>| match value {
             Some(v) if !v.trim().is_empty() => std::path::PathBuf::from(v),
@@ -273,6 +305,9 @@ fn server(checker: &mut Checker<'_>, raw: RawServer) -> ServerConfig {
         max_header_bytes,
         max_json_depth,
         max_filter_bytes,
+        header_read_timeout,
+        max_connections,
+        max_connections_per_client,
         listen,
         base_path,
         public_url,
@@ -367,6 +402,9 @@ fn endpoints(
 }
 
 const DEFAULT_REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+const DEFAULT_HEADER_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+const DEFAULT_MAX_CONNECTIONS: usize = 768;
+const DEFAULT_MAX_CONNECTIONS_PER_CLIENT: usize = 256;
 const DEFAULT_READY_MAX_PENDING: usize = 10_000;
 
 fn rate_limit(checker: &mut Checker<'_>, raw: Option<RawRateLimit>) -> RateLimitConfig {

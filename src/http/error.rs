@@ -11,6 +11,18 @@ use crate::store::StoreError;
 
 pub const SCIM_CONTENT_TYPE: &str = "application/scim+json";
 
+/// The longest `detail` a response carries, in characters: details quote the client's
+/// input (a path, a value), which may be as long as a body; the rest is elided.
+const MAX_DETAIL_CHARS: usize = 1024;
+
+fn shorten_detail(detail: &mut String) {
+    if let Some((cut, _)) = detail.char_indices().nth(MAX_DETAIL_CHARS) {
+        let elided = detail.len() - cut;
+        detail.truncate(cut);
+        detail.push_str(&format!("… ({elided} more bytes elided)"));
+    }
+}
+
 /// An error on its way to the client.
 #[derive(Debug)]
 pub struct ApiError(pub ScimError);
@@ -51,7 +63,9 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status =
             StatusCode::from_u16(self.0.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        let mut response = (status, self.0.to_json().to_string()).into_response();
+        let mut error = self.0;
+        shorten_detail(&mut error.detail);
+        let mut response = (status, error.to_json().to_string()).into_response();
         let headers = response.headers_mut();
         headers.insert(
             header::CONTENT_TYPE,
@@ -67,5 +81,21 @@ impl IntoResponse for ApiError {
             );
         }
         response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::shorten_detail;
+
+    #[test]
+    fn a_long_detail_is_cut_at_a_character_boundary_and_says_so() {
+        let mut detail = format!("path 'é{}' is invalid", "x".repeat(5000));
+        shorten_detail(&mut detail);
+        assert_eq!(detail.chars().take_while(|c| *c != '…').count(), 1024);
+        assert!(detail.ends_with("more bytes elided)"), "{detail}");
+        let mut short = String::from("fine");
+        shorten_detail(&mut short);
+        assert_eq!(short, "fine");
     }
 }

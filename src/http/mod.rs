@@ -8,6 +8,7 @@
 pub mod auth;
 pub mod client;
 pub mod error;
+mod json;
 pub mod jwt;
 pub mod oauth;
 mod observe;
@@ -323,12 +324,26 @@ impl FromRequest<AppState> for ScimBody {
                 .into());
             }
         }
+        let too_large = || {
+            ScimError::payload_too_large(format!(
+                "the request body is larger than {} bytes (server.max_body_bytes)",
+                state.settings.max_body_bytes
+            ))
+        };
+        // A declared length over the limit is refused before any of the body is read
+        // (a client announcing a gigabyte and sending nothing is not waited for).
+        if let Some(declared) = req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            && declared > state.settings.max_body_bytes as u64
+        {
+            return Err(too_large().into());
+        }
         let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
             if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ScimError::payload_too_large(format!(
-                    "the request body is larger than {} bytes (server.max_body_bytes)",
-                    state.settings.max_body_bytes
-                ))
+                too_large()
             } else {
                 ScimError::invalid_syntax(format!(
                     "the request body could not be read: {rejection}"
@@ -343,8 +358,8 @@ impl FromRequest<AppState> for ScimBody {
 }
 
 /// Decodes a request body that is within the size limit: nesting checked before parsing
-/// (`max_depth`: `server.max_json_depth`), then JSON. Pure, so it is fuzzed alone
-/// (`crate::fuzzing`).
+/// (`max_depth`: `server.max_json_depth`), then JSON with no member named twice, not even
+/// in another case (`json`). Pure, so it is fuzzed alone (`crate::fuzzing`).
 pub(crate) fn decode_json_body(bytes: &[u8], max_depth: usize) -> Result<Value, ScimError> {
     if let Some(depth) = json_depth_over(bytes, max_depth) {
         return Err(ScimError::invalid_syntax(format!(
@@ -356,8 +371,13 @@ pub(crate) fn decode_json_body(bytes: &[u8], max_depth: usize) -> Result<Value, 
             "the request body is empty; a JSON object is expected",
         ));
     }
-    serde_json::from_slice(bytes)
-        .map_err(|e| ScimError::invalid_syntax(format!("the request body is not valid JSON: {e}")))
+    json::from_slice_strict(bytes).map_err(|e| {
+        if e.classify() == serde_json::error::Category::Data {
+            ScimError::invalid_syntax(format!("the request body is ambiguous: {e}"))
+        } else {
+            ScimError::invalid_syntax(format!("the request body is not valid JSON: {e}"))
+        }
+    })
 }
 
 fn kind_of(endpoint: &str) -> Result<ResourceKind, ApiError> {

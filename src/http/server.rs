@@ -10,12 +10,20 @@
 //! the header bytes. When `shutdown` resolves the listeners are closed at once (new
 //! connections are refused), connections finish the request they are serving (idle
 //! keep-alive connections are closed), and after `drain` the remaining ones are dropped.
+//!
+//! Connection limits keep one client from holding the listener: at most
+//! `max_connections` open at once, and at most `max_connections_per_client` from one
+//! address (trusted proxies and the Unix socket are exempt: they carry many clients).
+//! A connection beyond a limit is closed as soon as it is accepted (counted in
+//! `scim_http_connections_refused`); the others keep being served. A client trickling
+//! its headers holds a connection for at most `header_read_timeout`.
 
+use std::collections::HashMap;
 use std::future::Future;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -31,7 +39,7 @@ pub const UNIX_PEER: SocketAddr =
     SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), 0);
 
 /// Limits of the connection layer.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct ServeOptions {
     /// How long a client may take to send a request's headers (and finish a TLS
     /// handshake).
@@ -40,6 +48,12 @@ pub struct ServeOptions {
     pub max_header_bytes: usize,
     /// How long in-flight requests may take to finish after shutdown is asked for.
     pub drain: Duration,
+    /// The most connections open at once.
+    pub max_connections: usize,
+    /// The most connections open at once from one client address.
+    pub max_connections_per_client: usize,
+    /// Peers exempt from `max_connections_per_client` (trusted reverse proxies).
+    pub shared_peers: Vec<crate::config::IpNet>,
 }
 
 impl Default for ServeOptions {
@@ -48,6 +62,9 @@ impl Default for ServeOptions {
             header_read_timeout: Duration::from_secs(10),
             max_header_bytes: 64 * 1024,
             drain: Duration::from_secs(20),
+            max_connections: 768,
+            max_connections_per_client: 256,
+            shared_peers: Vec::new(),
         }
     }
 }
@@ -116,6 +133,7 @@ pub async fn serve(
 ) -> bool {
     let mut make = app.into_make_service_with_connect_info::<SocketAddr>();
     let graceful = GracefulShutdown::new();
+    let limits = Arc::new(Limits::new(&options));
     let (tx, mut rx) = mpsc::channel::<Accepted>(64);
     let acceptors: Vec<_> = listeners
         .into_iter()
@@ -131,19 +149,24 @@ pub async fn serve(
             },
             () = &mut shutdown => break,
         };
+        let Some(slot) = limits.admit(accepted.peer.ip()) else {
+            drop(accepted);
+            continue;
+        };
         let service = match make.call(accepted.peer).await {
             Ok(service) => service,
             Err(never) => match never {},
         };
         let watcher = graceful.watcher();
         let Accepted { io, peer, tls } = accepted;
+        let (header_read_timeout, max_header_bytes) =
+            (options.header_read_timeout, options.max_header_bytes);
         tokio::spawn(async move {
+            let _slot = slot;
             let io: Box<dyn Io> = match tls {
                 None => io,
                 Some(acceptor) => {
-                    match tokio::time::timeout(options.header_read_timeout, acceptor.accept(io))
-                        .await
-                    {
+                    match tokio::time::timeout(header_read_timeout, acceptor.accept(io)).await {
                         Ok(Ok(stream)) => Box::new(stream),
                         Ok(Err(e)) => {
                             tracing::debug!(%peer, error = %e, "TLS handshake failed");
@@ -159,8 +182,8 @@ pub async fn serve(
             let mut builder = hyper::server::conn::http1::Builder::new();
             builder
                 .timer(TokioTimer::new())
-                .header_read_timeout(options.header_read_timeout)
-                .max_buf_size(options.max_header_bytes.max(8192));
+                .header_read_timeout(header_read_timeout)
+                .max_buf_size(max_header_bytes.max(8192));
             let conn =
                 builder.serve_connection(TokioIo::new(io), TowerToHyperService::new(service));
             if let Err(e) = watcher.watch(conn).await {
@@ -178,6 +201,115 @@ pub async fn serve(
             tracing::warn!(drain = ?options.drain, "connections still open after the drain time; closing them");
             false
         }
+    }
+}
+
+/// The open connections, in all and by client address.
+struct Limits {
+    max: usize,
+    max_per_client: usize,
+    shared: Vec<crate::config::IpNet>,
+    open: Mutex<Open>,
+}
+
+#[derive(Default)]
+struct Open {
+    total: usize,
+    by_client: HashMap<IpAddr, usize>,
+    /// When a refusal was last logged (one warning per interval, whatever the flood).
+    warned: Option<Instant>,
+    refused_since_warning: u64,
+}
+
+/// How often a flood of refused connections is logged.
+const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(10);
+
+impl Limits {
+    fn new(options: &ServeOptions) -> Limits {
+        Limits {
+            max: options.max_connections.max(1),
+            max_per_client: options.max_connections_per_client.max(1),
+            shared: options.shared_peers.clone(),
+            open: Mutex::new(Open::default()),
+        }
+    }
+
+    /// A slot for a new connection from `ip`, or `None` (counted and logged) when a
+    /// limit is reached.
+    fn admit(self: &Arc<Self>, ip: IpAddr) -> Option<Slot> {
+        let per_client = !(ip == UNIX_PEER.ip() || self.shared.iter().any(|n| n.contains(ip)));
+        let mut open = self
+            .open
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let from_client = if per_client {
+            open.by_client.get(&ip).copied().unwrap_or(0)
+        } else {
+            0
+        };
+        let refused = if open.total >= self.max {
+            Some("total")
+        } else if per_client && from_client >= self.max_per_client {
+            Some("client")
+        } else {
+            None
+        };
+        if let Some(reason) = refused {
+            crate::metrics::connection_refused(reason);
+            open.refused_since_warning += 1;
+            if open
+                .warned
+                .is_none_or(|at| at.elapsed() >= REFUSAL_LOG_INTERVAL)
+            {
+                tracing::warn!(
+                    client = %ip,
+                    reason,
+                    refused = open.refused_since_warning,
+                    open = open.total,
+                    max_connections = self.max,
+                    max_connections_per_client = self.max_per_client,
+                    "connections refused: too many open (server.max_connections / server.max_connections_per_client)"
+                );
+                open.warned = Some(Instant::now());
+                open.refused_since_warning = 0;
+            }
+            return None;
+        }
+        open.total += 1;
+        if per_client {
+            *open.by_client.entry(ip).or_insert(0) += 1;
+        }
+        crate::metrics::connections_open(open.total);
+        Some(Slot {
+            limits: Arc::clone(self),
+            client: per_client.then_some(ip),
+        })
+    }
+}
+
+/// One admitted connection; dropping it frees the slot.
+struct Slot {
+    limits: Arc<Limits>,
+    client: Option<IpAddr>,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut open = self
+            .limits
+            .open
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        open.total = open.total.saturating_sub(1);
+        if let Some(ip) = self.client
+            && let Some(n) = open.by_client.get_mut(&ip)
+        {
+            *n -= 1;
+            if *n == 0 {
+                open.by_client.remove(&ip);
+            }
+        }
+        crate::metrics::connections_open(open.total);
     }
 }
 

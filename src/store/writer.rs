@@ -336,6 +336,7 @@ fn run_batch(
         }
     }
     let error = outcome.err();
+    crate::metrics::journal_commit_outcome(error.is_none());
     if error.is_none() && !appended.is_empty() {
         let listener = listener
             .read()

@@ -10,6 +10,7 @@ mod endpoints;
 mod entra;
 mod fuzz_corpus;
 mod harness;
+mod hostile;
 mod journal;
 mod ldap_check;
 mod ldap_e2e;
