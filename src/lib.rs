@@ -16,6 +16,7 @@ pub mod engine;
 pub mod fuzzing;
 pub mod http;
 pub mod journal;
+pub mod logline;
 pub mod mapping;
 pub mod metrics;
 pub mod scim;

@@ -14,6 +14,7 @@ use clap::{Parser, Subcommand};
 use scim_bridge::config::{self, Config, ConfigError, LogFormat, ProcessEnv};
 use scim_bridge::engine::Engine;
 use scim_bridge::http::{self, AppState, Settings, auth::TokenSet};
+use scim_bridge::logline;
 use scim_bridge::store::Store;
 
 mod bench_cli;
@@ -383,7 +384,7 @@ fn init_logging(cfg: &Config) -> anyhow::Result<SetLogLevel> {
                 .json()
                 .with_env_filter(filter)
                 .with_ansi(false)
-                .with_writer(std::io::stderr)
+                .with_writer(|| logline::Escaping::new(std::io::stderr(), false))
                 .with_filter_reloading();
             let handle = builder.reload_handle();
             builder.try_init().map_err(init_error)?;
@@ -393,7 +394,7 @@ fn init_logging(cfg: &Config) -> anyhow::Result<SetLogLevel> {
             let builder = tracing_subscriber::fmt()
                 .with_env_filter(filter)
                 .with_ansi(ansi)
-                .with_writer(std::io::stderr)
+                .with_writer(move || logline::Escaping::new(std::io::stderr(), ansi))
                 .with_filter_reloading();
             let handle = builder.reload_handle();
             builder.try_init().map_err(init_error)?;
@@ -404,7 +405,7 @@ fn init_logging(cfg: &Config) -> anyhow::Result<SetLogLevel> {
                 .with_env_filter(filter)
                 .with_ansi(false)
                 .without_time()
-                .with_writer(std::io::stderr)
+                .with_writer(|| logline::Escaping::new(std::io::stderr(), false))
                 .with_filter_reloading();
             let handle = builder.reload_handle();
             builder.try_init().map_err(init_error)?;

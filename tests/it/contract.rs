@@ -1581,7 +1581,8 @@ async fn a_rejected_value_leaves_nothing_in_the_target(t: &mut Tut) {
     );
 }
 
-/// userNames that need escaping in DNs, filters or SQL, or that break naive code.
+/// userNames that need escaping in DNs, filters or SQL, that carry control characters
+/// (CR/LF: log injection), or that break naive code.
 const HOSTILE_NAMES: &[&str] = &[
     "Doe, John",
     "a+b=c",
@@ -1595,6 +1596,11 @@ const HOSTILE_NAMES: &[&str] = &[
     "Zoë Åström 李",
     "Cafe\u{301} (decomposed)",
     "o'brien@example.com",
+    "Robert'); DROP TABLE contract_users;--",
+    "x\" OR \"1\"=\"1",
+    "50% _off_ [x]",
+    "tab\tand\u{7}bell",
+    "line\r\nbreak",
 ];
 
 async fn hostile_user_names_round_trip_literally(t: &mut Tut) {

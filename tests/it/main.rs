@@ -11,6 +11,7 @@ mod entra;
 mod fuzz_corpus;
 mod harness;
 mod hostile;
+mod injection;
 mod journal;
 mod ldap_check;
 mod ldap_e2e;
