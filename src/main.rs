@@ -578,6 +578,10 @@ fn trusted_proxies(cfg: &Config) -> Vec<config::IpNet> {
     out
 }
 
+/// The state directories this daemon serves, locked against a second daemon.
+static DAEMON_LOCKS: std::sync::Mutex<Vec<scim_bridge::store::DaemonLock>> =
+    std::sync::Mutex::new(Vec::new());
+
 /// Opens one endpoint: its state store (journal verified), its target and delivery
 /// worker, the purge and retention tasks; the engine that serves it.
 fn open_endpoint(
@@ -586,6 +590,13 @@ fn open_endpoint(
     allow_damaged_journal: bool,
 ) -> anyhow::Result<Engine> {
     let name = endpoint.name;
+    let lock = scim_bridge::store::DaemonLock::acquire(endpoint.state_dir)
+        .with_context(|| format!("endpoint {name}"))?;
+    // Held until the process exits.
+    DAEMON_LOCKS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .push(lock);
     let store = Store::open(endpoint.state_dir).with_context(|| {
         format!(
             "endpoint {name}: while opening the state store in {}",

@@ -56,6 +56,68 @@ pub enum StoreError {
     Writer(String),
     #[error("journal: {0}")]
     Journal(String),
+    #[error(
+        "the state directory {} is in use by another scim-bridge daemon{}; stop it first (two daemons would deliver the same journal twice)",
+        dir.display(),
+        holder.as_deref().map(|pid| format!(" (pid {pid})")).unwrap_or_default()
+    )]
+    InUse {
+        dir: PathBuf,
+        holder: Option<String>,
+    },
+    #[error("cannot lock the state directory {}: {source}", dir.display())]
+    Lock {
+        dir: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// A running daemon's claim on its state directory: an exclusive lock on
+/// `<dir>/daemon.lock` (holding the daemon's pid), released when the process exits.
+#[derive(Debug)]
+pub struct DaemonLock {
+    _file: std::fs::File,
+}
+
+impl DaemonLock {
+    /// Takes the lock, or fails at once with [`StoreError::InUse`] when another process
+    /// holds it.
+    pub fn acquire(dir: &Path) -> Result<DaemonLock, StoreError> {
+        use std::io::{Read, Seek, Write};
+        std::fs::create_dir_all(dir).map_err(|source| StoreError::CreateDir {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        let lock_error = |source| StoreError::Lock {
+            dir: dir.to_path_buf(),
+            source,
+        };
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(dir.join("daemon.lock"))
+            .map_err(lock_error)?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                let mut text = String::new();
+                let _ = file.read_to_string(&mut text);
+                let holder = Some(text.trim().to_string()).filter(|t| !t.is_empty());
+                return Err(StoreError::InUse {
+                    dir: dir.to_path_buf(),
+                    holder,
+                });
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(lock_error(e)),
+        }
+        file.set_len(0).map_err(lock_error)?;
+        file.rewind().map_err(lock_error)?;
+        writeln!(file, "{}", std::process::id()).map_err(lock_error)?;
+        Ok(DaemonLock { _file: file })
+    }
 }
 
 impl StoreError {

@@ -8,6 +8,7 @@ mod contract;
 mod durability;
 mod endpoints;
 mod entra;
+mod faults;
 mod fuzz_corpus;
 mod harness;
 mod hostile;
