@@ -43,7 +43,7 @@ use std::sync::{Arc, OnceLock, mpsc};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use ldap3::{LdapConn, LdapConnSettings, Scope, SearchEntry};
+use ldap3::{LdapConn, LdapConnSettings, Scope};
 use scim_bridge::config::{self, Environment, ProcessEnv};
 use scim_bridge::journal::ops;
 use scim_bridge::slapd::{PEOPLE_DN, Slapd};
@@ -1621,10 +1621,9 @@ fn bridge_entries(
         .search(parent, Scope::OneLevel, "(objectClass=*)", vec!["*"])
         .and_then(|r| r.success())
         .with_context(|| format!("{}: cannot read the entries under {parent}", slapd.url))?;
-    entries
+    scim_bridge::target::ldap::entries_only(entries)
         .into_iter()
         .map(|entry| {
-            let entry = SearchEntry::construct(entry);
             let rdn = rdn_under(&entry.dn, parent).with_context(|| {
                 format!("{}: {} is not directly under {parent}", slapd.url, entry.dn)
             })?;
@@ -1666,9 +1665,9 @@ fn directory_dns(slapd: &Slapd, skip: Option<&str>) -> anyhow::Result<BTreeSet<S
         .with_context(|| format!("{}: cannot list the entries of {}", slapd.url, slapd.base))?;
     let _ = conn.unbind();
     let skip = skip.map(str::to_ascii_lowercase);
-    Ok(entries
+    Ok(scim_bridge::target::ldap::entries_only(entries)
         .into_iter()
-        .map(|e| SearchEntry::construct(e).dn.to_ascii_lowercase())
+        .map(|e| e.dn.to_ascii_lowercase())
         .filter(|dn| {
             skip.as_deref()
                 .is_none_or(|s| dn != s && !dn.ends_with(&format!(",{s}")))

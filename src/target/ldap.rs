@@ -144,6 +144,7 @@ mod dn;
 mod ldif;
 mod links;
 mod pool;
+pub use pool::entries_only;
 pub mod subschema;
 #[cfg(test)]
 mod tests;

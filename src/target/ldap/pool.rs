@@ -442,7 +442,7 @@ impl Session<'_> {
             return Ok(Vec::new());
         }
         let (entries, _) = result.success().map_err(op_error(op, base))?;
-        Ok(entries.into_iter().map(SearchEntry::construct).collect())
+        Ok(entries_only(entries))
     }
 
     pub(super) fn add(
@@ -507,4 +507,16 @@ pub(super) fn outside_runtime<T: Send>(f: impl FnOnce() -> T + Send) -> T {
             .join()
             .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
     })
+}
+
+/// The entries of a search answer, without its continuation references and
+/// intermediate messages: Active Directory (and Samba) answer a subtree search from the
+/// domain root with references to other partitions (e.g. `CN=Configuration`), which are
+/// not entries of ours and not errors. (`SearchEntry::construct` panics on them.)
+pub fn entries_only(found: Vec<ldap3::ResultEntry>) -> Vec<SearchEntry> {
+    found
+        .into_iter()
+        .filter(|e| !e.is_ref() && !e.is_intermediate())
+        .map(SearchEntry::construct)
+        .collect()
 }
