@@ -99,6 +99,9 @@ pub struct AttributeType {
     /// `USAGE` is not `userApplications` (directoryOperation, dSAOperation,
     /// distributedOperation): no object class needs to allow it.
     pub operational: bool,
+    /// `NO-USER-MODIFICATION`: the server computes it (AD's `memberOf`, `objectGUID`;
+    /// OpenLDAP's `entryUUID`); no client may write it.
+    pub no_user_modification: bool,
     pub obsolete: bool,
 }
 
@@ -152,6 +155,7 @@ impl AttributeType {
             names: d.names,
             superior: d.sup.into_iter().next(),
             operational,
+            no_user_modification: d.no_user_modification,
             obsolete: d.obsolete,
         })
     }
@@ -290,6 +294,7 @@ struct Description {
     may: Vec<String>,
     aux: Vec<String>,
     usage: Option<String>,
+    no_user_modification: bool,
     obsolete: bool,
 }
 
@@ -441,7 +446,8 @@ impl Description {
                 "EQUALITY" | "ORDERING" | "SUBSTR" | "SYNTAX" => {
                     p.oid(keyword)?;
                 }
-                "SINGLE-VALUE" | "COLLECTIVE" | "NO-USER-MODIFICATION" => {}
+                "NO-USER-MODIFICATION" => d.no_user_modification = true,
+                "SINGLE-VALUE" | "COLLECTIVE" => {}
                 k if k.starts_with("X-") => {
                     p.strings(keyword)?;
                 }
@@ -841,6 +847,19 @@ fn check_entry(entry: &MappedEntry<'_>, schema: &Subschema, findings: &mut Vec<F
                 writer.describe(name),
                 hint(name, schema.attribute_names())
             )),
+            // Operational ones may still be written by a privileged bind (ppolicy's
+            // pwdAccountLockedTime); a user attribute marked so, or memberOf in any
+            // directory, is the server's own.
+            Some(at)
+                if at.no_user_modification
+                    && (!at.operational
+                        || at.names.iter().any(|n| n.eq_ignore_ascii_case("memberOf"))) =>
+            {
+                error(format!(
+                    "{} is computed by the directory (NO-USER-MODIFICATION, e.g. memberOf) and cannot be written; remove it from the mapping",
+                    writer.describe(name)
+                ))
+            }
             Some(at) => {
                 if all_known
                     && !known.is_empty()

@@ -35,6 +35,8 @@ const ATTRIBUTE_TYPES: &[&str] = &[
     "( 0.9.2342.19200300.100.1.1 NAME ( 'uid' 'userid' ) DESC 'RFC4519: user identifier' EQUALITY caseIgnoreMatch SUBSTR caseIgnoreSubstringsMatch SYNTAX 1.3.6.1.4.1.1466.115.121.1.15{256} )",
     "( 0.9.2342.19200300.100.1.3 NAME ( 'mail' 'rfc822Mailbox' ) DESC 'RFC1274: RFC822 Mailbox' EQUALITY caseIgnoreIA5Match SUBSTR caseIgnoreIA5SubstringsMatch SYNTAX 1.3.6.1.4.1.1466.115.121.1.26{256} )",
     "( 2.5.4.31 NAME 'member' DESC 'RFC2256: member of a group' SUP distinguishedName )",
+    // As Active Directory publishes it (quoted syntax OID): computed by the server.
+    "( 1.2.840.113556.1.2.102 NAME 'memberOf' SYNTAX '1.3.6.1.4.1.1466.115.121.1.12' NO-USER-MODIFICATION )",
     "( 2.5.4.50 NAME 'uniqueMember' DESC 'RFC2256: unique member of a group' EQUALITY uniqueMemberMatch SYNTAX 1.3.6.1.4.1.1466.115.121.1.34 )",
     "( 1.3.6.1.1.1.1.12 NAME 'memberUid' EQUALITY caseExactIA5Match SUBSTR caseExactIA5SubstringsMatch SYNTAX 1.3.6.1.4.1.1466.115.121.1.26 )",
     "( 2.5.4.42 NAME ( 'givenName' 'gn' ) DESC 'RFC2256: first name(s) for which the entity is known by' SUP name )",
@@ -733,4 +735,17 @@ fn findings_print_their_severity_and_the_mapping_they_are_about() {
     assert_eq!(f.to_string(), "warning: directory schema: odd");
     let f = Finding::new(Severity::Error, Some(ResourceKind::Group), "bad".into());
     assert_eq!(f.to_string(), "error: groups: bad");
+}
+
+#[test]
+fn an_attribute_the_directory_computes_cannot_be_mapped() {
+    let findings = findings_for(&format!(
+        "{USERS}      memberOf:\n        source: 'groups.value'\n"
+    ));
+    assert_eq!(
+        messages(&findings),
+        [
+            "error: users: attribute 'memberOf' is computed by the directory (NO-USER-MODIFICATION, e.g. memberOf) and cannot be written; remove it from the mapping"
+        ]
+    );
 }
