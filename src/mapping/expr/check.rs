@@ -862,3 +862,84 @@ fn named_groups(regex: &Regex) -> String {
         format!(" and named {}", names.join(", "))
     }
 }
+
+/// The most characters `node` can evaluate to, as text; `None` when it is unbounded
+/// (an attribute value, a list, a regex replacement, a date). Conservative: case mapping
+/// may turn one character into three (`ToLower("İ")` is two, `ToUpper("ﬃ")` three), so
+/// a bound goes outside it: `Left(ToLower(x), 20)`, not `ToLower(Left(x, 20))`.
+pub(super) fn max_chars(node: &Node) -> Option<usize> {
+    let literal_int = |node: &Node| match node {
+        Node::Lit(Value::Int(n)) => usize::try_from(*n).ok(),
+        _ => None,
+    };
+    match node {
+        Node::Lit(v) => match v {
+            Value::Null => Some(0),
+            Value::Str(s) => Some(s.chars().count()),
+            Value::Bool(_) => Some("False".len()),
+            Value::Int(n) => Some(n.to_string().len()),
+            Value::List(_) => None,
+        },
+        Node::Ref { .. } | Node::RegexReplace { .. } | Node::DateFormat { .. } => None,
+        Node::Call { func, args, .. } => {
+            let arg = |i: usize| args.get(i).and_then(max_chars);
+            let max_of = |nodes: &[Node]| {
+                nodes
+                    .iter()
+                    .map(max_chars)
+                    .try_fold(0, |acc, m| m.map(|m| acc.max(m)))
+            };
+            match func {
+                Func::Left => match (literal_int(args.get(1)?), arg(0)) {
+                    (Some(n), Some(source)) => Some(n.min(source)),
+                    (Some(n), None) => Some(n),
+                    (None, source) => source,
+                },
+                Func::Mid => match (literal_int(args.get(2)?), arg(0)) {
+                    (Some(n), Some(source)) => Some(n.min(source)),
+                    (Some(n), None) => Some(n),
+                    (None, source) => source,
+                },
+                Func::Append => Some(arg(0)? + arg(1)?),
+                Func::Coalesce => max_of(args),
+                Func::Join => {
+                    let separator = arg(0)?;
+                    let values = &args[1..];
+                    let total = values
+                        .iter()
+                        .map(max_chars)
+                        .try_fold(0usize, |acc, m| m.map(|m| acc + m))?;
+                    Some(total + separator * values.len().saturating_sub(1))
+                }
+                // source, default, then key/value pairs: the result is a value or default.
+                Func::Switch => {
+                    let mut results = vec![args.get(1)?];
+                    results.extend(args.iter().skip(3).step_by(2));
+                    results
+                        .into_iter()
+                        .map(max_chars)
+                        .try_fold(0, |acc, m| m.map(|m| acc.max(m)))
+                }
+                Func::Iif => Some(arg(1)?.max(arg(2)?)),
+                Func::ToLower | Func::ToUpper => arg(0)?.checked_mul(3),
+                Func::Replace => {
+                    let find = match args.get(1)? {
+                        Node::Lit(Value::Str(s)) if !s.is_empty() => s.chars().count(),
+                        _ => return None,
+                    };
+                    let replacement = match args.get(2)? {
+                        Node::Lit(Value::Null) => 0,
+                        Node::Lit(Value::Str(s)) => s.chars().count(),
+                        _ => return None,
+                    };
+                    (replacement <= find).then(|| arg(0)).flatten()
+                }
+                Func::Trim | Func::StripSpaces | Func::Word => arg(0),
+                // Folds such as "æ" → "ae" may double a character.
+                Func::NormalizeDiacritics => arg(0)?.checked_mul(2),
+                Func::Not | Func::IsPresent | Func::IsNullOrEmpty => Some("False".len()),
+                Func::Split | Func::DateFormat => None,
+            }
+        }
+    }
+}

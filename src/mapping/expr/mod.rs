@@ -186,6 +186,13 @@ impl Expr {
         eval::eval(&self.root, &self.refs, source)
     }
 
+    /// The most characters the result can have as text; `None` when unbounded (it
+    /// contains an attribute value not cut by `Left`/`Mid`, a list, a regex replacement or
+    /// a date). For limits such as AD's 20-character `sAMAccountName`.
+    pub fn max_chars(&self) -> Option<usize> {
+        check::max_chars(&self.root)
+    }
+
     /// The attribute paths referenced, each once, in order of first appearance.
     pub fn references(&self) -> Vec<&str> {
         self.refs.iter().map(String::as_str).collect()

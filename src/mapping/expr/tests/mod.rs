@@ -4,6 +4,7 @@
 mod dates;
 mod errors;
 mod functions;
+mod max_chars;
 mod props;
 mod syntax;
 

@@ -196,4 +196,18 @@ proptest! {
         let value = expr.eval(&source);
         prop_assert!(conforms(&value, expr.result_type()), "{}: {:?}", VALID[index], value);
     }
+
+    #[test]
+    fn eval_never_exceeds_the_static_length_bound(
+        index in 0..VALID.len(),
+        source in any_source(),
+    ) {
+        let expr = compile(VALID[index]);
+        if let (Some(max), Some(text)) = (expr.max_chars(), expr.eval(&source).as_text()) {
+            prop_assert!(
+                text.chars().count() <= max,
+                "{}: {:?} is longer than {max}", VALID[index], text
+            );
+        }
+    }
 }
