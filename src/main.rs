@@ -17,6 +17,7 @@ use scim_bridge::http::{self, AppState, Settings, auth::TokenSet};
 use scim_bridge::store::Store;
 
 mod bench_cli;
+mod bench_soak;
 mod bench_store;
 mod journal_cli;
 mod mapping_cli;
