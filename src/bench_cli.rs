@@ -54,7 +54,7 @@ const TOKEN_VAR: &str = "SCIM_BRIDGE_BENCH_TOKEN";
 /// How long the started daemon may take to print `listening on ADDR`.
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
 /// Per-request connect, read and write timeout.
-const IO_TIMEOUT: Duration = Duration::from_secs(30);
+pub(crate) const IO_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long the steady-rate phase runs.
 const STEADY_DURATION: Duration = Duration::from_secs(10);
 /// How often the daemon's resident memory is sampled.
@@ -68,19 +68,25 @@ const SEARCH_TIMEOUT: Duration = Duration::from_secs(300);
 /// The bridge's create rate, as a share of raw ldap3's add rate, that issue 7 asks for.
 const LDAP_RATIO_TARGET: f64 = 80.0;
 
-const USER_SCHEMAS: &str = r#"["urn:ietf:params:scim:schemas:core:2.0:User","urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"]"#;
-const GROUP_SCHEMAS: &str = r#"["urn:ietf:params:scim:schemas:core:2.0:Group","http://schemas.microsoft.com/2006/11/ResourceManagement/ADSCIM/2.0/Group"]"#;
-const PATCH_SCHEMAS: &str = r#"["urn:ietf:params:scim:api:messages:2.0:PatchOp"]"#;
+pub(crate) const USER_SCHEMAS: &str = r#"["urn:ietf:params:scim:schemas:core:2.0:User","urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"]"#;
+pub(crate) const GROUP_SCHEMAS: &str = r#"["urn:ietf:params:scim:schemas:core:2.0:Group","http://schemas.microsoft.com/2006/11/ResourceManagement/ADSCIM/2.0/Group"]"#;
+pub(crate) const PATCH_SCHEMAS: &str = r#"["urn:ietf:params:scim:api:messages:2.0:PatchOp"]"#;
 
 /// `scim-bridge bench` options.
 #[derive(clap::Args)]
-#[command(group(
-    clap::ArgGroup::new("daemon")
-        .required(true)
-        .multiple(true)
-        .args(["url", "config", "ldap"])
-))]
+#[command(
+    group(
+        clap::ArgGroup::new("daemon")
+            .required(true)
+            .multiple(true)
+            .args(["url", "config", "ldap"])
+    ),
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true
+)]
 pub struct BenchArgs {
+    #[command(subcommand)]
+    command: Option<BenchCommand>,
     /// A running daemon's SCIM base URL, e.g. http://127.0.0.1:8080/scim/v2 (plain HTTP).
     #[arg(long, conflicts_with_all = ["config", "ldap", "state_dir"])]
     url: Option<String>,
@@ -137,6 +143,15 @@ pub struct BenchArgs {
     large_group: u64,
 }
 
+/// `scim-bridge bench …` commands other than the benchmark itself.
+#[derive(clap::Subcommand)]
+enum BenchCommand {
+    /// A bounded soak run against a throw-away slapd, with faults injected on a schedule
+    /// (slapd stopped and killed, the daemon killed, the state store locked), ending with
+    /// journal verify, a replay of the journal compared with the state, and reconcile.
+    Soak(crate::bench_soak::SoakArgs),
+}
+
 /// Members added, then removed, per request of the group phases.
 const DELTA: usize = 100;
 /// Requests per group phase.
@@ -144,6 +159,9 @@ const DELTA_REQUESTS: usize = 20;
 
 /// Runs the benchmark; see the module documentation for the exit codes.
 pub fn run(args: BenchArgs) -> ExitCode {
+    if let Some(BenchCommand::Soak(soak)) = args.command {
+        return crate::bench_soak::run(soak);
+    }
     match bench(&args) {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::from(1),
@@ -155,13 +173,13 @@ pub fn run(args: BenchArgs) -> ExitCode {
 }
 
 /// Where requests go.
-struct Endpoint {
-    addr: SocketAddr,
+pub(crate) struct Endpoint {
+    pub(crate) addr: SocketAddr,
     /// The `Host` header.
-    host: String,
+    pub(crate) host: String,
     /// `/scim/v2`, no trailing `/`.
-    base_path: String,
-    token: String,
+    pub(crate) base_path: String,
+    pub(crate) token: String,
 }
 
 /// `Ok(true)`: no request failed.
@@ -441,7 +459,7 @@ fn bench(args: &BenchArgs) -> anyhow::Result<bool> {
 }
 
 /// A directory removed when the run ends.
-struct RemoveOnDrop(PathBuf);
+pub(crate) struct RemoveOnDrop(pub(crate) PathBuf);
 
 impl Drop for RemoveOnDrop {
     fn drop(&mut self) {
@@ -571,7 +589,7 @@ fn print_header(
 }
 
 /// "2 cores (model), 23.5 GiB memory, Linux 6.1.0".
-fn machine() -> String {
+pub(crate) fn machine() -> String {
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     let model = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
@@ -601,7 +619,7 @@ pub(crate) fn proc_kib(text: &str, key: &str) -> Option<u64> {
     line[key.len()..].split_whitespace().next()?.parse().ok()
 }
 
-fn mib(kib: Option<u64>) -> String {
+pub(crate) fn mib(kib: Option<u64>) -> String {
     match kib {
         Some(k) if k > 0 => format!("{:.1} MiB", k as f64 / 1024.0),
         _ => "unknown".to_owned(),
@@ -637,12 +655,12 @@ fn parse_url(url: &str, token: String) -> anyhow::Result<Endpoint> {
 }
 
 /// `a@b.c` as a form-encoded query value (Entra's wire form).
-fn form_encode(s: &str) -> String {
+pub(crate) fn form_encode(s: &str) -> String {
     form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
 
 /// The top-level `id` of a JSON resource.
-fn resource_id(body: &[u8]) -> Option<String> {
+pub(crate) fn resource_id(body: &[u8]) -> Option<String> {
     #[derive(serde::Deserialize)]
     struct WithId {
         id: String,
@@ -651,7 +669,7 @@ fn resource_id(body: &[u8]) -> Option<String> {
 }
 
 /// A ListResponse's `totalResults`.
-fn total_results(body: &[u8]) -> Option<u64> {
+pub(crate) fn total_results(body: &[u8]) -> Option<u64> {
     #[derive(serde::Deserialize)]
     struct List {
         #[serde(rename = "totalResults")]
@@ -662,7 +680,7 @@ fn total_results(body: &[u8]) -> Option<u64> {
         .map(|l| l.total_results)
 }
 
-fn random_hex(bytes: usize) -> Result<String, getrandom::Error> {
+pub(crate) fn random_hex(bytes: usize) -> Result<String, getrandom::Error> {
     let mut buf = vec![0u8; bytes];
     getrandom::fill(&mut buf)?;
     let mut hex = String::with_capacity(2 * bytes);
@@ -676,27 +694,29 @@ fn random_hex(bytes: usize) -> Result<String, getrandom::Error> {
 // The started daemon
 
 /// A daemon this command started, and what it left on disk.
-struct Daemon {
+pub(crate) struct Daemon {
     child: Option<Child>,
-    pid: u32,
+    pub(crate) pid: u32,
     /// Where the configuration came from, for the header.
     source: String,
     /// The configuration the daemon runs (`auth` and `rate_limit` replaced).
-    text: String,
+    pub(crate) text: String,
     /// The bearer token made up for the run (the daemon reads it from [`TOKEN_VAR`]).
-    token: String,
-    state_dir: PathBuf,
+    pub(crate) token: String,
+    pub(crate) state_dir: PathBuf,
     /// The temporary directory (config copy, daemon log, default state directory).
-    temp: PathBuf,
-    log: PathBuf,
-    /// Highest VmRSS seen so far, KiB.
-    peak_rss: Arc<AtomicU64>,
+    pub(crate) temp: PathBuf,
+    pub(crate) log: PathBuf,
+    /// The configuration copy the daemon is started with (in `temp`).
+    config_copy: PathBuf,
+    /// Highest VmRSS seen so far, KiB (over every start).
+    pub(crate) peak_rss: Arc<AtomicU64>,
     stop_sampler: Arc<AtomicBool>,
     sampler: Option<std::thread::JoinHandle<()>>,
 }
 
 /// The process environment, plus the made-up token.
-struct BenchEnv<'a>(&'a str);
+pub(crate) struct BenchEnv<'a>(pub(crate) &'a str);
 
 impl Environment for BenchEnv<'_> {
     fn var(&self, name: &str) -> Option<String> {
@@ -714,8 +734,8 @@ impl Environment for BenchEnv<'_> {
 
 impl Daemon {
     /// Starts `serve` from the configuration `text` (from `source`, for messages) with
-    /// `auth` and `rate_limit` replaced.
-    fn start(
+    /// `auth` and `rate_limit` replaced, on a free loopback port.
+    pub(crate) fn start(
         text: &str,
         source: String,
         state_dir: Option<&Path>,
@@ -743,18 +763,49 @@ impl Daemon {
         std::fs::write(&copy, &text).with_context(|| format!("cannot write {}", copy.display()))?;
         let state = state_dir.map_or_else(|| temp.join("state"), Path::to_path_buf);
         let log = temp.join("daemon.log");
-        let log_file = std::fs::File::create(&log)
-            .with_context(|| format!("cannot create {}", log.display()))?;
+        let mut daemon = Daemon {
+            child: None,
+            pid: 0,
+            source,
+            text,
+            token: token.clone(),
+            state_dir: state,
+            temp,
+            log,
+            config_copy: copy,
+            peak_rss: Arc::new(AtomicU64::new(0)),
+            stop_sampler: Arc::new(AtomicBool::new(false)),
+            sampler: None,
+        };
+        let addr = daemon.spawn(SocketAddr::from(([127, 0, 0, 1], 0)))?;
+        let endpoint = Endpoint {
+            addr,
+            host: addr.to_string(),
+            base_path: cfg.server.base_path.clone(),
+            token,
+        };
+        Ok((daemon, endpoint))
+    }
+
+    /// Spawns `serve` on `listen` with the daemon's configuration copy and state
+    /// directory (its stderr appended to the log), starts sampling its memory, and waits
+    /// for its `listening on ADDR` line: that address.
+    fn spawn(&mut self, listen: SocketAddr) -> anyhow::Result<SocketAddr> {
+        let log_file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .with_context(|| format!("cannot create {}", self.log.display()))?;
         let exe = std::env::current_exe().context("cannot find this program's path")?;
         let mut child = Command::new(&exe)
             .arg("serve")
             .arg("--config")
-            .arg(&copy)
+            .arg(&self.config_copy)
             .arg("--listen")
-            .arg("127.0.0.1:0")
+            .arg(listen.to_string())
             .arg("--state-dir")
-            .arg(&state)
-            .env(TOKEN_VAR, &token)
+            .arg(&self.state_dir)
+            .env(TOKEN_VAR, &self.token)
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -762,12 +813,13 @@ impl Daemon {
             .spawn()
             .with_context(|| format!("cannot start {} serve", exe.display()))?;
         let pid = child.id();
+        self.pid = pid;
 
-        let peak_rss = Arc::new(AtomicU64::new(0));
         let stop_sampler = Arc::new(AtomicBool::new(false));
-        let sampler = {
-            let peak = peak_rss.clone();
-            let stop = stop_sampler.clone();
+        self.stop_sampler = stop_sampler.clone();
+        self.sampler = Some({
+            let peak = self.peak_rss.clone();
+            let stop = stop_sampler;
             std::thread::spawn(move || {
                 let status = format!("/proc/{pid}/status");
                 while !stop.load(Ordering::Relaxed) {
@@ -782,27 +834,14 @@ impl Daemon {
                     std::thread::sleep(RSS_INTERVAL);
                 }
             })
-        };
-        let mut daemon = Daemon {
-            child: None,
-            pid,
-            source,
-            text,
-            token: token.clone(),
-            state_dir: state,
-            temp,
-            log,
-            peak_rss,
-            stop_sampler,
-            sampler: Some(sampler),
-        };
+        });
 
         let Some(stdout) = child.stdout.take() else {
-            daemon.child = Some(child);
-            daemon.stop();
+            self.child = Some(child);
+            self.stop();
             anyhow::bail!("the daemon's stdout is not available");
         };
-        daemon.child = Some(child);
+        self.child = Some(child);
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
             // Reads (and drops) the daemon's stdout for its whole life, so it never blocks.
@@ -813,7 +852,7 @@ impl Daemon {
             }
         });
         let deadline = Instant::now() + STARTUP_TIMEOUT;
-        let addr = loop {
+        loop {
             match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
                 Ok(line) => {
                     if let Some(addr) = line
@@ -821,12 +860,12 @@ impl Daemon {
                         .strip_prefix("listening on ")
                         .and_then(|a| a.trim().parse::<SocketAddr>().ok())
                     {
-                        break addr;
+                        return Ok(addr);
                     }
                 }
                 Err(e) => {
-                    daemon.stop();
-                    let tail = log_tail(&daemon.log);
+                    self.stop();
+                    let tail = log_tail(&self.log);
                     let why = match e {
                         mpsc::RecvTimeoutError::Timeout => format!(
                             "did not print `listening on ADDR` within {}s",
@@ -838,23 +877,38 @@ impl Daemon {
                     };
                     anyhow::bail!(
                         "the daemon {why}; its log ({}):\n{tail}",
-                        daemon.log.display()
+                        self.log.display()
                     );
                 }
             }
-        };
-        let endpoint = Endpoint {
-            addr,
-            host: addr.to_string(),
-            base_path: cfg.server.base_path.clone(),
-            token,
-        };
-        Ok((daemon, endpoint))
+        }
+    }
+
+    /// Kills the daemon with SIGKILL (no shutdown of any kind: a crash) and reaps it.
+    pub(crate) fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        self.stop_sampler.store(true, Ordering::Relaxed);
+        if let Some(sampler) = self.sampler.take() {
+            let _ = sampler.join();
+        }
+    }
+
+    /// Starts the daemon again after [`Daemon::kill`] or [`Daemon::stop`], with the same
+    /// configuration, token and state directory, on `listen` (its old address, so clients
+    /// keep their endpoint); waits until it listens.
+    pub(crate) fn start_again(&mut self, listen: SocketAddr) -> anyhow::Result<SocketAddr> {
+        if self.child.is_some() {
+            anyhow::bail!("the daemon (pid {}) is still running", self.pid);
+        }
+        self.spawn(listen)
     }
 
     /// Stops the daemon (SIGTERM, up to 20 s, then SIGKILL); its VmHWM, KiB, read just
     /// before.
-    fn stop(&mut self) -> Option<u64> {
+    pub(crate) fn stop(&mut self) -> Option<u64> {
         let hwm = std::fs::read_to_string(format!("/proc/{}/status", self.pid))
             .ok()
             .and_then(|t| proc_kib(&t, "VmHWM:"));
@@ -889,7 +943,7 @@ impl Daemon {
 
     /// Removes the temporary directory, or keeps it (and says where) when something
     /// failed, for its daemon log.
-    fn cleanup(&self, ok: bool) {
+    pub(crate) fn cleanup(&self, ok: bool) {
         if ok {
             let _ = std::fs::remove_dir_all(&self.temp);
         } else {
@@ -908,7 +962,7 @@ impl Drop for Daemon {
 }
 
 /// The last lines of the daemon's log.
-fn log_tail(path: &Path) -> String {
+pub(crate) fn log_tail(path: &Path) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(20)..].join("\n")
@@ -929,7 +983,7 @@ fn bench_config(text: &str) -> String {
 
 /// The configuration text without its top-level sections named in `names` (each with
 /// everything indented under it), and `replacement` (whole top-level sections) appended.
-fn replace_sections(text: &str, names: &[&str], replacement: &str) -> String {
+pub(crate) fn replace_sections(text: &str, names: &[&str], replacement: &str) -> String {
     let mut out = String::with_capacity(text.len() + replacement.len() + 1);
     let mut skipping = false;
     for line in text.lines() {
@@ -954,38 +1008,45 @@ fn replace_sections(text: &str, names: &[&str], replacement: &str) -> String {
 // The client
 
 /// One request to send.
-struct Req {
-    method: &'static str,
+pub(crate) struct Req {
+    pub(crate) method: &'static str,
     /// Relative to the base path: `/Users?…`.
-    path: String,
-    body: Option<String>,
+    pub(crate) path: String,
+    pub(crate) body: Option<String>,
 }
 
 impl Req {
-    fn get(path: String) -> Req {
+    pub(crate) fn get(path: String) -> Req {
         Req {
             method: "GET",
             path,
             body: None,
         }
     }
-    fn delete(path: String) -> Req {
+    pub(crate) fn delete(path: String) -> Req {
         Req {
             method: "DELETE",
             path,
             body: None,
         }
     }
-    fn post(path: String, body: String) -> Req {
+    pub(crate) fn post(path: String, body: String) -> Req {
         Req {
             method: "POST",
             path,
             body: Some(body),
         }
     }
-    fn patch(path: String, body: String) -> Req {
+    pub(crate) fn patch(path: String, body: String) -> Req {
         Req {
             method: "PATCH",
+            path,
+            body: Some(body),
+        }
+    }
+    pub(crate) fn put(path: String, body: String) -> Req {
+        Req {
+            method: "PUT",
             path,
             body: Some(body),
         }
@@ -993,15 +1054,16 @@ impl Req {
 }
 
 /// One keep-alive connection, opened on first use and again after a failure.
-struct Conn {
+pub(crate) struct Conn {
     endpoint: Arc<Endpoint>,
     stream: Option<BufReader<TcpStream>>,
     out: Vec<u8>,
-    body: Vec<u8>,
+    /// The last response's body.
+    pub(crate) body: Vec<u8>,
 }
 
 /// Why a request got no HTTP response.
-enum SendError {
+pub(crate) enum SendError {
     /// Nothing came back on a reused connection (the server closed it while idle): safe to
     /// send again on a new one.
     Stale(String),
@@ -1009,7 +1071,7 @@ enum SendError {
 }
 
 impl Conn {
-    fn new(endpoint: Arc<Endpoint>) -> Conn {
+    pub(crate) fn new(endpoint: Arc<Endpoint>) -> Conn {
         Conn {
             endpoint,
             stream: None,
@@ -1019,7 +1081,7 @@ impl Conn {
     }
 
     /// Sends `req` and reads the response: its status; its body is in `self.body`.
-    fn send(&mut self, req: &Req) -> Result<u16, String> {
+    pub(crate) fn send(&mut self, req: &Req) -> Result<u16, String> {
         match self.try_send(req) {
             Err(SendError::Stale(_)) => match self.try_send(req) {
                 Ok(status) => Ok(status),
@@ -1030,7 +1092,8 @@ impl Conn {
         }
     }
 
-    fn try_send(&mut self, req: &Req) -> Result<u16, SendError> {
+    /// Sends `req` once (see [`SendError`]); [`Conn::send`] retries a stale connection.
+    pub(crate) fn try_send(&mut self, req: &Req) -> Result<u16, SendError> {
         let reused = self.stream.is_some();
         let mut stream = match self.stream.take() {
             Some(s) => s,
@@ -1304,13 +1367,7 @@ impl Phase {
     fn line(&self, rss: Option<u64>) -> String {
         let mut lat = self.tally.latencies.clone();
         lat.sort_unstable();
-        let pct = |q: f64| -> String {
-            if lat.is_empty() {
-                return "-".to_owned();
-            }
-            let rank = ((q * lat.len() as f64).ceil() as usize).clamp(1, lat.len());
-            format!("{:.2}", f64::from(lat[rank - 1]) / 1000.0)
-        };
+        let pct = |q: f64| percentile_ms(&lat, q);
         let requests = self.requests();
         let rate = self
             .rate()
@@ -1339,6 +1396,16 @@ impl Phase {
             err_text
         )
     }
+}
+
+/// The `q` quantile (0.5, 0.99, 1.0 for the maximum) of `sorted` latencies in
+/// microseconds, as milliseconds with two decimals (nearest rank); `-` when empty.
+pub(crate) fn percentile_ms(sorted: &[u32], q: f64) -> String {
+    if sorted.is_empty() {
+        return "-".to_owned();
+    }
+    let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+    format!("{:.2}", f64::from(sorted[rank - 1]) / 1000.0)
 }
 
 /// Runs `job(worker, i, tally)` for `i` in `0..n` on every worker at once (a thread
@@ -1597,7 +1664,7 @@ impl Bench {
 }
 
 /// An ldap3 connection to `slapd`, bound as its admin (connect and bind timeouts set).
-fn ldap_bind(slapd: &Slapd) -> anyhow::Result<LdapConn> {
+pub(crate) fn ldap_bind(slapd: &Slapd) -> anyhow::Result<LdapConn> {
     let settings = LdapConnSettings::new().set_conn_timeout(IO_TIMEOUT);
     let mut conn = LdapConn::with_settings(settings, &slapd.url)
         .with_context(|| format!("cannot connect to {}", slapd.url))?;

@@ -18,6 +18,7 @@ use scim_bridge::logline;
 use scim_bridge::store::Store;
 
 mod bench_cli;
+mod bench_soak;
 mod bench_store;
 mod journal_cli;
 mod mapping_cli;

@@ -1007,6 +1007,10 @@ impl LdapTarget {
                 self.links.set(*kind, key, target)?;
                 self.links
                     .set_state(key, link.value.as_deref(), true, Some(at))?;
+                if !dn::same(&link.dn, target) {
+                    // Moved: durable now, as in `upsert`.
+                    self.links.sync_now()?;
+                }
                 Ok(())
             }
         }
@@ -1077,9 +1081,11 @@ impl LdapTarget {
             }
         };
         let mut reached = None;
+        let mut moved = false;
         if let Some(mut entry) = entry {
             if !dn::same(&entry.dn, dn) {
                 entry = self.rename(s, spec, &entry.dn, dn, &attrs)?;
+                moved = true;
             }
             let mods = wanted.diff(&entry);
             if !mods.is_empty() {
@@ -1146,6 +1152,12 @@ impl LdapTarget {
         }
         self.links.set(kind, key, dn)?;
         self.links.set_state(key, value.as_deref(), drops, None)?;
+        if moved {
+            // The entry is only found at its new DN through this link: durable now, not
+            // at the end of a delivery batch (a crash in between would make the batch's
+            // redelivery add a second entry at the old DN, then fail to rename it).
+            self.links.sync_now()?;
+        }
         self.resolve_pending(s, key)?;
         Ok(())
     }

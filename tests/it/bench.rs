@@ -1,7 +1,8 @@
 //! `scim-bridge bench`: a small run against a daemon it starts from a SQLite-target
 //! configuration (the example's target and mapping) must finish every phase without an
 //! error; so must a small `--ldap` run (a throw-away slapd as the target), which also
-//! prints the bridge/raw-ldap3 ratio and the journal replay rate.
+//! prints the bridge/raw-ldap3 ratio and the journal replay rate; and a short `bench soak`
+//! (every operation, every fault kind) must pass its final checks.
 
 use std::process::Command;
 
@@ -216,5 +217,89 @@ fn bench_with_stored_state_measures_replay_startup_and_member_deltas() {
         let fields = phase_fields(&stdout, phase);
         assert_eq!(fields.first(), Some(&"20"), "{phase}: {fields:?}");
         assert_eq!(fields.last(), Some(&"0"), "errors in {phase}\n{stdout}");
+    }
+}
+
+/// `bench soak`: a few seconds of the mixed traffic against a daemon writing into a
+/// throw-away slapd, with one fault of each kind scheduled early (slapd stopped, the state
+/// store locked, slapd killed and started again, the daemon killed and started again),
+/// must end with every final check passed: nothing acknowledged lost, the backlog drained,
+/// the journal intact and equal to the state when replayed, no drift in the directory.
+#[test]
+fn bench_soak_survives_every_fault_kind_and_passes_the_final_checks() {
+    let dir = tempfile::Builder::new()
+        .prefix("scim-bridge-it-bench-soak-")
+        .tempdir()
+        .expect("create a temporary directory");
+    let example = include_str!("../../config.example.yaml");
+    let config = dir.path().join("soak.yaml");
+    std::fs::write(&config, example.replace("level: info", "level: warn")).expect("write config");
+    let out = Command::new(env!("CARGO_BIN_EXE_scim-bridge"))
+        .args(["bench", "soak", "--config"])
+        .arg(&config)
+        .args([
+            "--seconds",
+            "9",
+            "--fault-every",
+            "2",
+            "--fault-seconds",
+            "0.8",
+            "--concurrency",
+            "3",
+        ])
+        .env_remove("SCIM_BRIDGE_TOKEN")
+        .env_remove("SCIM_BRIDGE_CONFIG")
+        .current_dir(dir.path())
+        .output()
+        .expect("run scim-bridge bench soak");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "scim-bridge bench soak failed (slapd and ldap-utils must be installed: \
+         `bash tests/run.sh` installs them)\nstdout:\n{stdout}\nstderr:\n{stderr}"
+    );
+    for kind in ["slapd-stop", "store-lock", "slapd-kill", "daemon-kill"] {
+        assert!(
+            stdout
+                .lines()
+                .any(|l| l.starts_with("fault at t=") && l.contains(&format!(": {kind} ("))),
+            "no {kind} fault injected:\n{stdout}"
+        );
+    }
+    assert!(stdout.contains("faults injected: 4"), "{stdout}");
+    for check in [
+        "reads served through every fault",
+        "acknowledged writes are what GET returns",
+        "delivery backlog drained",
+        "journal verify",
+        "no journal record pending delivery",
+        "the state equals a replay of the journal",
+        "reconcile --dry-run finds no drift in the directory",
+    ] {
+        assert!(
+            stdout.contains(&format!("[ok]     {check}: ")),
+            "check {check:?} did not pass:\n{stdout}"
+        );
+    }
+    assert!(!stdout.contains("[FAILED]"), "{stdout}");
+    assert!(stdout.contains("soak: PASSED"), "{stdout}");
+    for op in [
+        "create user",
+        "get by id",
+        "get by filter",
+        "patch user",
+        "put user",
+        "rename user",
+        "delete user",
+        "add members",
+    ] {
+        let fields = phase_fields(&stdout, op);
+        let requests: usize = fields
+            .first()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("{op}: {fields:?}"));
+        assert!(requests > 0, "no {op} request:\n{stdout}");
     }
 }
