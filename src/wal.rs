@@ -55,9 +55,21 @@ pub fn wait_finely(conn: &mut Connection, briefly: bool) -> rusqlite::Result<()>
     fn brief(attempt: i32) -> bool {
         retry(attempt, BRIEF_WAIT)
     }
+    // Time, not a count of tries: each sleep lasts longer than its 100 µs (timer slack,
+    // scheduling), so 50,000 tries waited 8 s and more instead of 5.
     fn retry(attempt: i32, patience: Duration) -> bool {
-        let tries = (patience.as_micros() / BUSY_STEP.as_micros()) as i32;
-        if attempt >= tries {
+        thread_local! {
+            static SINCE: std::cell::Cell<Option<std::time::Instant>> =
+                const { std::cell::Cell::new(None) };
+        }
+        let now = std::time::Instant::now();
+        let since = SINCE.with(|since| {
+            if attempt == 0 || since.get().is_none() {
+                since.set(Some(now));
+            }
+            since.get().unwrap_or(now)
+        });
+        if now.duration_since(since) >= patience {
             return false;
         }
         std::thread::sleep(BUSY_STEP);
@@ -122,6 +134,11 @@ mod tests {
         let refused = brief.execute_batch("BEGIN IMMEDIATE");
         assert!(refused.is_err(), "the lock is still held");
         assert!(started.elapsed() >= BRIEF_WAIT, "gave up too early");
+        assert!(
+            started.elapsed() < BRIEF_WAIT * 5,
+            "waited {:?}: the patience is a time, not a count of 100 µs sleeps",
+            started.elapsed()
+        );
         let mut patient = open(&dir);
         wait_finely(&mut patient, false).expect("sets the handler");
         let release = std::thread::spawn(move || {

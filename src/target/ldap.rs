@@ -982,8 +982,8 @@ impl LdapTarget {
                 let Some(link) = self.links.link(key)? else {
                     return Ok(());
                 };
-                let old_value = self.member_value(&link.dn, link.value.as_deref());
-                let Some(mut entry) = s.read(&link.dn, &refs(&wanted.read_attrs()))? else {
+                let old_value = self.member_value(link.previous_dn(), link.value.as_deref());
+                let Some(mut entry) = self.read_linked(s, &link, &wanted.read_attrs())? else {
                     // The entry was removed by hand: nothing to keep; purged in due course.
                     self.links
                         .set_state(key, link.value.as_deref(), true, Some(at))?;
@@ -992,7 +992,15 @@ impl LdapTarget {
                 wanted.apply_bits(Some(&entry), &spec.disable_bits, true);
                 let target = dn.as_deref().unwrap_or(&link.dn);
                 if !dn::same(&entry.dn, target) {
-                    entry = self.rename(s, spec, &entry.dn, target, &wanted.read_attrs())?;
+                    entry = self.move_entry(
+                        s,
+                        spec,
+                        *kind,
+                        key,
+                        &entry.dn,
+                        target,
+                        &wanted.read_attrs(),
+                    )?;
                 }
                 let mods = wanted.diff(&entry);
                 if !mods.is_empty() {
@@ -1001,16 +1009,13 @@ impl LdapTarget {
                 if let Some(old) = &old_value {
                     self.fix_groups(s, old, None)?;
                 }
-                if !dn::same(&link.dn, target) {
-                    self.fix_refs(s, &link.dn, Some(target))?;
+                if !dn::same(link.previous_dn(), target) {
+                    self.fix_refs(s, link.previous_dn(), Some(target))?;
                 }
                 self.links.set(*kind, key, target)?;
                 self.links
                     .set_state(key, link.value.as_deref(), true, Some(at))?;
-                if !dn::same(&link.dn, target) {
-                    // Moved: durable now, as in `upsert`.
-                    self.links.sync_now()?;
-                }
+                self.links.end_move(key)?;
                 Ok(())
             }
         }
@@ -1081,11 +1086,9 @@ impl LdapTarget {
             }
         };
         let mut reached = None;
-        let mut moved = false;
         if let Some(mut entry) = entry {
             if !dn::same(&entry.dn, dn) {
-                entry = self.rename(s, spec, &entry.dn, dn, &attrs)?;
-                moved = true;
+                entry = self.move_entry(s, spec, kind, key, &entry.dn, dn, &attrs)?;
             }
             let mods = wanted.diff(&entry);
             if !mods.is_empty() {
@@ -1112,7 +1115,7 @@ impl LdapTarget {
         let drops = disabled && spec.disable_drops_memberships;
         let first = link.as_ref().is_none_or(|l| l.fresh);
         if let Some(link) = &link {
-            let old_value = self.member_value(&link.dn, link.value.as_deref());
+            let old_value = self.member_value(link.previous_dn(), link.value.as_deref());
             if let Some(old) = &old_value {
                 match &new_value {
                     _ if drops => self.fix_groups(s, old, None)?,
@@ -1122,8 +1125,8 @@ impl LdapTarget {
                     _ => {}
                 }
             }
-            if !dn::same(&link.dn, dn) {
-                self.fix_refs(s, &link.dn, Some(dn))?;
+            if !dn::same(link.previous_dn(), dn) {
+                self.fix_refs(s, link.previous_dn(), Some(dn))?;
             }
         }
         if drops && let Some(new) = &new_value {
@@ -1152,12 +1155,7 @@ impl LdapTarget {
         }
         self.links.set(kind, key, dn)?;
         self.links.set_state(key, value.as_deref(), drops, None)?;
-        if moved {
-            // The entry is only found at its new DN through this link: durable now, not
-            // at the end of a delivery batch (a crash in between would make the batch's
-            // redelivery add a second entry at the old DN, then fail to rename it).
-            self.links.sync_now()?;
-        }
+        self.links.end_move(key)?;
         self.resolve_pending(s, key)?;
         Ok(())
     }
@@ -1186,7 +1184,7 @@ impl LdapTarget {
             return Ok((None, None));
         }
         let mut entry = match &link {
-            Some(link) => s.read(&link.dn, &refs(attrs))?,
+            Some(link) => self.read_linked(s, link, attrs)?,
             None => None,
         };
         if entry.is_none()
@@ -1292,6 +1290,47 @@ impl LdapTarget {
 
     /// Moves or renames the entry at `from` to `to` (new parents created when the mapping
     /// says so) and reads it again.
+    /// The entry `link` names: at its DN, or — a rename in progress when the daemon
+    /// stopped — still at the DN it was moving from.
+    fn read_linked(
+        &self,
+        s: &mut Session<'_>,
+        link: &Link,
+        attrs: &[String],
+    ) -> Result<Option<SearchEntry>, Fail> {
+        if let Some(entry) = s.read(&link.dn, &refs(attrs))? {
+            return Ok(Some(entry));
+        }
+        match &link.moving_from {
+            Some(from) => Ok(s.read(from, &refs(attrs))?),
+            None => Ok(None),
+        }
+    }
+
+    /// Renames `key`'s entry from `from` to `to`, linking it to `to` durably first (see
+    /// `links::MOVING_FROM`): a crash right after the modifyDN must not leave the link at
+    /// the old DN, where a redelivery would add a second entry.
+    #[allow(clippy::too_many_arguments)]
+    fn move_entry(
+        &self,
+        s: &mut Session<'_>,
+        spec: &EntrySpec,
+        kind: ResourceKind,
+        key: &str,
+        from: &str,
+        to: &str,
+        attrs: &[String],
+    ) -> Result<SearchEntry, Fail> {
+        self.links.begin_move(kind, key, from, to)?;
+        match self.rename(s, spec, from, to, attrs) {
+            Ok(entry) => Ok(entry),
+            Err(e) => {
+                self.links.undo_move(kind, key, from)?;
+                Err(e)
+            }
+        }
+    }
+
     fn rename(
         &self,
         s: &mut Session<'_>,
@@ -1444,11 +1483,14 @@ impl LdapTarget {
         let Some(link) = self.links.link(key)? else {
             return Ok(());
         };
-        if let Some(value) = self.member_value(&link.dn, link.value.as_deref()) {
-            self.fix_groups(s, &value, None)?;
+        // Both DNs of a rename cut short by a crash: the entry is at one of them.
+        for dn in std::iter::once(&link.dn).chain(link.moving_from.as_ref()) {
+            if let Some(value) = self.member_value(dn, link.value.as_deref()) {
+                self.fix_groups(s, &value, None)?;
+            }
+            self.fix_refs(s, dn, None)?;
+            s.delete(dn)?;
         }
-        self.fix_refs(s, &link.dn, None)?;
-        s.delete(&link.dn)?;
         self.links.remove(key)?;
         self.links.clear_pending_of(key)?;
         Ok(())

@@ -415,6 +415,79 @@ fn a_rename_moves_the_entry_and_fixes_the_groups_that_list_it() {
     assert_eq!(f.csn(&group_dn("staff")), csn);
 }
 
+/// The links file as a crash inside a rename leaves it: the link already at `to`
+/// (written durably before the modifyDN), `from` remembered as the DN it moves from.
+fn crash_mid_rename(f: &Fixture, key: &str, from: &str, to: &str) {
+    let links = rusqlite::Connection::open(f._dir.path().join("ldap-links.db")).expect("links");
+    let changed = links
+        .execute(
+            "UPDATE links SET dn = ?2, moving_from = ?3 WHERE id = ?1",
+            [key, to, from],
+        )
+        .expect("update the link");
+    assert_eq!(changed, 1);
+}
+
+fn entries_with_mail(f: &Fixture, mail: &str) -> usize {
+    f.ldap
+        .ldapsearch(PEOPLE_DN, &format!("(mail={mail})"), &["1.1"])
+        .lines()
+        .filter(|l| l.starts_with("dn:"))
+        .count()
+}
+
+#[test]
+fn a_rename_cut_short_before_the_modify_dn_is_finished_by_the_next_delivery() {
+    let f = Fixture::new();
+    f.applied(&alice("alice", "alice@example.com"));
+    f.applied(&group("id-g1", "staff", &["id-alice"]));
+    let (old, new) = (user_dn("alice"), user_dn("alice.liddell"));
+    let uuid = f.uuid(&old);
+    // The daemon died after linking the new DN and before the modifyDN.
+    crash_mid_rename(&f, "id-alice", &old, &new);
+    f.applied(&alice("alice.liddell", "alice@example.com"));
+    assert_eq!(f.uuid(&new), uuid, "moved, not added again");
+    assert!(f.entry(&old, &["1.1"]).is_none());
+    assert_eq!(entries_with_mail(&f, "alice@example.com"), 1);
+    assert!(f.lists(&group_dn("staff"), &new));
+    assert!(!f.lists(&group_dn("staff"), &old));
+    assert_eq!(f.target.linked_dn("id-alice"), Some(new));
+}
+
+#[test]
+fn a_rename_cut_short_after_the_modify_dn_converges_without_a_second_entry() {
+    let f = Fixture::new();
+    f.applied(&alice("alice", "alice@example.com"));
+    f.applied(&group("id-g1", "staff", &["id-alice"]));
+    let (old, new) = (user_dn("alice"), user_dn("alice.liddell"));
+    let uuid = f.uuid(&old);
+    // The modifyDN reached the directory; the daemon died before the groups were fixed.
+    f.ldap.ldapmodify(&format!(
+        "dn: {old}\nchangetype: modrdn\nnewrdn: uid=alice.liddell\ndeleteoldrdn: 1\n"
+    ));
+    crash_mid_rename(&f, "id-alice", &old, &new);
+    // Redelivery from the last mark: the record before the rename, then the rename.
+    f.applied(&alice("alice", "alice@example.com"));
+    assert_eq!(
+        entries_with_mail(&f, "alice@example.com"),
+        1,
+        "no second entry"
+    );
+    assert_eq!(f.uuid(&old), uuid);
+    f.applied(&alice("alice.liddell", "alice@example.com"));
+    assert_eq!(entries_with_mail(&f, "alice@example.com"), 1);
+    assert_eq!(f.uuid(&new), uuid);
+    assert!(f.lists(&group_dn("staff"), &new), "the group follows");
+    assert!(!f.lists(&group_dn("staff"), &old));
+    // Deleting it removes it, wherever a cut-short rename left it.
+    crash_mid_rename(&f, "id-alice", &new, &old);
+    f.applied(&Change::Remove {
+        kind: ResourceKind::User,
+        key: "id-alice".into(),
+    });
+    assert_eq!(entries_with_mail(&f, "alice@example.com"), 0);
+}
+
 /// `person` with a `manager` reference cell (a SCIM id, or Null).
 fn report(key: &str, uid: &str, manager: Option<&str>) -> Change {
     let mut change = person(key, uid);

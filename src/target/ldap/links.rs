@@ -56,17 +56,32 @@ pub(super) struct Link {
     pub(super) disabled: bool,
     pub(super) archived: Option<String>,
     pub(super) fresh: bool,
+    /// The DN a rename in progress moves the entry away from (see [`MOVING_FROM`]).
+    pub(super) moving_from: Option<String>,
+}
+
+impl Link {
+    /// The DN groups and references may still name: the one a rename in progress left,
+    /// else the linked one.
+    pub(super) fn previous_dn(&self) -> &str {
+        self.moving_from.as_deref().unwrap_or(&self.dn)
+    }
 }
 
 /// Creates the tables, or brings an older file up to date, in one transaction.
 fn migrate(conn: &Connection) -> rusqlite::Result<()> {
     let version: i64 = conn.pragma_query_value(None, "user_version", |row| row.get(0))?;
-    if version >= 2 {
+    if version >= 3 {
         return Ok(());
     }
     let tx = conn.unchecked_transaction()?;
+    if version == 2 {
+        tx.execute_batch(MOVING_FROM)?;
+        return tx.commit();
+    }
     if version == 1 {
         tx.execute_batch(DEFAULT_MEMBERS)?;
+        tx.execute_batch(MOVING_FROM)?;
         return tx.commit();
     }
     tx.execute(
@@ -88,8 +103,17 @@ fn migrate(conn: &Connection) -> rusqlite::Result<()> {
          CREATE INDEX wanted_members_member ON wanted_members (member_id);",
     )?;
     tx.execute_batch(DEFAULT_MEMBERS)?;
+    tx.execute_batch(MOVING_FROM)?;
     tx.commit()
 }
+
+/// Version 3: `moving_from`, the DN an entry is being renamed away from. Set, durably,
+/// before the modifyDN, with `dn` already the new DN; cleared once the rename's
+/// consequences (groups, references) are written. A crash anywhere in between leaves
+/// the entry at one of the two DNs, and the next converge looks at both: never a second
+/// entry at the old DN, never groups left naming it.
+const MOVING_FROM: &str = "ALTER TABLE links ADD COLUMN moving_from TEXT;
+ PRAGMA user_version = 3;";
 
 /// Version 2: the default groups each user joined (`group_key`: the group's DN in
 /// comparable form, see `dn::canonical`).
@@ -196,6 +220,43 @@ impl Links {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
+    /// Before renaming the entry of `id` from `from` to `to`: links it to `to` and
+    /// remembers `from`, durably (see [`MOVING_FROM`]).
+    pub(super) fn begin_move(
+        &self,
+        kind: ResourceKind,
+        id: &str,
+        from: &str,
+        to: &str,
+    ) -> rusqlite::Result<()> {
+        self.set(kind, id, to)?;
+        self.conn()
+            .prepare_cached("UPDATE links SET moving_from = ?2 WHERE id = ?1")?
+            .execute([id, from])?;
+        self.sync_now()
+    }
+
+    /// The rename of `id`'s entry failed: it is still at `from`.
+    pub(super) fn undo_move(
+        &self,
+        kind: ResourceKind,
+        id: &str,
+        from: &str,
+    ) -> rusqlite::Result<()> {
+        self.set(kind, id, from)?;
+        self.end_move(id)
+    }
+
+    /// The rename of `id`'s entry and its consequences are written.
+    pub(super) fn end_move(&self, id: &str) -> rusqlite::Result<()> {
+        self.conn()
+            .prepare_cached(
+                "UPDATE links SET moving_from = NULL WHERE id = ?1 AND moving_from IS NOT NULL",
+            )?
+            .execute([id])?;
+        Ok(())
+    }
+
     /// The DN linked to `id`.
     pub(super) fn get(&self, id: &str) -> rusqlite::Result<Option<String>> {
         self.conn()
@@ -208,7 +269,7 @@ impl Links {
     pub(super) fn link(&self, id: &str) -> rusqlite::Result<Option<Link>> {
         self.conn()
             .prepare_cached(
-                "SELECT kind, dn, value, disabled, archived, fresh FROM links WHERE id = ?1",
+                "SELECT kind, dn, value, disabled, archived, fresh, moving_from FROM links WHERE id = ?1",
             )?
             .query_row([id], |row| {
                 Ok(Link {
@@ -218,6 +279,7 @@ impl Links {
                     disabled: row.get(3)?,
                     archived: row.get(4)?,
                     fresh: row.get(5)?,
+                    moving_from: row.get(6)?,
                 })
             })
             .optional()

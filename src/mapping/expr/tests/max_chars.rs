@@ -17,7 +17,10 @@ fn an_attribute_value_is_unbounded_until_cut() {
 
 #[test]
 fn the_bound_goes_outside_case_mapping() {
-    assert_eq!(bound("Left(ToLower(Word([userName], 1, \"@\")), 20)"), Some(20));
+    assert_eq!(
+        bound("Left(ToLower(Word([userName], 1, \"@\")), 20)"),
+        Some(20)
+    );
     assert_eq!(bound("ToLower(Left([userName], 20))"), Some(60));
 }
 
@@ -37,7 +40,9 @@ fn joins_and_appends_add_up_and_choices_take_the_longest() {
         Some(13)
     );
     assert_eq!(
-        bound("Switch([department], \"x\", \"Sales\", \"sales-team\", \"IT\", Left([userName], 4))"),
+        bound(
+            "Switch([department], \"x\", \"Sales\", \"sales-team\", \"IT\", Left([userName], 4))"
+        ),
         Some(10)
     );
     assert_eq!(bound("Coalesce(Left([displayName], 10), [userName])"), None);
@@ -46,7 +51,10 @@ fn joins_and_appends_add_up_and_choices_take_the_longest() {
 
 #[test]
 fn replacements_keep_the_bound_only_when_they_do_not_grow() {
-    assert_eq!(bound("Replace(Left([userName], 20), \".\", \"\")"), Some(20));
+    assert_eq!(
+        bound("Replace(Left([userName], 20), \".\", \"\")"),
+        Some(20)
+    );
     assert_eq!(bound("Replace(Left([userName], 20), \".\", \"--\")"), None);
     assert_eq!(
         bound("Replace(Left([userName], 20), \"(.)\", \"$1$1\", \"regex\")"),
