@@ -11,6 +11,7 @@
 #![forbid(unsafe_code)]
 
 pub mod config;
+pub mod dirsrv;
 pub mod engine;
 #[doc(hidden)]
 pub mod fuzzing;
