@@ -19,6 +19,7 @@ pub mod http;
 pub mod journal;
 pub mod mapping;
 pub mod metrics;
+pub mod samba;
 pub mod scim;
 pub mod slapd;
 pub mod store;
