@@ -43,6 +43,11 @@
 //! therefore tracks the daemon by its pid (checked against `/proc/PID/cmdline`, so a reused
 //! pid is never signalled) rather than as a child. `ns-slapd -d 0` would stay in the
 //! foreground, but then logs nothing at all — not even why it failed to start.
+//! A daemon outlives a test process that is killed (a nextest timeout): each instance
+//! therefore holds a `flock` on `owner.lock` in its directory while it lives, and every
+//! start removes the `389-*` directories in `$TMPDIR` whose lock it can take, after killing
+//! the server their pidfile names (if it still runs with that directory on its command
+//! line). [`crate::samba`] reaps its `samba-*` directories the same way.
 //! With the LDAPI socket off the temporary directory's length is unconstrained (a unix
 //! socket path is limited to ~107 bytes, ~77 characters of directory for 389's layout);
 //! only the template build uses the socket, under the short `$TMPDIR/scim-bridge-<uid>/`.
@@ -98,6 +103,8 @@ pub const GROUPS_DN: &str = "ou=groups,dc=example,dc=com";
 /// [`DirSrv::example_target_yaml`] points at a throw-away server.
 const LDAP_EXAMPLE: &str = include_str!("../config.ldap.example.yaml");
 
+/// The name of an instance's temporary directory (`389-XXXXXX`).
+const INSTANCE_PREFIX: &str = "389-";
 /// The instance name (`slapd-it`): part of the config directory's path.
 const INSTANCE: &str = "it";
 /// Bumped when the template's layout changes, so an old template is not reused.
@@ -188,8 +195,10 @@ pub struct DirSrv {
     pid: Option<u32>,
     port: u16,
     ns_slapd: PathBuf,
-    // Declared last so it is removed after the server is gone.
+    // Declared after the pid so it is removed after the server is gone.
     dir: Root,
+    /// The claim on `dir` (none for the template's own server), released last.
+    _owner: Option<Owner>,
 }
 
 enum Launch {
@@ -213,10 +222,14 @@ impl DirSrv {
     /// Like [`DirSrv::start`], with these programs instead of the installed ones.
     pub fn start_with(programs: DirSrvPrograms) -> Result<DirSrv, DirectoryError> {
         programs.check()?;
+        reap_orphans(INSTANCE_PREFIX, "slapd.pid", |dir| {
+            config_dir(dir).display().to_string()
+        });
         let dir = tempfile::Builder::new()
-            .prefix("389-")
+            .prefix(INSTANCE_PREFIX)
             .tempdir()
             .map_err(io("cannot create a temporary directory for 389-DS"))?;
+        let owner = Owner::claim(dir.path())?;
         Template::copy_into(&programs, dir.path())?;
         let mut ds = DirSrv {
             url: String::new(),
@@ -227,6 +240,7 @@ impl DirSrv {
             port: 0,
             ns_slapd: programs.ns_slapd,
             dir: Root::Temp(dir),
+            _owner: Some(owner),
         };
         let mut attempt = 1;
         loop {
@@ -514,7 +528,7 @@ impl Template {
         if !Template::is_ready(&template) {
             Template::build(programs, &template)?;
         }
-        copy_tree(&template, dir, &["READY"]).map_err(io(format!(
+        copy_tree(&template, dir, &["READY", OWNER_LOCK]).map_err(io(format!(
             "cannot copy {} to {}",
             template.display(),
             dir.display()
@@ -622,6 +636,7 @@ impl Template {
             port: 0,
             ns_slapd: programs.ns_slapd.clone(),
             dir: Root::Template(template.to_owned()),
+            _owner: None,
         };
         ds.set_port(port);
         ds.launch().map_err(|e| ds.launch_failed(e))?;
@@ -935,6 +950,63 @@ pub(crate) fn copy_tree(from: &Path, to: &Path, skip: &[&str]) -> std::io::Resul
         // Sockets and fifos (a server's leftovers) are not copied: they cannot be.
     }
     Ok(())
+}
+
+/// The file in an instance directory whose `flock` the instance holds while it lives.
+const OWNER_LOCK: &str = "owner.lock";
+
+/// An instance's claim on its directory: an exclusive `flock` on `DIR/owner.lock`, held until
+/// the instance is dropped, or released by the kernel when its process dies. A directory
+/// whose lock can be taken has no owner: [`reap_orphans`] removes it.
+pub(crate) struct Owner(#[allow(dead_code)] File);
+
+impl Owner {
+    /// Claims `dir`. The lock is taken on a file of another name and then renamed into
+    /// place, so a reaper never sees an `owner.lock` that is not yet locked.
+    pub(crate) fn claim(dir: &Path) -> Result<Owner, DirectoryError> {
+        let fresh = dir.join("owner.lock.new");
+        let file =
+            File::create(&fresh).map_err(io(format!("cannot create {}", fresh.display())))?;
+        file.try_lock().map_err(|e| {
+            DirectoryError::Failed(format!("{}: cannot lock a new file: {e}", fresh.display()))
+        })?;
+        std::fs::rename(&fresh, dir.join(OWNER_LOCK))
+            .map_err(io(format!("cannot rename {}", fresh.display())))?;
+        Ok(Owner(file))
+    }
+}
+
+/// Removes the instance directories `$TMPDIR/<prefix>…` that no live instance owns (their
+/// test process was killed before it could drop them), first killing the server whose pid
+/// is in their `run/<pidfile>` if it still runs with `marker(dir)` on its command line.
+/// Directories without an `owner.lock`, or of other users, are left alone.
+pub(crate) fn reap_orphans(prefix: &str, pidfile: &str, marker: impl Fn(&Path) -> String) {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        if !entry.file_name().to_string_lossy().starts_with(prefix) {
+            continue;
+        }
+        let dir = entry.path();
+        let Ok(lock) = File::open(dir.join(OWNER_LOCK)) else {
+            continue;
+        };
+        if lock.try_lock().is_err() {
+            continue; // its owner lives
+        }
+        let pid = std::fs::read_to_string(dir.join("run").join(pidfile))
+            .ok()
+            .and_then(|text| text.trim().parse::<u32>().ok());
+        if let Some(pid) = pid {
+            let marker = marker(&dir);
+            if daemon_alive(pid, &marker) {
+                signal(pid, "KILL");
+                wait_gone(pid, &marker, Duration::from_secs(5));
+            }
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }
 
 /// Whether process `pid` is alive (not a zombie) and its command line contains `marker`, so

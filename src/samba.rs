@@ -92,8 +92,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::dirsrv::{
-    Admin, copy_tree, daemon_alive, lock_file, program_version, require_ldap_utils, signal,
-    templates_root, wait_gone,
+    Admin, Owner, copy_tree, daemon_alive, lock_file, program_version, reap_orphans,
+    require_ldap_utils, signal, templates_root, wait_gone,
 };
 pub use crate::slapd::{DirectoryError, SlapdTls};
 use crate::slapd::{
@@ -122,6 +122,8 @@ pub const LDAP_PORT: u16 = 389;
 pub const LDAPS_PORT: u16 = 636;
 /// Every port the LDAP service binds: LDAP, LDAPS and the global catalog's two.
 const PORTS: [u16; 4] = [LDAP_PORT, LDAPS_PORT, 3268, 3269];
+/// The name of an instance's temporary directory (`samba-XXXXXX`).
+const INSTANCE_PREFIX: &str = "samba-";
 /// The machine-wide instance lock, in the temporary directory.
 pub const INSTANCE_LOCK: &str = "scim-bridge-samba-dc.lock";
 
@@ -217,6 +219,8 @@ pub struct SambaDc {
     tls: SlapdTls,
     samba: PathBuf,
     dir: tempfile::TempDir,
+    /// The claim on `dir`, released once it is removed.
+    _owner: Owner,
     // Declared last: released once samba is stopped and its directory removed.
     lock: File,
 }
@@ -242,10 +246,14 @@ impl SambaDc {
             "the Samba AD DC instance lock (one instance per machine: its ports are fixed)",
         )?;
         kill_orphan(&lock);
+        reap_orphans(INSTANCE_PREFIX, "samba.pid", |dir| {
+            dir.join("dc/etc/smb.conf").display().to_string()
+        });
         let dir = tempfile::Builder::new()
-            .prefix("samba-")
+            .prefix(INSTANCE_PREFIX)
             .tempdir()
             .map_err(io("cannot create a temporary directory for Samba"))?;
+        let owner = Owner::claim(dir.path())?;
         copy_template(&programs, dir.path())?;
         let mut tls = test_certificates(&dir.path().join("tls"))?;
         tls.set_port(LDAPS_PORT);
@@ -276,6 +284,7 @@ impl SambaDc {
             tls,
             samba: programs.samba,
             dir,
+            _owner: owner,
             lock,
         };
         dc.launch()?;

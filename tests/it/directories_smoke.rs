@@ -46,6 +46,7 @@ fn bind(url: &str, dn: &str, password: &str, ca_file: Option<&Path>) -> Option<i
 
 mod dirsrv {
     use std::path::PathBuf;
+    use std::time::{Duration, Instant};
 
     use scim_bridge::dirsrv::{DirSrv, DirSrvPrograms, GROUPS_DN, PEOPLE_DN};
     use scim_bridge::slapd::DirectoryError;
@@ -161,6 +162,46 @@ userPassword: alice-password
             "dn: {ALICE_DN}\nchangetype: modify\ndelete: nsAccountLock\n"
         )));
         assert_eq!(bind(&ds.url, ALICE_DN, "alice-password", None), Some(0));
+    }
+
+    #[test]
+    fn an_instance_left_by_a_killed_test_process_is_reaped_by_the_next_start() {
+        // What a killed test leaves: an instance directory whose owner.lock nobody holds,
+        // and a server (here a shell with the config directory on its command line). It is
+        // made under another name and renamed into place, so the reaper of a test running
+        // in parallel never sees it half made.
+        let orphan = std::env::temp_dir().join(format!("389-orphan-{}", std::process::id()));
+        let staging =
+            std::env::temp_dir().join(format!("staging-389-orphan-{}", std::process::id()));
+        std::fs::create_dir_all(staging.join("run")).expect("create the orphan directory");
+        std::fs::write(staging.join("owner.lock"), "").expect("write owner.lock");
+        let config_dir = orphan.join("etc/dirsrv/slapd-it").display().to_string();
+        // `read` is a builtin: one process, waiting on the pipe until it is killed.
+        let mut server = std::process::Command::new("sh")
+            .args(["-c", "read line", &config_dir])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn the orphan server");
+        std::fs::write(staging.join("run/slapd.pid"), server.id().to_string())
+            .expect("write the pidfile");
+        std::fs::rename(&staging, &orphan).expect("move the orphan directory into place");
+
+        let _ds = ok(DirSrv::start());
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let status = loop {
+            match server.try_wait().expect("wait for the orphan server") {
+                Some(status) => break status,
+                None if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
+                None => {
+                    let _ = server.kill();
+                    panic!("the orphan server still runs");
+                }
+            }
+        };
+        assert!(!status.success(), "killed, not exited: {status}");
+        assert!(!orphan.exists(), "{} is still there", orphan.display());
     }
 
     #[test]
