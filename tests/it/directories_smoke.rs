@@ -165,6 +165,32 @@ userPassword: alice-password
     }
 
     #[test]
+    fn start_tls_adds_ldaps_on_a_second_port_trusted_with_the_harness_ca_only() {
+        let ds = ok(DirSrv::start_tls());
+        let tls = ds.tls().expect("start_tls() has a TLS side");
+        assert_ne!(tls.ldaps_port(), ds.port());
+        assert_eq!(
+            tls.ldaps_url,
+            format!("ldaps://127.0.0.1:{}", tls.ldaps_port())
+        );
+        let (url, dn, password) = (&tls.ldaps_url, &ds.admin_dn, &ds.admin_password);
+        assert_eq!(
+            bind(url, dn, password, Some(&tls.ca_file)),
+            Some(0),
+            "{}",
+            ds.log()
+        );
+        assert_eq!(
+            bind(url, dn, password, Some(&tls.unknown_ca_file)),
+            Some(255),
+            "a CA that signed nothing of the server's must not be enough"
+        );
+        // The plain port still works, and a plain start has no TLS side.
+        assert_eq!(bind(&ds.url, dn, password, None), Some(0));
+        assert!(ok(DirSrv::start()).tls().is_none());
+    }
+
+    #[test]
     fn an_instance_left_by_a_killed_test_process_is_reaped_by_the_next_start() {
         // What a killed test leaves: an instance directory whose owner.lock nobody holds,
         // and a server (here a shell with the config directory on its command line). It is
