@@ -474,6 +474,25 @@ sn: Liddell
     }
 
     #[test]
+    fn a_port_held_by_another_program_is_named_in_the_error() {
+        // The global catalog's LDAPS port: the last one samba would need.
+        let squatter = std::net::TcpListener::bind("127.0.0.1:3269").expect("bind 3269");
+        let message = match SambaDc::start() {
+            Err(e) => e.to_string(),
+            Ok(ad) => panic!("samba started on {} with port 3269 taken", ad.url),
+        };
+        assert!(message.starts_with("127.0.0.1:3269: "), "{message}");
+        assert!(
+            message.contains("another program listens on it"),
+            "{message}"
+        );
+        drop(squatter);
+        // The failed start left nothing behind that stops the next one.
+        let ad = ok(SambaDc::start());
+        assert_eq!(ok(ad.ldapsearch(PEOPLE_DN, "(objectClass=user)", &[])), "");
+    }
+
+    #[test]
     fn a_missing_samba_is_named_in_the_error() {
         let programs = SambaPrograms {
             samba: PathBuf::from("/nonexistent/samba"),
