@@ -43,11 +43,13 @@
 //! therefore tracks the daemon by its pid (checked against `/proc/PID/cmdline`, so a reused
 //! pid is never signalled) rather than as a child. `ns-slapd -d 0` would stay in the
 //! foreground, but then logs nothing at all — not even why it failed to start.
+//!
 //! A daemon outlives a test process that is killed (a nextest timeout): each instance
 //! therefore holds a `flock` on `owner.lock` in its directory while it lives, and every
 //! start removes the `389-*` directories in `$TMPDIR` whose lock it can take, after killing
 //! the server their pidfile names (if it still runs with that directory on its command
 //! line). [`crate::samba`] reaps its `samba-*` directories the same way.
+//!
 //! With the LDAPI socket off the temporary directory's length is unconstrained (a unix
 //! socket path is limited to ~107 bytes, ~77 characters of directory for 389's layout);
 //! only the template build uses the socket, under the short `$TMPDIR/scim-bridge-<uid>/`.
