@@ -11,6 +11,7 @@
 #![forbid(unsafe_code)]
 
 pub mod config;
+pub mod dirsrv;
 pub mod engine;
 #[doc(hidden)]
 pub mod fuzzing;
@@ -19,6 +20,7 @@ pub mod journal;
 pub mod logline;
 pub mod mapping;
 pub mod metrics;
+pub mod samba;
 pub mod scim;
 pub mod slapd;
 pub mod store;

@@ -77,9 +77,9 @@ const PORT_ATTEMPTS: usize = 5;
 const REBIND_TIMEOUT: Duration = Duration::from_secs(3);
 /// How long one readiness search may take (a connection accepted by a listener that never
 /// answers would otherwise hang it: the tools' nettimeout only covers connecting).
-const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+pub(crate) const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long `ldapsearch`/`ldapadd`/`ldapmodify`/`ldapdelete`/`openssl` may take.
-const TOOL_TIMEOUT: Duration = Duration::from_secs(60);
+pub(crate) const TOOL_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Directories where distributions put slapd's dynamically loaded modules
 /// (Debian/Ubuntu, Alpine/Arch, Fedora/RHEL, SUSE).
@@ -92,15 +92,16 @@ const MODULE_DIRS: &[&str] = &[
 /// Directories where distributions put the `.schema` files.
 const SCHEMA_DIRS: &[&str] = &["/etc/ldap/schema", "/etc/openldap/schema"];
 /// Directories searched for slapd/slapadd besides PATH (/usr/sbin is not on a user's PATH).
-const SBIN_DIRS: &[&str] = &["/usr/sbin", "/usr/local/sbin", "/sbin"];
+pub(crate) const SBIN_DIRS: &[&str] = &["/usr/sbin", "/usr/local/sbin", "/sbin"];
 /// How long the generated certificates are valid: long enough for any test run.
 const CERT_DAYS: &str = "2";
 
-/// Why a throw-away slapd could not be started or used.
+/// Why a throw-away directory server (this module's slapd, [`crate::dirsrv`]'s 389
+/// Directory Server or [`crate::samba`]'s Samba AD DC) could not be started or used.
 #[derive(Debug, thiserror::Error)]
-pub enum SlapdError {
-    /// slapd, slapadd, the ldap-utils tools or openssl are not installed; the message
-    /// says which and how to install them.
+pub enum DirectoryError {
+    /// The server, its setup tools, the ldap-utils tools or openssl are not installed;
+    /// the message says which and how to install them.
     #[error("{0}")]
     Missing(String),
     /// A file or directory of the server could not be created or written.
@@ -110,12 +111,15 @@ pub enum SlapdError {
         #[source]
         source: std::io::Error,
     },
-    /// slapd or one of the tools ran and failed; the message carries their output.
+    /// The server or one of the tools ran and failed; the message carries their output.
     #[error("{0}")]
     Failed(String),
 }
 
-fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> SlapdError {
+/// The name this error had when slapd was the only throw-away server.
+pub type SlapdError = DirectoryError;
+
+pub(crate) fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> SlapdError {
     let what = what.into();
     move |source| SlapdError::Io { what, source }
 }
@@ -563,7 +567,7 @@ impl SlapdTls {
         self.ldaps_port
     }
 
-    fn set_port(&mut self, port: u16) {
+    pub(crate) fn set_port(&mut self, port: u16) {
         self.ldaps_port = port;
         self.ldaps_url = format!("ldaps://127.0.0.1:{port}");
     }
@@ -736,7 +740,7 @@ impl Tools {
 }
 
 /// `name` on PATH or in one of `extra_dirs`.
-fn find_program(name: &str, extra_dirs: &[&str]) -> Option<PathBuf> {
+pub(crate) fn find_program(name: &str, extra_dirs: &[&str]) -> Option<PathBuf> {
     let path = std::env::var_os("PATH").unwrap_or_default();
     std::env::split_paths(&path)
         .chain(extra_dirs.iter().map(PathBuf::from))
@@ -844,7 +848,7 @@ fn base_ldif(ppolicy: bool) -> String {
 }
 
 /// A free TCP port on 127.0.0.1 (bound and released; slapd binds it right after).
-fn free_port() -> Result<u16, SlapdError> {
+pub(crate) fn free_port() -> Result<u16, SlapdError> {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
@@ -875,7 +879,11 @@ pub fn terminate(mut child: Child, timeout: Duration) {
 /// Runs `command` to completion, with `stdin` written from a thread and stdout/stderr read
 /// by threads (so a large LDIF cannot deadlock against the tool's output). Kills it and
 /// returns an error if it runs longer than `timeout`.
-fn run(mut command: Command, stdin: Option<&str>, timeout: Duration) -> Result<Output, String> {
+pub(crate) fn run(
+    mut command: Command,
+    stdin: Option<&str>,
+    timeout: Duration,
+) -> Result<Output, String> {
     let mut child = command
         .stdin(if stdin.is_some() {
             Stdio::piped()
@@ -929,7 +937,7 @@ fn drain(pipe: Option<impl Read + Send + 'static>) -> std::thread::JoinHandle<Ve
 }
 
 /// The last `lines` lines of `text`.
-fn tail(text: &str, lines: usize) -> String {
+pub(crate) fn tail(text: &str, lines: usize) -> String {
     let all: Vec<&str> = text.lines().collect();
     let skipped = all.len().saturating_sub(lines);
     let mut out = if skipped > 0 {
@@ -942,7 +950,7 @@ fn tail(text: &str, lines: usize) -> String {
 }
 
 /// The text of `path` from byte `offset` on.
-fn read_from(path: &Path, offset: u64) -> String {
+pub(crate) fn read_from(path: &Path, offset: u64) -> String {
     let mut text = Vec::new();
     if let Ok(mut file) = File::open(path) {
         let _ = file.read_to_end(&mut text);

@@ -5,6 +5,7 @@
 mod bench;
 mod cli;
 mod contract;
+mod directories_smoke;
 mod durability;
 mod endpoints;
 mod entra;
