@@ -956,7 +956,7 @@ fn a_links_file_of_the_first_version_is_migrated_and_its_links_still_work() {
     let version: i64 = conn
         .pragma_query_value(None, "user_version", |row| row.get(0))
         .expect("user_version");
-    assert_eq!(version, 2, "migrated to the current version");
+    assert_eq!(version, 3, "migrated to the current version");
     // Opening it again (already migrated) is fine.
     let target = f.open(schema());
     assert_eq!(target.linked_dn("id-old"), Some(user_dn("renamed")));

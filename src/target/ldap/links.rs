@@ -5,7 +5,7 @@
 //! ```sql
 //! CREATE TABLE links (kind TEXT NOT NULL, id TEXT PRIMARY KEY, dn TEXT NOT NULL,
 //!     value TEXT, disabled INTEGER NOT NULL DEFAULT 0, archived TEXT,
-//!     fresh INTEGER NOT NULL DEFAULT 0)
+//!     fresh INTEGER NOT NULL DEFAULT 0, moving_from TEXT)
 //! CREATE TABLE pending_refs (id TEXT NOT NULL, attribute TEXT NOT NULL,
 //!     target TEXT NOT NULL, PRIMARY KEY (id, attribute))
 //! CREATE TABLE wanted_members (group_id TEXT NOT NULL, member_id TEXT NOT NULL,
@@ -22,6 +22,8 @@
 //! converged: a member linked, or enabled, later joins the groups that want it. The
 //! columns after `dn` and `wanted_members` came with `user_version` 1; `default_members`
 //! (the default groups each user joined, kept through the groups' own converges) with 2;
+//! `moving_from` (the DN a rename in progress moves the entry from, see [`MOVING_FROM`])
+//! with 3;
 //! older files are migrated when opened. A `pending_refs` row is a reference
 //! attribute (`dn_reference`, e.g. `manager`) of the entry of `id` that names the SCIM id
 //! `target`, not linked yet: written once `target` is. Opened with `journal_mode=WAL` and
