@@ -120,7 +120,7 @@ const INSTANCE_PREFIX: &str = "389-";
 /// The instance name (`slapd-it`): part of the config directory's path.
 const INSTANCE: &str = "it";
 /// Bumped when the template's layout changes, so an old template is not reused.
-const TEMPLATE_FORMAT: u32 = 1;
+const TEMPLATE_FORMAT: u32 = 3;
 /// Where `defaults.inf` is installed (Debian/Fedora, a local build).
 const DEFAULTS_INF: &[&str] = &[
     "/usr/share/dirsrv/inf/defaults.inf",
@@ -676,12 +676,20 @@ impl Template {
             )));
         }
 
-        // Offline edits: loopback only, no LDAPI socket (its path length is limited).
+        // Offline edits: loopback only, no LDAPI socket (its path length is limited), and
+        // the USN plugin on: every write then bumps the entry's `entryusn`, which tests
+        // watch to see whether something was written (OpenLDAP's entryCSN).
         let dse = config_dir(template).join("dse.ldif");
         let text =
             std::fs::read_to_string(&dse).map_err(io(format!("cannot read {}", dse.display())))?;
         let text =
             unfold_ldif(&text).replace("nsslapd-ldapilisten: on", "nsslapd-ldapilisten: off");
+        let text = enable_plugin(&text, "cn=USN,cn=plugins,cn=config");
+        // 389-DS refuses non-ASCII uid and mail values by default (the "7-bit check"
+        // plugin: constraintViolation "The value is not 7-bit clean"); directories that
+        // hold international names turn it off, as here (the bridge passes the refusal
+        // on as a 400 where it is on).
+        let text = set_plugin_enabled(&text, "cn=7-bit check,cn=plugins,cn=config", false);
         let text = set_config_attribute(&text, "nsslapd-listenhost", "127.0.0.1");
         std::fs::write(&dse, text).map_err(io(format!("cannot write {}", dse.display())))?;
 
@@ -832,6 +840,37 @@ fn unfold_ldif(text: &str) -> String {
             _ => out += line,
         }
         out.push('\n');
+    }
+    out
+}
+
+/// Turns the plugin entry `dn` of an unfolded dse.ldif on.
+fn enable_plugin(dse: &str, dn: &str) -> String {
+    set_plugin_enabled(dse, dn, true)
+}
+
+/// Turns the plugin entry `dn` of an unfolded dse.ldif on or off.
+fn set_plugin_enabled(dse: &str, dn: &str, on: bool) -> String {
+    let mut out = String::with_capacity(dse.len());
+    let mut inside = false;
+    for line in dse.lines() {
+        if let Some(entry) = line.strip_prefix("dn: ") {
+            inside = entry.eq_ignore_ascii_case(dn);
+        }
+        if inside
+            && line
+                .to_ascii_lowercase()
+                .starts_with("nsslapd-pluginenabled:")
+        {
+            out.push_str(if on {
+                "nsslapd-pluginEnabled: on\n"
+            } else {
+                "nsslapd-pluginEnabled: off\n"
+            });
+        } else {
+            out.push_str(line);
+            out.push('\n');
+        }
     }
     out
 }

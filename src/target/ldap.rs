@@ -962,6 +962,9 @@ impl LdapTarget {
                     (Some(_), Some(Members::Delta { added, removed })) => {
                         self.apply_member_delta(s, dn, added, removed)?;
                         self.links.change_wanted(key, added, removed)?;
+                        if !removed.is_empty() {
+                            self.placeholder_when_empty(s, key, dn)?;
+                        }
                     }
                     _ => {}
                 }
@@ -1727,6 +1730,22 @@ impl LdapTarget {
             }
         }
         Ok(())
+    }
+
+    /// After members left the group `key` at `dn`: the placeholder when none is left,
+    /// also where the directory allows an empty member attribute (389-DS's groupOfNames)
+    /// and so never refused the last delete — a group looks the same on every directory.
+    fn placeholder_when_empty(&self, s: &mut Session<'_>, key: &str, dn: &str) -> Result<(), Fail> {
+        let Some(spec) = self.member_spec() else {
+            return Ok(());
+        };
+        let Some(p) = spec.placeholder.as_deref() else {
+            return Ok(());
+        };
+        if self.links.wants_a_linked_member(key)? || !self.links.default_members(dn)?.is_empty() {
+            return Ok(());
+        }
+        self.modify_values(s, dn, &spec.attribute, &[p.to_string()], true)
     }
 
     /// Adds (or deletes) `values` of `attr` at `dn` in one modify; when the directory

@@ -201,7 +201,97 @@ struct Snapshot {
 
 enum Backend {
     Sqlite { db: PathBuf },
-    Ldap { slapd: Box<Slapd> },
+    Ldap { slapd: Box<dyn Server> },
+}
+
+/// A directory server the LDAP backend runs against: OpenLDAP's slapd or 389-DS, with
+/// the same schema (inetOrgPerson, groupOfNames) and so the same mapping and views.
+trait Server: Send + Sync {
+    /// `contract::<name>::…`
+    fn name(&self) -> &'static str;
+    fn url(&self) -> &str;
+    fn admin_dn(&self) -> &str;
+    fn admin_password(&self) -> &str;
+    fn base(&self) -> &str;
+    /// `ldapsearch -LLL` as the admin; `""` when the base does not exist.
+    fn ldapsearch(&self, base: &str, filter: &str, attrs: &[&str]) -> String;
+    /// The operational attribute every write changes on the entry written.
+    fn stamp_attribute(&self) -> &'static str;
+}
+
+/// The boxed server the backend holds, usable where a `&dyn Server` is expected.
+impl Server for Box<dyn Server> {
+    fn name(&self) -> &'static str {
+        (**self).name()
+    }
+    fn url(&self) -> &str {
+        (**self).url()
+    }
+    fn admin_dn(&self) -> &str {
+        (**self).admin_dn()
+    }
+    fn admin_password(&self) -> &str {
+        (**self).admin_password()
+    }
+    fn base(&self) -> &str {
+        (**self).base()
+    }
+    fn ldapsearch(&self, base: &str, filter: &str, attrs: &[&str]) -> String {
+        (**self).ldapsearch(base, filter, attrs)
+    }
+    fn stamp_attribute(&self) -> &'static str {
+        (**self).stamp_attribute()
+    }
+}
+
+impl Server for Slapd {
+    fn name(&self) -> &'static str {
+        "ldap"
+    }
+    fn url(&self) -> &str {
+        &self.url
+    }
+    fn admin_dn(&self) -> &str {
+        &self.admin_dn
+    }
+    fn admin_password(&self) -> &str {
+        &self.admin_password
+    }
+    fn base(&self) -> &str {
+        &self.base
+    }
+    fn ldapsearch(&self, base: &str, filter: &str, attrs: &[&str]) -> String {
+        Slapd::ldapsearch(self, base, filter, attrs)
+    }
+    fn stamp_attribute(&self) -> &'static str {
+        "entryCSN"
+    }
+}
+
+impl Server for scim_bridge::dirsrv::DirSrv {
+    fn name(&self) -> &'static str {
+        "ds389"
+    }
+    fn url(&self) -> &str {
+        &self.url
+    }
+    fn admin_dn(&self) -> &str {
+        &self.admin_dn
+    }
+    fn admin_password(&self) -> &str {
+        &self.admin_password
+    }
+    fn base(&self) -> &str {
+        &self.base
+    }
+    fn ldapsearch(&self, base: &str, filter: &str, attrs: &[&str]) -> String {
+        scim_bridge::dirsrv::DirSrv::ldapsearch(self, base, filter, attrs)
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+    /// The USN plugin's counter (the harness turns the plugin on).
+    fn stamp_attribute(&self) -> &'static str {
+        "entryusn"
+    }
 }
 
 /// A daemon and the target it writes. Declared daemon first, so it is stopped before
@@ -304,25 +394,40 @@ impl TargetUnderTest {
     }
 
     fn ldap() -> TargetUnderTest {
-        let slapd = Slapd::start();
+        TargetUnderTest::on(Box::new(Slapd::start()))
+    }
+
+    fn ds389() -> TargetUnderTest {
+        TargetUnderTest::on(Box::new(
+            scim_bridge::dirsrv::DirSrv::start().unwrap_or_else(|e| panic!("{e}")),
+        ))
+    }
+
+    fn on(server: Box<dyn Server>) -> TargetUnderTest {
         let yaml = LDAP_MAPPING
-            .replace("@URL@", &slapd.url)
-            .replace("@BIND_DN@", &slapd.admin_dn)
-            .replace("@PASSWORD@", &slapd.admin_password)
-            .replace("@BASE@", &slapd.base);
+            .replace("@URL@", server.url())
+            .replace("@BIND_DN@", server.admin_dn())
+            .replace("@PASSWORD@", server.admin_password())
+            .replace("@BASE@", server.base());
         TargetUnderTest {
             daemon: Daemon::start_with(&yaml),
-            backend: Backend::Ldap {
-                slapd: Box::new(slapd),
-            },
+            backend: Backend::Ldap { slapd: server },
         }
     }
 
     fn name(&self) -> &'static str {
-        match self.backend {
+        match &self.backend {
             Backend::Sqlite { .. } => "sqlite",
-            Backend::Ldap { .. } => "ldap",
+            Backend::Ldap { slapd } => slapd.name(),
         }
+    }
+
+    /// Whether a DN keeps leading and trailing spaces of its RDN value. 389-DS strips
+    /// them in a modifyDN (`uid=john doe\ ` becomes `uid=john doe`) and the bridge does
+    /// not follow such a rename yet (issue 10, open): the scenarios leave those names
+    /// out there.
+    fn keeps_rdn_edge_spaces(&self) -> bool {
+        self.name() != "ds389"
     }
 
     // --- Writes over HTTP -------------------------------------------------------------
@@ -582,10 +687,11 @@ impl TargetUnderTest {
                 format!("{n} writes")
             }
             Backend::Ldap { slapd } => {
+                let stamp = slapd.stamp_attribute();
                 let mut lines: Vec<String> =
-                    ldap_search_under(slapd, &slapd.base, "(objectClass=*)", &["entryCSN"])
+                    ldap_search_under(&**slapd, slapd.base(), "(objectClass=*)", &[stamp])
                         .into_iter()
-                        .map(|e| format!("{} @ {}", e.dn, e.values("entryCSN").join(",")))
+                        .map(|e| format!("{} @ {}", e.dn, e.values(stamp).join(",")))
                         .collect();
                 lines.sort();
                 lines.join("\n")
@@ -708,7 +814,7 @@ impl TargetUnderTest {
 
     // --- LDAP -------------------------------------------------------------------------
 
-    fn ldap_user_view(&self, slapd: &Slapd, e: &Entry) -> UserView {
+    fn ldap_user_view(&self, slapd: &dyn Server, e: &Entry) -> UserView {
         UserView {
             user_name: e.values("uid").join(" | "),
             full_name: e.one("cn"),
@@ -725,8 +831,8 @@ impl TargetUnderTest {
         }
     }
 
-    fn ldap_group_view(&self, slapd: &Slapd, e: &Entry) -> GroupView {
-        let placeholder = format!("cn=placeholder,{}", slapd.base);
+    fn ldap_group_view(&self, slapd: &dyn Server, e: &Entry) -> GroupView {
+        let placeholder = format!("cn=placeholder,{}", slapd.base());
         let mut members: Vec<String> = e
             .values("member")
             .iter()
@@ -772,7 +878,7 @@ fn group_dn(name: &str) -> String {
 
 /// The `uid` of the entry at `dn` (a member or a manager), or `<…>` when there is no such
 /// user entry.
-fn uid_at(slapd: &Slapd, dn: &str) -> String {
+fn uid_at(slapd: &dyn Server, dn: &str) -> String {
     match ldap_search(slapd, dn, &["uid"]).first() {
         Some(e) if !e.values("uid").is_empty() => e.values("uid").join(" | "),
         Some(_) => format!("<no uid at {dn}>"),
@@ -804,11 +910,11 @@ impl Entry {
 }
 
 /// The entry at `dn` (and any below it), `[]` when there is none.
-fn ldap_search(slapd: &Slapd, dn: &str, attrs: &[&str]) -> Vec<Entry> {
+fn ldap_search(slapd: &dyn Server, dn: &str, attrs: &[&str]) -> Vec<Entry> {
     parse_ldif(&slapd.ldapsearch(dn, "(objectClass=*)", attrs))
 }
 
-fn ldap_search_under(slapd: &Slapd, base: &str, filter: &str, attrs: &[&str]) -> Vec<Entry> {
+fn ldap_search_under(slapd: &dyn Server, base: &str, filter: &str, attrs: &[&str]) -> Vec<Entry> {
     parse_ldif(&slapd.ldapsearch(base, filter, attrs))
 }
 
@@ -1252,7 +1358,11 @@ async fn renaming_a_group_keeps_its_members(t: &mut Tut) {
         "a member added after the rename"
     );
     // To a name that needs escaping in a DN, starting with '#' and ending with a space.
-    let hostile = "#Ops, R+D \"EU\" ";
+    let hostile = if t.keeps_rdn_edge_spaces() {
+        "#Ops, R+D \"EU\" "
+    } else {
+        "#Ops, R+D \"EU\""
+    };
     t.patch_group(
         &g,
         json!([{"op": "Replace", "path": "displayName", "value": hostile}]),
@@ -1818,7 +1928,10 @@ async fn renaming_a_user_never_takes_over_another_users_entry(t: &mut Tut) {
     let first = full_view("john doe", "John", "Doe", "j1@example.com");
     let zed = t.create_user(minimal_user("zed", "zed@example.com")).await;
     let mut current = "zed";
-    for name in SAME_NAME_TO_LDAP {
+    let names = SAME_NAME_TO_LDAP
+        .iter()
+        .filter(|n| t.keeps_rdn_edge_spaces() || n.trim() == **n);
+    for name in names {
         // Refused (400) or renamed apart (200); never merged, and delivery goes on (a
         // record stuck pending fails the barrier).
         let r = t
@@ -1879,6 +1992,14 @@ macro_rules! contract {
                 #[tokio::test(flavor = "multi_thread")]
                 async fn $scenario() {
                     super::$scenario(&mut super::TargetUnderTest::ldap()).await;
+                }
+            )*
+        }
+        mod ds389 {
+            $(
+                #[tokio::test(flavor = "multi_thread")]
+                async fn $scenario() {
+                    super::$scenario(&mut super::TargetUnderTest::ds389()).await;
                 }
             )*
         }

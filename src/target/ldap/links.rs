@@ -368,6 +368,17 @@ impl Links {
         tx.commit()
     }
 
+    /// Whether `group` wants at least one member that is linked (so listed), stopping at
+    /// the first: cheap for a group of any size.
+    pub(super) fn wants_a_linked_member(&self, group: &str) -> rusqlite::Result<bool> {
+        self.conn()
+            .prepare_cached(
+                "SELECT EXISTS (SELECT 1 FROM wanted_members w JOIN links l ON l.id = w.member_id \
+                 WHERE w.group_id = ?1 AND l.archived IS NULL AND l.disabled = 0)",
+            )?
+            .query_row([group], |row| row.get(0))
+    }
+
     /// Applies a member delta to the SCIM member ids remembered for `group`.
     pub(super) fn change_wanted(
         &self,
