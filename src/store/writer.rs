@@ -26,6 +26,41 @@ use crate::journal::record::Record;
 const MAX_BATCH: usize = 512;
 
 type Finish = Box<dyn FnOnce(Option<&StoreError>) + Send>;
+
+/// A job's reply, sent exactly once: with the job's outcome, or — when the job is dropped
+/// without running (its batch's transaction could not begin: the database locked by
+/// another process, the disk failing) — with an error when it is dropped. A detached job's
+/// caller (delivery's verdicts) must hear of the failure to deliver its records again;
+/// silence left them pending until a restart.
+struct OnceReply<T, E: From<StoreError>> {
+    reply: Option<ReplyFn<T, E>>,
+}
+
+type ReplyFn<T, E> = Box<dyn FnOnce(Result<T, E>) + Send>;
+
+impl<T, E: From<StoreError>> OnceReply<T, E> {
+    fn new(reply: impl FnOnce(Result<T, E>) + Send + 'static) -> Self {
+        OnceReply {
+            reply: Some(Box::new(reply)),
+        }
+    }
+
+    fn send(mut self, outcome: Result<T, E>) {
+        if let Some(reply) = self.reply.take() {
+            reply(outcome);
+        }
+    }
+}
+
+impl<T, E: From<StoreError>> Drop for OnceReply<T, E> {
+    fn drop(&mut self) {
+        if let Some(reply) = self.reply.take() {
+            reply(Err(E::from(StoreError::Writer(
+                "the write was not run: its group commit could not begin (see the log)".into(),
+            ))));
+        }
+    }
+}
 /// Told the committed `pending` records of each batch (see `Store::on_commit`).
 pub(super) type Listener = Box<dyn Fn(Vec<Record>) + Send + Sync>;
 type SharedListener = Arc<std::sync::RwLock<Option<Listener>>>;
@@ -135,6 +170,7 @@ impl Writer {
         T: Send + 'static,
         E: From<StoreError> + Send + 'static,
     {
+        let reply = OnceReply::new(reply);
         Box::new(move |wtx: &WriteTx<'_>| {
             let result = f(wtx);
             let ok = result.is_ok();
@@ -143,7 +179,7 @@ impl Writer {
                     (Some(e), Ok(_)) => Err(E::from(e.duplicate())),
                     (_, result) => result,
                 };
-                reply(outcome);
+                reply.send(outcome);
             });
             (ok, finish)
         })
@@ -364,6 +400,28 @@ mod tests {
         let dir = tempfile::tempdir().expect("temporary directory");
         let store = Store::open(dir.path()).expect("open the store");
         (dir, store)
+    }
+
+    #[test]
+    fn a_job_dropped_before_it_runs_still_answers_with_an_error() {
+        // What happens to the jobs of a batch whose transaction cannot begin.
+        let (tx, rx) = std::sync::mpsc::channel();
+        let job = super::Writer::job(
+            |_: &crate::store::WriteTx<'_>| -> Result<(), StoreError> { Ok(()) },
+            move |r: Result<(), StoreError>| {
+                let _ = tx.send(r.map_err(|e| e.to_string()));
+            },
+        );
+        drop(job);
+        let answer = rx
+            .recv_timeout(Duration::from_secs(1))
+            .expect("the reply is sent when the job is dropped");
+        assert!(
+            answer
+                .as_ref()
+                .is_err_and(|e| e.contains("could not begin")),
+            "{answer:?}"
+        );
     }
 
     #[test]

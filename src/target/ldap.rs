@@ -1055,6 +1055,17 @@ impl LdapTarget {
                     self.links.sync_now()?;
                 }
                 let added = match self.add(s, spec, dn, wanted.add_attrs()) {
+                    // Flag bits the new entry got from the directory (AD makes a user
+                    // without a password 546: disabled) are converged right away, as on
+                    // any later change: read, changed, written back.
+                    Ok(()) if !spec.disable_bits.is_empty() => match s.read(dn, &refs(&attrs))? {
+                        Some(entry) => {
+                            wanted.attributes = unflagged.clone();
+                            wanted.apply_bits(Some(&entry), &spec.disable_bits, disabled);
+                            Ok(Some(entry))
+                        }
+                        None => Ok(None),
+                    },
                     Ok(()) => Ok(None),
                     Err(Fail::Ldap(e)) if e.rc() == Some(ENTRY_ALREADY_EXISTS) && pre_linked => {
                         Err(Fail::Reject(format!(

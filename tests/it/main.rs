@@ -2,6 +2,7 @@
 //! `scim-bridge` daemon through `harness::Daemon` and talks HTTP to it, except
 //! `fuzz_corpus`, which replays the fuzz corpora through the library's checks.
 
+mod ad;
 mod bench;
 mod cli;
 mod contract;

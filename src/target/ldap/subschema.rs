@@ -476,6 +476,13 @@ pub struct Subschema {
 }
 
 impl Subschema {
+    /// Whether this is Active Directory's schema (or Samba's): it has the
+    /// `securityPrincipal` class and `sAMAccountName`.
+    pub fn is_active_directory(&self) -> bool {
+        self.object_class("securityPrincipal").is_some()
+            && self.attribute_type("sAMAccountName").is_some()
+    }
+
     /// The subschema of these definitions; a name defined twice keeps its first definition.
     pub fn new(classes: Vec<ObjectClass>, attributes: Vec<AttributeType>) -> Subschema {
         let mut class_index = HashMap::new();
@@ -732,7 +739,70 @@ pub fn rdn_attributes(dn: &str) -> Vec<String> {
 
 /// [`check`] of the entries `mapping` writes.
 pub fn check_mapping(mapping: &Mapping, subschema: &Subschema) -> Vec<Finding> {
-    check(&mapped_entries(mapping), subschema)
+    let mut findings = check(&mapped_entries(mapping), subschema);
+    findings.extend(check_sam_account_names(mapping, subschema));
+    findings
+}
+
+/// The auxiliary classes Active Directory attaches to users and groups without naming
+/// them in the subschema.
+const AD_SYSTEM_AUXILIARIES: &[&str] = &["securityPrincipal", "mailRecipient"];
+
+/// The MUST attributes Active Directory fills itself on an add (a client never sends
+/// them; `groupType` defaults to a global security group).
+const AD_SERVER_FILLED: &[&str] = &[
+    "objectCategory",
+    "nTSecurityDescriptor",
+    "instanceType",
+    "objectSid",
+    "groupType",
+    "sAMAccountName",
+];
+
+/// Active Directory's `sAMAccountName` holds at most this many characters.
+const SAM_ACCOUNT_NAME_MAX: usize = 20;
+
+/// On a directory that has `sAMAccountName` (Active Directory, Samba): a mapped value
+/// that can be longer than 20 characters, which AD refuses when it comes.
+fn check_sam_account_names(mapping: &Mapping, subschema: &Subschema) -> Vec<Finding> {
+    if subschema.attribute_type("sAMAccountName").is_none() {
+        return Vec::new();
+    }
+    let mut findings = Vec::new();
+    for map in [&mapping.users, &mapping.groups].into_iter().flatten() {
+        for column in &map.columns {
+            if !column.spec.name.eq_ignore_ascii_case("sAMAccountName") {
+                continue;
+            }
+            let bound = match &column.source {
+                Src::Path(_) => None,
+                Src::Expr(e) => e.max_chars(),
+                Src::Const(v) => v.as_text().map(|t| t.chars().count()),
+            };
+            let default = column
+                .default
+                .as_ref()
+                .and_then(|v| v.as_text())
+                .map_or(0, |t| t.chars().count());
+            let too_long = match bound {
+                None => Some("can be of any length".to_string()),
+                Some(n) if n.max(default) > SAM_ACCOUNT_NAME_MAX => {
+                    Some(format!("can be {} characters long", n.max(default)))
+                }
+                Some(_) => None,
+            };
+            if let Some(why) = too_long {
+                findings.push(Finding::new(
+                    Severity::Error,
+                    Some(map.kind),
+                    format!(
+                        "attribute 'sAMAccountName' {why}; Active Directory refuses more than {SAM_ACCOUNT_NAME_MAX}: derive it with an expression cut by Left(…, {SAM_ACCOUNT_NAME_MAX}) (outside ToLower/ToUpper), e.g. 'Left(ToLower(Word([userName], 1, \"@\")), {SAM_ACCOUNT_NAME_MAX})'"
+                    ),
+                ));
+            }
+        }
+    }
+    findings
 }
 
 /// What the directory whose schema is `subschema` will refuse, or may refuse, of the
@@ -815,6 +885,15 @@ fn check_entry(entry: &MappedEntry<'_>, schema: &Subschema, findings: &mut Vec<F
             allowing.extend(schema.with_superclasses(aux));
         }
     }
+    // Active Directory attaches auxiliary classes to user and group entries
+    // (systemAuxiliaryClass: securityPrincipal holds sAMAccountName, mailRecipient the
+    // mail attributes) without publishing them in the subschema.
+    let active_directory = schema.is_active_directory();
+    if active_directory {
+        for aux in AD_SYSTEM_AUXILIARIES {
+            allowing.extend(schema.with_superclasses(aux));
+        }
+    }
     let extensible = allowing.iter().any(|c| {
         c.oid == EXTENSIBLE_OBJECT_OID
             || c.names
@@ -883,6 +962,10 @@ fn check_entry(entry: &MappedEntry<'_>, schema: &Subschema, findings: &mut Vec<F
         for must in &class.must {
             if reported.iter().any(|r| schema.same_attribute(r, must))
                 || schema.same_attribute(must, "objectClass")
+                || (active_directory
+                    && AD_SERVER_FILLED
+                        .iter()
+                        .any(|a| schema.same_attribute(a, must)))
             {
                 continue;
             }

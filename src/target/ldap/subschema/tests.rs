@@ -35,6 +35,7 @@ const ATTRIBUTE_TYPES: &[&str] = &[
     "( 0.9.2342.19200300.100.1.1 NAME ( 'uid' 'userid' ) DESC 'RFC4519: user identifier' EQUALITY caseIgnoreMatch SUBSTR caseIgnoreSubstringsMatch SYNTAX 1.3.6.1.4.1.1466.115.121.1.15{256} )",
     "( 0.9.2342.19200300.100.1.3 NAME ( 'mail' 'rfc822Mailbox' ) DESC 'RFC1274: RFC822 Mailbox' EQUALITY caseIgnoreIA5Match SUBSTR caseIgnoreIA5SubstringsMatch SYNTAX 1.3.6.1.4.1.1466.115.121.1.26{256} )",
     "( 2.5.4.31 NAME 'member' DESC 'RFC2256: member of a group' SUP distinguishedName )",
+    "( 1.2.840.113556.1.4.221 NAME 'sAMAccountName' SYNTAX '1.3.6.1.4.1.1466.115.121.1.15' SINGLE-VALUE )",
     // As Active Directory publishes it (quoted syntax OID): computed by the server.
     "( 1.2.840.113556.1.2.102 NAME 'memberOf' SYNTAX '1.3.6.1.4.1.1466.115.121.1.12' NO-USER-MODIFICATION )",
     "( 2.5.4.50 NAME 'uniqueMember' DESC 'RFC2256: unique member of a group' EQUALITY uniqueMemberMatch SYNTAX 1.3.6.1.4.1.1466.115.121.1.34 )",
@@ -747,5 +748,36 @@ fn an_attribute_the_directory_computes_cannot_be_mapped() {
         [
             "error: users: attribute 'memberOf' is computed by the directory (NO-USER-MODIFICATION, e.g. memberOf) and cannot be written; remove it from the mapping"
         ]
+    );
+}
+
+#[test]
+fn a_sam_account_name_that_can_exceed_20_characters_is_an_error_on_ad() {
+    let long = findings_for(&format!(
+        "{USERS}      sAMAccountName:\n        source: userName\n"
+    ));
+    assert!(
+        messages(&long).iter().any(|m| m.contains(
+            "attribute 'sAMAccountName' can be of any length; Active Directory refuses more than 20"
+        )),
+        "{long:?}"
+    );
+    let cased = findings_for(&format!(
+        "{USERS}      sAMAccountName:\n        expr: 'ToLower(Left([userName], 20))'\n"
+    ));
+    assert!(
+        messages(&cased)
+            .iter()
+            .any(|m| m.contains("'sAMAccountName' can be 60 characters long")),
+        "{cased:?}"
+    );
+    let example = include_str!("../../../../examples/ldap-ad.yaml");
+    let start = example.find("\nmapping:").expect("a mapping section") + 1;
+    let fits = findings_for(&example[start..]);
+    assert!(
+        !messages(&fits)
+            .iter()
+            .any(|m| m.contains("sAMAccountName' can")),
+        "the AD example's expressions stay within 20: {fits:?}"
     );
 }
