@@ -18,7 +18,7 @@
 //!
 //! With `--ldap`, the target is a directory: a throw-away slapd started the way the tests
 //! start it ([`scim_bridge::slapd`]), with the target and mapping of
-//! `config.ldap.example.yaml` pointed at it in place of the configuration's own (the
+//! `examples/ldap-openldap.yaml` pointed at it in place of the configuration's own (the
 //! embedded `config.example.yaml` without `--config`). Right after `create users`, a
 //! `raw ldap3 add` phase adds the very entries the bridge wrote (read back from the
 //! directory: same object classes and attributes) again, under a fresh `ou=raw`, with
@@ -98,7 +98,7 @@ pub struct BenchArgs {
     #[arg(long, short = 'c')]
     config: Option<PathBuf>,
     /// Benchmark the LDAP target: start a throw-away slapd (as the tests do: needs slapd
-    /// and ldap-utils), give the daemon config.ldap.example.yaml's target and mapping
+    /// and ldap-utils), give the daemon examples/ldap-openldap.yaml's target and mapping
     /// pointed at it (the rest from --config, or the embedded example), add a `raw ldap3
     /// add` phase and a journal replay into a second slapd, and print the ratio.
     #[arg(long)]
@@ -214,7 +214,7 @@ fn bench(args: &BenchArgs) -> anyhow::Result<bool> {
                 let server = Slapd::start().context("--ldap: while starting a throw-away slapd")?;
                 text =
                     replace_sections(&text, &["target", "mapping"], &server.example_target_yaml());
-                source += " with config.ldap.example.yaml's target and mapping";
+                source += " with examples/ldap-openldap.yaml's target and mapping";
                 slapd = Some(server);
             }
             let state_dir = match (&args.state_dir, args.stored_users) {

@@ -2,7 +2,7 @@
 //! injected on a schedule, ending with the checks that say nothing was lost.
 //!
 //! It starts a throw-away slapd and the daemon exactly as `bench --ldap` does (the
-//! configuration's `target` and `mapping` replaced by `config.ldap.example.yaml`'s, pointed
+//! configuration's `target` and `mapping` replaced by `examples/ldap-openldap.yaml`'s, pointed
 //! at the slapd), then, for `--seconds`, `--concurrency` client threads send a mix of every
 //! operation Entra sends: user creates, GETs by id and by `userName` filter, pages of lists,
 //! PATCHes (string booleans, add/remove of a phone number, replace of several attributes,
@@ -1372,7 +1372,7 @@ fn soak(args: &SoakArgs) -> anyhow::Result<bool> {
     };
     let mut slapd = Slapd::start().context("while starting a throw-away slapd")?;
     let text = replace_sections(&text, &["target", "mapping"], &slapd.example_target_yaml());
-    source += " with config.ldap.example.yaml's target and mapping";
+    source += " with examples/ldap-openldap.yaml's target and mapping";
     let (mut daemon, endpoint) = Daemon::start(&text, source.clone(), None)?;
     let listen = endpoint.addr;
     let ops_endpoint = Arc::new(Endpoint {

@@ -113,7 +113,7 @@ pub const GROUPS_DN: &str = "ou=groups,dc=example,dc=com";
 
 /// The example LDAP configuration, whose target and mapping
 /// [`DirSrv::example_target_yaml`] points at a throw-away server.
-const LDAP_EXAMPLE: &str = include_str!("../config.ldap.example.yaml");
+const LDAP_EXAMPLE: &str = include_str!("../examples/ldap-389ds.yaml");
 
 /// The name of an instance's temporary directory (`389-XXXXXX`).
 const INSTANCE_PREFIX: &str = "389-";
@@ -403,10 +403,10 @@ impl DirSrv {
         self.admin().ldapdelete(dn)
     }
 
-    /// `config.ldap.example.yaml` from its `target:` section on (the target and the
+    /// `examples/ldap-389ds.yaml` from its `target:` section on (the target and the
     /// mapping: inetOrgPerson users under `ou=people`, groupOfNames under `ou=groups`,
-    /// which 389-DS has too), pointed at this server with short timeouts (connect 1 s,
-    /// operation 2 s), like [`crate::slapd::Slapd::example_target_yaml`].
+    /// nsAccountLock for disabled accounts), pointed at this server with short timeouts
+    /// (connect 1 s, operation 2 s), like [`crate::slapd::Slapd::example_target_yaml`].
     pub fn example_target_yaml(&self) -> String {
         let start = LDAP_EXAMPLE.find("\ntarget:").map_or(0, |at| at + 1);
         LDAP_EXAMPLE[start..]

@@ -388,7 +388,7 @@ impl SambaDc {
 
     /// The `target:` section of a configuration pointed at this server over plain LDAP
     /// (URL, bind DN and password, base as values; connect 1 s, operation 2 s). There is no
-    /// AD mapping in `config.ldap.example.yaml` (its `uid=` DNs are not valid AD names), so
+    /// AD mapping in `examples/ldap-openldap.yaml` (its `uid=` DNs are not valid AD names), so
     /// a test adds its own `mapping:`.
     pub fn target_yaml(&self) -> String {
         format!(

@@ -65,7 +65,7 @@ pub const CLIENT_SUBJECT: &str = "cn=scim-bridge,o=Example";
 
 /// The example LDAP configuration, whose target and mapping
 /// [`Slapd::example_target_yaml`] points at a throw-away server.
-const LDAP_EXAMPLE: &str = include_str!("../config.ldap.example.yaml");
+const LDAP_EXAMPLE: &str = include_str!("../examples/ldap-openldap.yaml");
 
 /// How long slapd may take to answer a base search after it is spawned.
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(15);
@@ -358,7 +358,7 @@ impl Slapd {
         self.check("ldapdelete", dn, out)
     }
 
-    /// `config.ldap.example.yaml` from its `target:` section on (the target and the
+    /// `examples/ldap-openldap.yaml` from its `target:` section on (the target and the
     /// mapping), pointed at this slapd (URL, bind DN and password, base as values) with
     /// short timeouts (connect 1 s, operation 2 s, so outage tests fail fast): the YAML a
     /// test merges into the daemon's base config, and the bench's LDAP target.

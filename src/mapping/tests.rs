@@ -317,8 +317,8 @@ fn the_ldap_example_compiles_with_its_settings_from_the_environment() {
             Err(std::io::Error::other("no files here"))
         }
     }
-    let yaml = include_str!("../../config.ldap.example.yaml");
-    let cfg = match config::parse(yaml, "config.ldap.example.yaml", &LdapEnv) {
+    let yaml = include_str!("../../examples/ldap-openldap.yaml");
+    let cfg = match config::parse(yaml, "examples/ldap-openldap.yaml", &LdapEnv) {
         Ok(c) => c,
         Err(e) => panic!("{e}"),
     };

@@ -109,7 +109,7 @@ fn bench_ldap_compares_the_bridge_with_raw_ldap3_and_replays_the_journal() {
     let example = include_str!("../../config.example.yaml");
     let config = dir.path().join("bench.yaml");
     // The example's server and journal settings, quieter logs; target and mapping are
-    // replaced by config.ldap.example.yaml's, pointed at the bench's slapd.
+    // replaced by examples/ldap-openldap.yaml's, pointed at the bench's slapd.
     std::fs::write(&config, example.replace("level: info", "level: warn")).expect("write config");
     let out = Command::new(env!("CARGO_BIN_EXE_scim-bridge"))
         .arg("bench")

@@ -72,7 +72,7 @@ fn check_config_accepts_the_ldap_example_with_its_environment_and_names_what_is_
         cmd.args([
             "check-config",
             "--config",
-            concat!(env!("CARGO_MANIFEST_DIR"), "/config.ldap.example.yaml"),
+            concat!(env!("CARGO_MANIFEST_DIR"), "/examples/ldap-openldap.yaml"),
         ]);
         for var in [
             "SCIM_BRIDGE_TOKEN",

@@ -100,7 +100,7 @@ mapping:
     member_column: user_id
 "#;
 
-/// The LDAP target, like `config.ldap.example.yaml`, with the attributes of
+/// The LDAP target, like `examples/ldap-openldap.yaml`, with the attributes of
 /// [`SQLITE_MAPPING`]. `@URL@`, `@BIND_DN@`, `@PASSWORD@` and `@BASE@` are filled in.
 const LDAP_MAPPING: &str = r#"
 target:

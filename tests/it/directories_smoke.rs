@@ -215,7 +215,7 @@ userPassword: alice-password
         std::fs::rename(&staging, &orphan).expect("move the orphan directory into place");
 
         let _ds = ok(DirSrv::start());
-        let deadline = Instant::now() + Duration::from_secs(5);
+        let deadline = Instant::now() + Duration::from_secs(30);
         let status = loop {
             match server.try_wait().expect("wait for the orphan server") {
                 Some(status) => break status,

@@ -1,13 +1,13 @@
 //! `check-config --online`'s library half: the LDAP mapping checked against the schema a
 //! real OpenLDAP publishes (`cn=Subschema`; core, cosine, inetorgperson and nis loaded),
-//! starting from `config.ldap.example.yaml`'s mapping.
+//! starting from `examples/ldap-openldap.yaml`'s mapping.
 
 use scim_bridge::config::{self, Config, Environment};
 use scim_bridge::target::ldap::subschema::{Finding, Severity, check_online, read_subschema};
 
 use crate::slapd::Slapd;
 
-const EXAMPLE: &str = include_str!("../../config.ldap.example.yaml");
+const EXAMPLE: &str = include_str!("../../examples/ldap-openldap.yaml");
 
 /// Nothing from the process environment: every setting is in the text.
 struct NoEnv;
@@ -41,7 +41,7 @@ fn example_config(url: &str, bind_dn: &str, password: &str, edit: &[(&str, &str)
         assert!(text.contains(from), "the example no longer holds {from:?}");
         text = text.replace(from, to);
     }
-    config::parse(&text, "config.ldap.example.yaml", &NoEnv).unwrap_or_else(|e| panic!("{e}"))
+    config::parse(&text, "examples/ldap-openldap.yaml", &NoEnv).unwrap_or_else(|e| panic!("{e}"))
 }
 
 fn config_for(slapd: &Slapd, edit: &[(&str, &str)]) -> Config {

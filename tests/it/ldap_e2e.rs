@@ -1,4 +1,4 @@
-//! The daemon writing into a real OpenLDAP directory, with `config.ldap.example.yaml`'s
+//! The daemon writing into a real OpenLDAP directory, with `examples/ldap-openldap.yaml`'s
 //! mapping: Entra's requests go in over HTTP, the entries are checked with ldapsearch.
 
 use std::process::Command;

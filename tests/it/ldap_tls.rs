@@ -283,7 +283,7 @@ fn the_bind_password_is_never_logged() {
 async fn the_daemon_writes_over_ldaps_with_the_configured_ca_and_client_certificate() {
     let ldap = Slapd::start_tls();
     let tls = ldap.tls();
-    let example = include_str!("../../config.ldap.example.yaml");
+    let example = include_str!("../../examples/ldap-openldap.yaml");
     let start = example.find("\ntarget:").expect("target section") + 1;
     let yaml = example[start..]
         .replace(

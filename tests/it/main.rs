@@ -7,6 +7,7 @@ mod bench;
 mod cli;
 mod contract;
 mod directories_smoke;
+mod ds389;
 mod durability;
 mod endpoints;
 mod entra;

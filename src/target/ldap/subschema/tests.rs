@@ -384,8 +384,8 @@ const USERS: &str = "mapping:
 
 #[test]
 fn the_example_ldap_mapping_fits_openldaps_schema() {
-    let example = include_str!("../../../../config.ldap.example.yaml");
-    let config = crate::config::parse(example, "config.ldap.example.yaml", &env())
+    let example = include_str!("../../../../examples/ldap-openldap.yaml");
+    let config = crate::config::parse(example, "examples/ldap-openldap.yaml", &env())
         .unwrap_or_else(|e| panic!("{e}"));
     let target = config.target.expect("a target");
     let findings = check_mapping(&target.mapping, &openldap());
