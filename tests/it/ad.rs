@@ -337,4 +337,155 @@ mod samba {
             "{text}"
         );
     }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn with_the_dc_down_writes_succeed_and_are_delivered_in_order_when_it_returns() {
+        let (mut dc, d) = start();
+        create(
+            &d,
+            json!({"userName": "before@contoso.com", "displayName": "Before"}),
+        )
+        .await;
+        dc.stop();
+        let id = create(
+            &d,
+            json!({"userName": "during@contoso.com", "displayName": "During", "title": "one"}),
+        )
+        .await;
+        patch(
+            &d,
+            &format!("/Users/{id}"),
+            json!([{"op": "Replace", "path": "title", "value": "two"}]),
+        )
+        .await;
+        let g = d
+            .post(
+                "/Groups",
+                &json!({"displayName": "Outage Crew", "members": [{"value": id}]}).to_string(),
+            )
+            .await;
+        assert_eq!(
+            g.status, 201,
+            "an outage is not the provider's problem: {}",
+            g.text
+        );
+        patch(
+            &d,
+            &format!("/Users/{id}"),
+            json!([{"op": "Replace", "path": "displayName", "value": "After"}]),
+        )
+        .await;
+        dc.start_again().unwrap_or_else(|e| panic!("{e}"));
+        let after = format!("CN=After,{}", people(&dc));
+        let crew = format!("CN=Outage Crew,OU=groups,{}", dc.base);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            if one(&dc, &after, "title").as_deref() == Some("two")
+                && one(&dc, &crew, "member").as_deref() == Some(after.as_str())
+            {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "pending changes were not delivered in order: {:?} {:?}",
+                one(&dc, &after, "title"),
+                one(&dc, &crew, "member")
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+        }
+        let during = format!("CN=During,{}", people(&dc));
+        assert!(
+            search(&dc, &during, "(objectClass=*)", &["1.1"]).is_empty(),
+            "renamed, not copied"
+        );
+        let out = Command::new(env!("CARGO_BIN_EXE_scim-bridge"))
+            .current_dir(d.dir())
+            .args(["reconcile", "--dry-run", "--config"])
+            .arg(&d.config_path)
+            .output()
+            .expect("run reconcile");
+        let report = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{report}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            report.contains("3 resources compared: 3 in sync, 0 differ, 0 orphan"),
+            "{report}"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn entra_users_and_groups_are_converged_into_ad() {
+        use crate::harness::{fill, fixture};
+        let (dc, d) = start();
+        let r = d
+            .post("/Users", &fixture("entra/1.1-create-user.json"))
+            .await;
+        assert_eq!(r.status, 201, "{}", r.text);
+        let uid = r.body["id"].as_str().expect("id").to_string();
+        // No displayName: the CN is the userName.
+        let dn = format!(
+            "CN=Test_User_00aa00aa-bb11-cc22-dd33-44ee44ee44ee,{}",
+            people(&dc)
+        );
+        assert_eq!(
+            one(&dc, &dn, "userPrincipalName").as_deref(),
+            Some("Test_User_00aa00aa-bb11-cc22-dd33-44ee44ee44ee")
+        );
+        let sam = one(&dc, &dn, "sAMAccountName").expect("sAMAccountName");
+        assert_eq!(sam, format!("test_user_00aa0-{}", &uid[32..]));
+        assert_eq!(one(&dc, &dn, "sn").as_deref(), Some("familyName"));
+        // Entra's mixed PATCH.
+        let r = d
+            .patch(
+                &format!("/Users/{uid}"),
+                &fill(&fixture("entra/1.5-patch-user-mixed-ops.json"), &[]),
+            )
+            .await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        assert_eq!(
+            one(&dc, &dn, "mail").as_deref(),
+            Some("AdeleV2@REDACTED.onmicrosoft.com")
+        );
+        assert_eq!(one(&dc, &dn, "department").as_deref(), Some("Retail"));
+        // A group, then the user as its member.
+        let g = d
+            .post("/Groups", &fixture("entra/1.9-create-group.json"))
+            .await;
+        assert_eq!(g.status, 201, "{}", g.text);
+        let gid = g.body["id"].as_str().expect("id").to_string();
+        let group = format!("CN=displayName,OU=groups,{}", dc.base);
+        let add = fill(
+            &fixture("entra/1.13-add-member.json"),
+            &[("MEMBER_ID", &uid)],
+        );
+        assert_eq!(d.patch(&format!("/Groups/{gid}"), &add).await.status, 204);
+        assert_eq!(one(&dc, &group, "member"), Some(dn.clone()));
+        // Entra renames the userName: the UPN follows, the CN (no displayName) too, the
+        // logon name stays, the group follows the move.
+        let r = d
+            .patch(
+                &format!("/Users/{uid}"),
+                &fill(&fixture("entra/1.6-patch-username.json"), &[]),
+            )
+            .await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        let renamed = format!(
+            "CN=5b50642d-79fc-4410-9e90-4c077cdd1a59@testuser.com,{}",
+            people(&dc)
+        );
+        assert_eq!(
+            one(&dc, &renamed, "userPrincipalName").as_deref(),
+            Some("5b50642d-79fc-4410-9e90-4c077cdd1a59@testuser.com")
+        );
+        assert_eq!(one(&dc, &renamed, "sAMAccountName"), Some(sam));
+        assert_eq!(one(&dc, &group, "member"), Some(renamed.clone()));
+        // The delete: the entry goes (a tombstone), the group is left empty.
+        assert_eq!(d.delete(&format!("/Users/{uid}")).await.status, 204);
+        assert!(search(&dc, &renamed, "(objectClass=*)", &["1.1"]).is_empty());
+        assert_eq!(one(&dc, &group, "member"), None);
+    }
 }

@@ -1,5 +1,6 @@
-//! The daemon writing into a real OpenLDAP directory, with `examples/ldap-openldap.yaml`'s
-//! mapping: Entra's requests go in over HTTP, the entries are checked with ldapsearch.
+//! The daemon writing into a real OpenLDAP directory (and 389-DS, for the Entra replay),
+//! with the shipped example's mapping: Entra's requests go in over HTTP, the entries are
+//! checked with ldapsearch.
 
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -18,17 +19,60 @@ fn has(ldif: &str, line: &str) -> bool {
     ldif.lines().any(|l| l.trim_end() == line)
 }
 
+/// A directory with inetOrgPerson and groupOfNames, as the tests read it back.
+trait Directory {
+    fn search(&self, base: &str, filter: &str, attrs: &[&str]) -> String;
+    fn base(&self) -> &str;
+    /// Its shipped example's target and mapping, pointed at it.
+    fn target_yaml(&self) -> String;
+}
+
+impl Directory for Slapd {
+    fn search(&self, base: &str, filter: &str, attrs: &[&str]) -> String {
+        self.ldapsearch(base, filter, attrs)
+    }
+    fn base(&self) -> &str {
+        &self.base
+    }
+    fn target_yaml(&self) -> String {
+        self.example_target_yaml()
+    }
+}
+
+impl Directory for scim_bridge::dirsrv::DirSrv {
+    fn search(&self, base: &str, filter: &str, attrs: &[&str]) -> String {
+        self.ldapsearch(base, filter, attrs)
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+    fn base(&self) -> &str {
+        &self.base
+    }
+    fn target_yaml(&self) -> String {
+        self.example_target_yaml()
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn entra_users_and_groups_are_converged_into_the_directory() {
-    let slapd = Slapd::start();
-    let d = daemon_for(&slapd);
-    let people = format!("ou=people,{}", slapd.base);
+    entra_replay(&Slapd::start()).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn entra_users_and_groups_are_converged_into_389_ds() {
+    entra_replay(&scim_bridge::dirsrv::DirSrv::start().unwrap_or_else(|e| panic!("{e}"))).await;
+}
+
+/// Entra's requests (create, mixed PATCH, group, member add, rename, delete) and what the
+/// directory holds after each.
+async fn entra_replay(dir: &dyn Directory) {
+    let d = Daemon::start_with(&dir.target_yaml());
+    let people = format!("ou=people,{}", dir.base());
     let r = d
         .post("/Users", &fixture("entra/1.1-create-user.json"))
         .await;
     assert_eq!(r.status, 201, "{}", r.text);
     let uid = r.body["id"].as_str().expect("id").to_string();
-    let entry = slapd.ldapsearch(
+    let entry = dir.search(
         &people,
         "(uid=Test_User_00aa00aa-bb11-cc22-dd33-44ee44ee44ee)",
         &["cn", "sn", "mail", "givenName"],
@@ -51,7 +95,7 @@ async fn entra_users_and_groups_are_converged_into_the_directory() {
         )
         .await;
     assert_eq!(r.status, 200, "{}", r.text);
-    let entry = slapd.ldapsearch(
+    let entry = dir.search(
         &people,
         "(uid=Test_User_00aa00aa-bb11-cc22-dd33-44ee44ee44ee)",
         &["mail", "departmentNumber"],
@@ -68,10 +112,10 @@ async fn entra_users_and_groups_are_converged_into_the_directory() {
         .await;
     assert_eq!(g.status, 201, "{}", g.text);
     let gid = g.body["id"].as_str().expect("id").to_string();
-    let groups = format!("ou=groups,{}", slapd.base);
-    let group = slapd.ldapsearch(&groups, "(cn=displayName)", &["member"]);
+    let groups = format!("ou=groups,{}", dir.base());
+    let group = dir.search(&groups, "(cn=displayName)", &["member"]);
     assert!(
-        has(&group, &format!("member: cn=placeholder,{}", slapd.base)),
+        has(&group, &format!("member: cn=placeholder,{}", dir.base())),
         "an empty groupOfNames gets the placeholder: {group}"
     );
     let add = fill(
@@ -79,7 +123,7 @@ async fn entra_users_and_groups_are_converged_into_the_directory() {
         &[("MEMBER_ID", &uid)],
     );
     assert_eq!(d.patch(&format!("/Groups/{gid}"), &add).await.status, 204);
-    let group = slapd.ldapsearch(&groups, "(cn=displayName)", &["member"]);
+    let group = dir.search(&groups, "(cn=displayName)", &["member"]);
     assert!(
         group.contains("member: uid=Test_User_00aa00aa-bb11-cc22-dd33-44ee44ee44ee,ou=people,"),
         "{group}"
@@ -94,7 +138,7 @@ async fn entra_users_and_groups_are_converged_into_the_directory() {
         )
         .await;
     assert_eq!(r.status, 200, "{}", r.text);
-    let renamed = slapd.ldapsearch(
+    let renamed = dir.search(
         &people,
         "(uid=5b50642d-79fc-4410-9e90-4c077cdd1a59@testuser.com)",
         &["uid"],
@@ -104,16 +148,15 @@ async fn entra_users_and_groups_are_converged_into_the_directory() {
         "{renamed}"
     );
     assert!(
-        slapd
-            .ldapsearch(
-                &people,
-                "(uid=Test_User_00aa00aa-bb11-cc22-dd33-44ee44ee44ee)",
-                &["uid"]
-            )
-            .trim()
-            .is_empty()
+        dir.search(
+            &people,
+            "(uid=Test_User_00aa00aa-bb11-cc22-dd33-44ee44ee44ee)",
+            &["uid"]
+        )
+        .trim()
+        .is_empty()
     );
-    let group = slapd.ldapsearch(&groups, "(cn=displayName)", &["member"]);
+    let group = dir.search(&groups, "(cn=displayName)", &["member"]);
     assert!(
         group.contains("member: uid=5b50642d-79fc-4410-9e90-4c077cdd1a59@testuser.com,ou=people,"),
         "{group}"
@@ -122,18 +165,17 @@ async fn entra_users_and_groups_are_converged_into_the_directory() {
     // Deleting the user deletes the entry and takes it out of the group.
     assert_eq!(d.delete(&format!("/Users/{uid}")).await.status, 204);
     assert!(
-        slapd
-            .ldapsearch(
-                &people,
-                "(uid=5b50642d-79fc-4410-9e90-4c077cdd1a59@testuser.com)",
-                &["uid"]
-            )
-            .trim()
-            .is_empty()
+        dir.search(
+            &people,
+            "(uid=5b50642d-79fc-4410-9e90-4c077cdd1a59@testuser.com)",
+            &["uid"]
+        )
+        .trim()
+        .is_empty()
     );
-    let group = slapd.ldapsearch(&groups, "(cn=displayName)", &["member"]);
+    let group = dir.search(&groups, "(cn=displayName)", &["member"]);
     assert!(
-        has(&group, &format!("member: cn=placeholder,{}", slapd.base)),
+        has(&group, &format!("member: cn=placeholder,{}", dir.base())),
         "{group}"
     );
 }
