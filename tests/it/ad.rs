@@ -113,7 +113,7 @@ mod samba {
         .await;
         let dn = format!("CN=Chris Johnson,{}", people(&dc));
         let sam = one(&dc, &dn, "sAMAccountName").expect("sAMAccountName");
-        assert_eq!(sam, format!("christopher.joh-{}", &id[32..]), "{id}");
+        assert_eq!(sam, format!("christopher-{}", &id[28..]), "{id}");
         assert!(sam.chars().count() <= 20);
         for (attr, value) in [
             (
@@ -326,7 +326,7 @@ mod samba {
         let (code, text) = run(mapping);
         assert_eq!(code, Some(0), "{text}");
         let long = mapping.replace(
-            r#"expr: 'Join("", Left(ToLower(Word([userName], 1, "@")), 15), "-", Mid([id], 33, 4))'"#,
+            r#"expr: 'Join("", Left(ToLower(Word([userName], 1, "@")), 11), "-", Mid([id], 29, 8))'"#,
             "expr: 'ToLower(Word([userName], 1, \"@\"))'",
         );
         assert_ne!(long, mapping);
@@ -436,7 +436,7 @@ mod samba {
             Some("Test_User_00aa00aa-bb11-cc22-dd33-44ee44ee44ee")
         );
         let sam = one(&dc, &dn, "sAMAccountName").expect("sAMAccountName");
-        assert_eq!(sam, format!("test_user_00aa0-{}", &uid[32..]));
+        assert_eq!(sam, format!("test_user_0-{}", &uid[28..]));
         assert_eq!(one(&dc, &dn, "sn").as_deref(), Some("familyName"));
         // Entra's mixed PATCH.
         let r = d
