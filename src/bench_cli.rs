@@ -46,7 +46,7 @@ use anyhow::Context;
 use ldap3::{LdapConn, LdapConnSettings, Scope};
 use scim_bridge::config::{self, Environment, ProcessEnv};
 use scim_bridge::journal::ops;
-use scim_bridge::slapd::{PEOPLE_DN, Slapd};
+use scim_bridge::slapd::Slapd;
 use scim_bridge::store::Store;
 
 /// The environment variable the started daemon reads its (made-up) bearer token from.
@@ -103,6 +103,11 @@ pub struct BenchArgs {
     /// add` phase and a journal replay into a second slapd, and print the ratio.
     #[arg(long)]
     ldap: bool,
+    /// With --ldap: which directory to start — `openldap` (slapd), `389ds` (ns-slapd,
+    /// examples/ldap-389ds.yaml) or `ad` (a Samba AD DC, examples/ldap-ad.yaml; fixed
+    /// ports: one per machine, so no second one for the journal replay).
+    #[arg(long, value_enum, default_value = "openldap", requires = "ldap")]
+    directory: DirectoryKind,
     /// The started daemon's state directory (kept); default a temporary one (removed).
     #[arg(long)]
     state_dir: Option<PathBuf>,
@@ -211,10 +216,9 @@ fn bench(args: &BenchArgs) -> anyhow::Result<bool> {
                 ),
             };
             if args.ldap {
-                let server = Slapd::start().context("--ldap: while starting a throw-away slapd")?;
-                text =
-                    replace_sections(&text, &["target", "mapping"], &server.example_target_yaml());
-                source += " with examples/ldap-openldap.yaml's target and mapping";
+                let server = Directory::start(args.directory)?;
+                text = replace_sections(&text, &["target", "mapping"], &server.target_yaml());
+                source += &format!(" with {}'s target and mapping", server.example());
                 slapd = Some(server);
             }
             let state_dir = match (&args.state_dir, args.stored_users) {
@@ -443,10 +447,10 @@ fn bench(args: &BenchArgs) -> anyhow::Result<bool> {
         );
         if let Some(server) = &slapd {
             print_ldap_ratio(create_rate, raw_rate);
-            match replay_journal(&d, server) {
+            match replay_journal(&d, server, args.directory) {
                 Ok(replay_ok) => b.ok &= replay_ok,
                 Err(e) => {
-                    println!("journal replay into slapd: failed: {e:#}");
+                    println!("journal replay into a second directory: failed: {e:#}");
                     b.ok = false;
                 }
             }
@@ -548,7 +552,7 @@ fn print_header(
     args: &BenchArgs,
     endpoint: &Endpoint,
     daemon: Option<&Daemon>,
-    slapd: Option<&Slapd>,
+    slapd: Option<&Directory>,
 ) {
     println!("scim-bridge bench {}", env!("CARGO_PKG_VERSION"));
     println!("machine: {}", machine());
@@ -565,12 +569,13 @@ fn print_header(
     }
     if let Some(server) = slapd {
         println!(
-            "ldap: throw-away slapd (pid {}) on {}, base {}, mdb in {} (as the tests start it)",
+            "ldap: throw-away {} (pid {}) on {}, base {}, in {} (as the tests start it)",
+            server.name(),
             server
                 .pid()
                 .map_or_else(|| "unknown".to_owned(), |p| p.to_string()),
-            server.url,
-            server.base,
+            server.url(),
+            server.base(),
             server.dir().display()
         );
     }
@@ -1595,6 +1600,165 @@ impl Bench {
 // ---------------------------------------------------------------------------------------
 // The LDAP target (--ldap)
 
+/// The directory `--ldap` starts (`--directory`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum DirectoryKind {
+    /// OpenLDAP's slapd, examples/ldap-openldap.yaml.
+    Openldap,
+    /// 389 Directory Server, examples/ldap-389ds.yaml.
+    #[value(name = "389ds")]
+    Ds389,
+    /// A Samba AD DC, examples/ldap-ad.yaml.
+    Ad,
+}
+
+/// A throw-away directory server, started as the tests start it.
+pub(crate) enum Directory {
+    OpenLdap(Slapd),
+    Ds389(scim_bridge::dirsrv::DirSrv),
+    Ad(scim_bridge::samba::SambaDc),
+}
+
+/// The AD example, whose mapping the bench gives the daemon for `--directory ad`.
+const AD_EXAMPLE: &str = include_str!("../examples/ldap-ad.yaml");
+
+/// What the raw phase copies of the bridge's AD users (the mapped attributes).
+const AD_RAW_ATTRIBUTES: &[&str] = &[
+    "objectClass",
+    "cn",
+    "sAMAccountName",
+    "userPrincipalName",
+    "givenName",
+    "sn",
+    "displayName",
+    "mail",
+    "title",
+    "department",
+    "employeeNumber",
+];
+
+/// An AD value the raw phase adds again, made unique where AD wants it unique: the
+/// logon name's first character becomes `r` (same length), the UPN gets a `raw.` prefix.
+fn ad_unique_again(attribute: &str, value: String) -> String {
+    if attribute.eq_ignore_ascii_case("sAMAccountName") {
+        let rest: String = value.chars().skip(1).collect();
+        format!("r{rest}")
+    } else if attribute.eq_ignore_ascii_case("userPrincipalName") {
+        format!("raw.{value}")
+    } else {
+        value
+    }
+}
+
+impl Directory {
+    fn start(kind: DirectoryKind) -> anyhow::Result<Directory> {
+        Ok(match kind {
+            DirectoryKind::Openldap => Directory::OpenLdap(
+                Slapd::start().context("--ldap: while starting a throw-away slapd")?,
+            ),
+            DirectoryKind::Ds389 => Directory::Ds389(
+                scim_bridge::dirsrv::DirSrv::start()
+                    .context("--ldap: while starting a throw-away 389-DS")?,
+            ),
+            DirectoryKind::Ad => Directory::Ad(
+                scim_bridge::samba::SambaDc::start()
+                    .context("--ldap: while starting a throw-away Samba AD DC")?,
+            ),
+        })
+    }
+
+    fn name(&self) -> &'static str {
+        match self {
+            Directory::OpenLdap(_) => "slapd",
+            Directory::Ds389(_) => "389-DS",
+            Directory::Ad(_) => "Samba AD DC",
+        }
+    }
+
+    /// The example configuration whose target and mapping the daemon gets.
+    fn example(&self) -> &'static str {
+        match self {
+            Directory::OpenLdap(_) => "examples/ldap-openldap.yaml",
+            Directory::Ds389(_) => "examples/ldap-389ds.yaml",
+            Directory::Ad(_) => "examples/ldap-ad.yaml",
+        }
+    }
+
+    fn is_ad(&self) -> bool {
+        matches!(self, Directory::Ad(_))
+    }
+
+    fn url(&self) -> &str {
+        match self {
+            Directory::OpenLdap(s) => &s.url,
+            Directory::Ds389(s) => &s.url,
+            Directory::Ad(s) => &s.url,
+        }
+    }
+
+    fn base(&self) -> &str {
+        match self {
+            Directory::OpenLdap(s) => &s.base,
+            Directory::Ds389(s) => &s.base,
+            Directory::Ad(s) => &s.base,
+        }
+    }
+
+    fn admin_dn(&self) -> &str {
+        match self {
+            Directory::OpenLdap(s) => &s.admin_dn,
+            Directory::Ds389(s) => &s.admin_dn,
+            Directory::Ad(s) => &s.admin_dn,
+        }
+    }
+
+    fn admin_password(&self) -> &str {
+        match self {
+            Directory::OpenLdap(s) => &s.admin_password,
+            Directory::Ds389(s) => &s.admin_password,
+            Directory::Ad(s) => &s.admin_password,
+        }
+    }
+
+    fn pid(&self) -> Option<u32> {
+        match self {
+            Directory::OpenLdap(s) => s.pid(),
+            Directory::Ds389(s) => s.pid(),
+            Directory::Ad(s) => s.pid(),
+        }
+    }
+
+    fn dir(&self) -> &Path {
+        match self {
+            Directory::OpenLdap(s) => s.dir(),
+            Directory::Ds389(s) => s.dir(),
+            Directory::Ad(s) => s.dir(),
+        }
+    }
+
+    /// Where the example mappings put users.
+    fn people_dn(&self) -> String {
+        match self {
+            Directory::Ad(s) => format!("OU=people,{}", s.base),
+            other => format!("ou=people,{}", other.base()),
+        }
+    }
+
+    /// The example's target and mapping, pointed at this server.
+    fn target_yaml(&self) -> String {
+        match self {
+            Directory::OpenLdap(s) => s.example_target_yaml(),
+            Directory::Ds389(s) => s.example_target_yaml(),
+            Directory::Ad(s) => {
+                let mapping = AD_EXAMPLE
+                    .find("\nmapping:")
+                    .map_or("", |at| &AD_EXAMPLE[at + 1..]);
+                format!("{}{mapping}", s.target_yaml())
+            }
+        }
+    }
+}
+
 /// One entry of the `raw ldap3 add` phase.
 struct RawEntry {
     dn: String,
@@ -1607,8 +1771,8 @@ impl Bench {
     /// attributes, by as many ldap3 connections as HTTP ones, each bound once before the
     /// clock starts. Returns its rate; `None` (and the run marked failed) when it could not
     /// be set up.
-    fn raw_ldap_add(&mut self, slapd: &Slapd) -> Option<f64> {
-        let raw_dn = format!("ou={RAW_OU},{}", slapd.base);
+    fn raw_ldap_add(&mut self, slapd: &Directory) -> Option<f64> {
+        let raw_dn = format!("ou={RAW_OU},{}", slapd.base());
         let setup = || -> anyhow::Result<(Vec<RawEntry>, Vec<LdapConn>)> {
             let mut conn = ldap_bind(slapd)?;
             conn.with_timeout(IO_TIMEOUT)
@@ -1620,8 +1784,8 @@ impl Bench {
                     ],
                 )
                 .and_then(|r| r.success())
-                .with_context(|| format!("{}: cannot add {raw_dn}", slapd.url))?;
-            let entries = bridge_entries(&mut conn, slapd, PEOPLE_DN, &raw_dn)?;
+                .with_context(|| format!("{}: cannot add {raw_dn}", slapd.url()))?;
+            let entries = bridge_entries(&mut conn, slapd, &slapd.people_dn(), &raw_dn)?;
             let mut conns = vec![conn];
             while conns.len() < self.conns.len() {
                 conns.push(ldap_bind(slapd)?);
@@ -1664,14 +1828,14 @@ impl Bench {
 }
 
 /// An ldap3 connection to `slapd`, bound as its admin (connect and bind timeouts set).
-pub(crate) fn ldap_bind(slapd: &Slapd) -> anyhow::Result<LdapConn> {
+fn ldap_bind(slapd: &Directory) -> anyhow::Result<LdapConn> {
     let settings = LdapConnSettings::new().set_conn_timeout(IO_TIMEOUT);
-    let mut conn = LdapConn::with_settings(settings, &slapd.url)
-        .with_context(|| format!("cannot connect to {}", slapd.url))?;
+    let mut conn = LdapConn::with_settings(settings, slapd.url())
+        .with_context(|| format!("cannot connect to {}", slapd.url()))?;
     conn.with_timeout(IO_TIMEOUT)
-        .simple_bind(&slapd.admin_dn, &slapd.admin_password)
+        .simple_bind(slapd.admin_dn(), slapd.admin_password())
         .and_then(|r| r.success())
-        .with_context(|| format!("{}: bind as {} failed", slapd.url, slapd.admin_dn))?;
+        .with_context(|| format!("{}: bind as {} failed", slapd.url(), slapd.admin_dn()))?;
     Ok(conn)
 }
 
@@ -1679,25 +1843,37 @@ pub(crate) fn ldap_bind(slapd: &Slapd) -> anyhow::Result<LdapConn> {
 /// their user attributes (object classes included) as the directory holds them.
 fn bridge_entries(
     conn: &mut LdapConn,
-    slapd: &Slapd,
+    slapd: &Directory,
     parent: &str,
     under: &str,
 ) -> anyhow::Result<Vec<RawEntry>> {
+    // AD answers `*` with attributes only the server may write (objectGUID, objectSid,
+    // whenCreated …): the mapped ones only, with the unique ones made unique again.
+    let attrs = if slapd.is_ad() {
+        AD_RAW_ATTRIBUTES.to_vec()
+    } else {
+        vec!["*"]
+    };
     let (entries, _) = conn
         .with_timeout(SEARCH_TIMEOUT)
-        .search(parent, Scope::OneLevel, "(objectClass=*)", vec!["*"])
+        .search(parent, Scope::OneLevel, "(objectClass=*)", attrs)
         .and_then(|r| r.success())
-        .with_context(|| format!("{}: cannot read the entries under {parent}", slapd.url))?;
+        .with_context(|| format!("{}: cannot read the entries under {parent}", slapd.url()))?;
+    let ad = slapd.is_ad();
     scim_bridge::target::ldap::entries_only(entries)
         .into_iter()
         .map(|entry| {
             let rdn = rdn_under(&entry.dn, parent).with_context(|| {
-                format!("{}: {} is not directly under {parent}", slapd.url, entry.dn)
+                format!(
+                    "{}: {} is not directly under {parent}",
+                    slapd.url(),
+                    entry.dn
+                )
             })?;
             if !entry.bin_attrs.is_empty() {
                 anyhow::bail!(
                     "{}: {} has binary attributes, which the raw phase does not copy",
-                    slapd.url,
+                    slapd.url(),
                     entry.dn
                 );
             }
@@ -1706,7 +1882,13 @@ fn bridge_entries(
                 attrs: entry
                     .attrs
                     .into_iter()
-                    .map(|(name, values)| (name, values.into_iter().collect()))
+                    .map(|(name, values)| {
+                        let values = values
+                            .into_iter()
+                            .map(|v| if ad { ad_unique_again(&name, v) } else { v })
+                            .collect();
+                        (name, values)
+                    })
                     .collect(),
             })
         })
@@ -1723,13 +1905,19 @@ fn rdn_under<'a>(dn: &'a str, parent: &str) -> Option<&'a str> {
 }
 
 /// The DNs (lower-cased) of every entry of `slapd`'s suffix, but those under `skip`.
-fn directory_dns(slapd: &Slapd, skip: Option<&str>) -> anyhow::Result<BTreeSet<String>> {
+fn directory_dns(slapd: &Directory, skip: Option<&str>) -> anyhow::Result<BTreeSet<String>> {
     let mut conn = ldap_bind(slapd)?;
     let (entries, _) = conn
         .with_timeout(SEARCH_TIMEOUT)
-        .search(&slapd.base, Scope::Subtree, "(objectClass=*)", vec!["1.1"])
+        .search(slapd.base(), Scope::Subtree, "(objectClass=*)", vec!["1.1"])
         .and_then(|r| r.success())
-        .with_context(|| format!("{}: cannot list the entries of {}", slapd.url, slapd.base))?;
+        .with_context(|| {
+            format!(
+                "{}: cannot list the entries of {}",
+                slapd.url(),
+                slapd.base()
+            )
+        })?;
     let _ = conn.unbind();
     let skip = skip.map(str::to_ascii_lowercase);
     Ok(scim_bridge::target::ldap::entries_only(entries)
@@ -1747,13 +1935,19 @@ fn directory_dns(slapd: &Slapd, skip: Option<&str>) -> anyhow::Result<BTreeSet<S
 /// converged by `ops::replay_target` into the target the bench configuration describes,
 /// with its own links file), prints the rate, and compares the replayed directory with the
 /// bench's (`ou=raw` left out). `Ok(false)`: records were refused or the two differ.
-fn replay_journal(d: &Daemon, bench_slapd: &Slapd) -> anyhow::Result<bool> {
-    let slapd = Slapd::start().context("while starting a second throw-away slapd")?;
-    let text = replace_sections(
-        &d.text,
-        &["target", "mapping"],
-        &slapd.example_target_yaml(),
-    );
+fn replay_journal(
+    d: &Daemon,
+    bench_slapd: &Directory,
+    kind: DirectoryKind,
+) -> anyhow::Result<bool> {
+    if kind == DirectoryKind::Ad {
+        println!(
+            "journal replay into a second directory: skipped (a Samba AD DC's ports are fixed: one per machine)"
+        );
+        return Ok(true);
+    }
+    let slapd = Directory::start(kind).context("while starting a second throw-away directory")?;
+    let text = replace_sections(&d.text, &["target", "mapping"], &slapd.target_yaml());
     let mut cfg = config::parse(
         &text,
         "the bench configuration with its target on the replay slapd",
@@ -1798,7 +1992,7 @@ fn replay_journal(d: &Daemon, bench_slapd: &Slapd) -> anyhow::Result<bool> {
     .map_err(|e| anyhow::anyhow!("{e}"))?;
     let secs = started.elapsed().as_secs_f64();
     println!(
-        "journal replay into slapd: {} records in {secs:.2} s ({} records/s): {} applied, {} rejected, {} skipped (rejected at delivery); journal read in {:.2} s; into a fresh slapd on {}",
+        "journal replay into a second directory: {} records in {secs:.2} s ({} records/s): {} applied, {} rejected, {} skipped (rejected at delivery); journal read in {:.2} s; into a fresh {} on {}",
         summary.records,
         if secs > 0.0 {
             format!("{:.0}", summary.records as f64 / secs)
@@ -1809,13 +2003,14 @@ fn replay_journal(d: &Daemon, bench_slapd: &Slapd) -> anyhow::Result<bool> {
         summary.rejected.len(),
         summary.skipped_rejected,
         read.as_secs_f64(),
-        slapd.url
+        slapd.name(),
+        slapd.url()
     );
     for (seq, detail) in summary.rejected.iter().take(5) {
         println!("  record {seq}: rejected by the target: {detail}");
     }
 
-    let raw_dn = format!("ou={RAW_OU},{}", bench_slapd.base);
+    let raw_dn = format!("ou={RAW_OU},{}", bench_slapd.base());
     let bench_dns = directory_dns(bench_slapd, Some(&raw_dn))?;
     let replay_dns = directory_dns(&slapd, None)?;
     let same = bench_dns == replay_dns;

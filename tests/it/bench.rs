@@ -165,7 +165,7 @@ fn bench_ldap_compares_the_bridge_with_raw_ldap3_and_replays_the_journal() {
     );
     let replay = stdout
         .lines()
-        .find(|l| l.starts_with("journal replay into slapd: "))
+        .find(|l| l.starts_with("journal replay into a second directory: "))
         .unwrap_or_else(|| panic!("no replay line:\n{stdout}"));
     assert!(replay.contains("records/s"), "{replay}");
     assert!(replay.contains(" 0 rejected"), "{replay}");
@@ -301,5 +301,65 @@ fn bench_soak_survives_every_fault_kind_and_passes_the_final_checks() {
             .and_then(|n| n.parse().ok())
             .unwrap_or_else(|| panic!("{op}: {fields:?}"));
         assert!(requests > 0, "no {op} request:\n{stdout}");
+    }
+}
+
+/// `bench --ldap --directory <kind>`: every phase without an error and the ratio line.
+fn bench_against(directory: &str) -> String {
+    let (stdout, _dir) = run_example_bench(&[
+        "--ldap",
+        "--directory",
+        directory,
+        "--users",
+        "20",
+        "--groups",
+        "2",
+        "--members-per-batch",
+        "5",
+        "--concurrency",
+        "2",
+        "--max-seconds",
+        "60",
+    ]);
+    assert_phases(
+        &stdout,
+        &[
+            ("create users", 20),
+            ("raw ldap3 add", 20),
+            ("get by filter", 20),
+            ("patch users", 20),
+            ("create groups", 2),
+            ("add members", 4),
+            ("delete users", 20),
+        ],
+    );
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.starts_with("ldap overhead: bridge creates ") && l.contains("/s, ratio ")),
+        "{stdout}"
+    );
+    stdout
+}
+
+#[test]
+fn bench_ldap_runs_against_389_ds_and_replays_into_a_second_one() {
+    let stdout = bench_against("389ds");
+    assert!(stdout.contains("ldap: throw-away 389-DS"), "{stdout}");
+    assert!(
+        stdout.contains("the replayed directory holds the same"),
+        "{stdout}"
+    );
+}
+
+mod samba {
+    #[test]
+    fn bench_ldap_runs_against_a_samba_ad_dc() {
+        let stdout = super::bench_against("ad");
+        assert!(stdout.contains("ldap: throw-away Samba AD DC"), "{stdout}");
+        assert!(
+            stdout.contains("examples/ldap-ad.yaml's target and mapping"),
+            "{stdout}"
+        );
     }
 }
