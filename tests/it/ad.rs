@@ -278,19 +278,7 @@ mod samba {
             json!({"userName": "rec@contoso.com", "displayName": "Reconciled"}),
         )
         .await;
-        let out = Command::new(env!("CARGO_BIN_EXE_scim-bridge"))
-            .current_dir(d.dir())
-            .args(["reconcile", "--dry-run", "--config"])
-            .arg(&d.config_path)
-            .output()
-            .expect("run reconcile");
-        let report = String::from_utf8_lossy(&out.stdout);
-        assert_eq!(
-            out.status.code(),
-            Some(0),
-            "{report}{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let report = d.reconcile_in_sync();
         assert!(report.contains("1 in sync, 0 differ, 0 orphan"), "{report}");
     }
 
@@ -398,19 +386,7 @@ mod samba {
             search(&dc, &during, "(objectClass=*)", &["1.1"]).is_empty(),
             "renamed, not copied"
         );
-        let out = Command::new(env!("CARGO_BIN_EXE_scim-bridge"))
-            .current_dir(d.dir())
-            .args(["reconcile", "--dry-run", "--config"])
-            .arg(&d.config_path)
-            .output()
-            .expect("run reconcile");
-        let report = String::from_utf8_lossy(&out.stdout);
-        assert_eq!(
-            out.status.code(),
-            Some(0),
-            "{report}{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let report = d.reconcile_in_sync();
         assert!(
             report.contains("3 resources compared: 3 in sync, 0 differ, 0 orphan"),
             "{report}"

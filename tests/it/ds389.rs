@@ -198,19 +198,7 @@ async fn with_389_ds_down_writes_succeed_and_are_delivered_in_order_when_it_retu
         "renamed, not copied"
     );
     assert!(search(&ds, &people, "(uid=before)", &["uid"]).contains("dn:"));
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_scim-bridge"))
-        .current_dir(d.dir())
-        .args(["reconcile", "--dry-run", "--config"])
-        .arg(&d.config_path)
-        .output()
-        .expect("run reconcile");
-    let report = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{report}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let report = d.reconcile_in_sync();
     assert!(
         report.contains("3 resources compared: 3 in sync, 0 differ, 0 orphan"),
         "{report}"

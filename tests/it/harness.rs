@@ -305,6 +305,25 @@ impl Daemon {
         self.with_body(Method::PATCH, path, json_text).await
     }
 
+    /// `scim-bridge reconcile --dry-run` on this daemon's configuration (run in its
+    /// directory): asserts it exits 0 (no drift) and returns its report.
+    pub fn reconcile_in_sync(&self) -> String {
+        let out = Command::new(env!("CARGO_BIN_EXE_scim-bridge"))
+            .current_dir(self.dir())
+            .args(["reconcile", "--dry-run", "--config"])
+            .arg(&self.config_path)
+            .output()
+            .expect("run reconcile");
+        let report = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "reconcile found drift or failed: {report}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        report
+    }
+
     async fn with_body(&self, method: Method, path: &str, json_text: &str) -> Resp {
         send(
             self.request(method, path)

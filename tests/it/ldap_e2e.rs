@@ -271,19 +271,7 @@ async fn with_the_directory_down_writes_succeed_and_are_delivered_in_order_when_
             .contains("dn:")
     );
     // Nothing lost, nothing left over: reconcile finds no drift.
-    let out = Command::new(env!("CARGO_BIN_EXE_scim-bridge"))
-        .current_dir(d.dir())
-        .args(["reconcile", "--dry-run", "--config"])
-        .arg(&d.config_path)
-        .output()
-        .expect("run reconcile");
-    let report = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{report}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let report = d.reconcile_in_sync();
     assert!(
         report.contains("3 resources compared: 3 in sync, 0 differ, 0 orphan"),
         "{report}"
