@@ -91,14 +91,14 @@
 use std::fs::{File, OpenOptions};
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-pub use crate::slapd::{DirectoryError, SlapdTls};
 use crate::slapd::{
-    PROBE_TIMEOUT, SBIN_DIRS, TOOL_TIMEOUT, find_program, free_port, io, read_from, run, tail,
+    Admin, SBIN_DIRS, TOOL_TIMEOUT, find_program, free_port, io, read_from, run, tail,
     test_certificates,
 };
+pub use crate::slapd::{DirectoryError, SlapdTls};
 
 /// The suffix of the directory.
 pub const BASE: &str = "dc=example,dc=com";
@@ -1264,117 +1264,6 @@ pub(crate) fn require_ldap_utils(server: &str) -> Result<(), DirectoryError> {
          test suite with `bash tests/run.sh`, which installs them.",
         missing.join(", ") + if missing.len() == 1 { " was" } else { " were" }
     )))
-}
-
-/// The ldap-utils tools bound as a server's admin (simple bind, plain LDAP).
-pub(crate) struct Admin<'a> {
-    pub(crate) url: &'a str,
-    pub(crate) dn: &'a str,
-    pub(crate) password: &'a str,
-    /// The server's name in messages (`389-DS`, `Samba`).
-    pub(crate) server: &'a str,
-}
-
-impl Admin<'_> {
-    /// An ldap-utils command bound as the admin, ignoring ldap.conf/.ldaprc.
-    fn tool(&self, tool: &str) -> Command {
-        let mut c = Command::new(tool);
-        c.env("LDAPNOINIT", "1")
-            .args(["-x", "-o", "nettimeout=10", "-H", self.url])
-            .args(["-D", self.dn, "-w", self.password]);
-        c
-    }
-
-    fn run(
-        &self,
-        tool: &str,
-        command: Command,
-        stdin: Option<&str>,
-    ) -> Result<Output, DirectoryError> {
-        run(command, stdin, TOOL_TIMEOUT).map_err(|e| {
-            DirectoryError::Failed(format!(
-                "{tool} against {} ({}): {e}",
-                self.url, self.server
-            ))
-        })
-    }
-
-    fn check(&self, tool: &str, input: &str, out: Output) -> Result<(), DirectoryError> {
-        if out.status.success() {
-            return Ok(());
-        }
-        Err(DirectoryError::Failed(format!(
-            "{tool} against {} ({}) failed ({}):\n{}{}\ninput:\n{input}",
-            self.url,
-            self.server,
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        )))
-    }
-
-    /// `ldapsearch -LLL -s sub`, lines unwrapped; noSuchObject (exit 32) is `""`.
-    pub(crate) fn ldapsearch(
-        &self,
-        base: &str,
-        filter: &str,
-        attrs: &[&str],
-    ) -> Result<String, DirectoryError> {
-        let mut search = self.tool("ldapsearch");
-        search
-            .args([
-                "-LLL",
-                "-o",
-                "ldif-wrap=no",
-                "-s",
-                "sub",
-                "-b",
-                base,
-                filter,
-            ])
-            .args(attrs);
-        let out = self.run("ldapsearch", search, None)?;
-        match out.status.code() {
-            Some(0) => String::from_utf8(out.stdout).map_err(|e| {
-                DirectoryError::Failed(format!(
-                    "ldapsearch -b {base:?} {filter:?} against {} printed invalid UTF-8: {e}",
-                    self.url
-                ))
-            }),
-            Some(32) => Ok(String::new()),
-            _ => Err(DirectoryError::Failed(format!(
-                "ldapsearch -b {base:?} {filter:?} {attrs:?} against {} ({}) failed ({}):\n{}",
-                self.url,
-                self.server,
-                out.status,
-                String::from_utf8_lossy(&out.stderr)
-            ))),
-        }
-    }
-
-    pub(crate) fn ldapmodify(&self, ldif: &str) -> Result<(), DirectoryError> {
-        let out = self.run("ldapmodify", self.tool("ldapmodify"), Some(ldif))?;
-        self.check("ldapmodify", ldif, out)
-    }
-
-    pub(crate) fn ldapadd(&self, ldif: &str) -> Result<(), DirectoryError> {
-        let out = self.run("ldapadd", self.tool("ldapadd"), Some(ldif))?;
-        self.check("ldapadd", ldif, out)
-    }
-
-    pub(crate) fn ldapdelete(&self, dn: &str) -> Result<(), DirectoryError> {
-        let mut delete = self.tool("ldapdelete");
-        delete.arg(dn);
-        let out = self.run("ldapdelete", delete, None)?;
-        self.check("ldapdelete", dn, out)
-    }
-
-    /// Whether a base-scope search of `base` as the admin succeeds.
-    pub(crate) fn answers(&self, base: &str) -> bool {
-        let mut probe = self.tool("ldapsearch");
-        probe.args(["-LLL", "-s", "base", "-b", base, "(objectClass=*)", "1.1"]);
-        run(probe, None, PROBE_TIMEOUT).is_ok_and(|out| out.status.success())
-    }
 }
 
 #[cfg(test)]

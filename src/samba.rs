@@ -92,13 +92,13 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::dirsrv::{
-    Admin, Owner, copy_tree, daemon_alive, lock_file, program_version, reap_orphans,
-    require_ldap_utils, signal, templates_root, wait_gone,
+    Owner, copy_tree, daemon_alive, lock_file, program_version, reap_orphans, require_ldap_utils,
+    signal, templates_root, wait_gone,
+};
+use crate::slapd::{
+    Admin, SBIN_DIRS, find_program, io, read_from, run, tail, terminate, test_certificates,
 };
 pub use crate::slapd::{DirectoryError, SlapdTls};
-use crate::slapd::{
-    SBIN_DIRS, find_program, io, read_from, run, tail, terminate, test_certificates,
-};
 
 /// The domain's naming context.
 pub const BASE: &str = "DC=example,DC=com";

@@ -306,56 +306,34 @@ impl Slapd {
         filter: &str,
         attrs: &[&str],
     ) -> Result<String, SlapdError> {
-        let mut search = self.ldap_tool("ldapsearch");
-        search
-            .args([
-                "-LLL",
-                "-o",
-                "ldif-wrap=no",
-                "-s",
-                "sub",
-                "-b",
-                base,
-                filter,
-            ])
-            .args(attrs);
-        let out = self.run_tool("ldapsearch", search, None)?;
-        match out.status.code() {
-            Some(0) => String::from_utf8(out.stdout).map_err(|e| {
-                SlapdError::Failed(format!(
-                    "ldapsearch -b {base:?} {filter:?} against {} printed invalid UTF-8: {e}",
-                    self.url
-                ))
-            }),
-            Some(32) => Ok(String::new()),
-            _ => Err(SlapdError::Failed(format!(
-                "ldapsearch -b {base:?} {filter:?} {attrs:?} against {} failed ({}):\n{}",
-                self.url,
-                out.status,
-                String::from_utf8_lossy(&out.stderr)
-            ))),
-        }
+        self.admin().ldapsearch(base, filter, attrs)
     }
 
     /// `ldapmodify` as the admin (LDIF with `changetype:` records); any error fails.
     pub fn ldapmodify(&self, ldif: &str) -> Result<(), SlapdError> {
-        let out = self.run_tool("ldapmodify", self.ldap_tool("ldapmodify"), Some(ldif))?;
-        self.check("ldapmodify", ldif, out)
+        self.admin().ldapmodify(ldif)
     }
 
     /// `ldapadd` as the admin (LDIF entries); any error fails, e.g. an entry that already
     /// exists or violates the schema.
     pub fn ldapadd(&self, ldif: &str) -> Result<(), SlapdError> {
-        let out = self.run_tool("ldapadd", self.ldap_tool("ldapadd"), Some(ldif))?;
-        self.check("ldapadd", ldif, out)
+        self.admin().ldapadd(ldif)
     }
 
     /// `ldapdelete` of one entry as the admin; any error fails (including noSuchObject).
     pub fn ldapdelete(&self, dn: &str) -> Result<(), SlapdError> {
-        let mut delete = self.ldap_tool("ldapdelete");
-        delete.arg(dn);
-        let out = self.run_tool("ldapdelete", delete, None)?;
-        self.check("ldapdelete", dn, out)
+        self.admin().ldapdelete(dn)
+    }
+
+    /// The ldap-utils tools bound as this slapd's admin (shared with the other
+    /// directories' harnesses).
+    fn admin(&self) -> Admin<'_> {
+        Admin {
+            url: &self.url,
+            dn: &self.admin_dn,
+            password: &self.admin_password,
+            server: "slapd",
+        }
     }
 
     /// `examples/ldap-openldap.yaml` from its `target:` section on (the target and the
@@ -384,35 +362,6 @@ impl Slapd {
             .args(["-x", "-o", "nettimeout=10", "-H", &self.url])
             .args(["-D", &self.admin_dn, "-w", &self.admin_password]);
         c
-    }
-
-    /// Runs an ldap-utils tool with [`TOOL_TIMEOUT`].
-    fn run_tool(
-        &self,
-        tool: &str,
-        command: Command,
-        stdin: Option<&str>,
-    ) -> Result<Output, SlapdError> {
-        run(command, stdin, TOOL_TIMEOUT).map_err(|e| {
-            SlapdError::Failed(format!(
-                "{tool} against {}: {e}\n--- slapd output:\n{}",
-                self.url,
-                self.log()
-            ))
-        })
-    }
-
-    fn check(&self, tool: &str, input: &str, out: Output) -> Result<(), SlapdError> {
-        if out.status.success() {
-            return Ok(());
-        }
-        Err(SlapdError::Failed(format!(
-            "{tool} against {} failed ({}):\n{}{}\ninput:\n{input}",
-            self.url,
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        )))
     }
 
     fn set_port(&mut self, port: u16) {
@@ -959,6 +908,117 @@ pub(crate) fn read_from(path: &Path, offset: u64) -> String {
         .unwrap_or(usize::MAX)
         .min(text.len());
     String::from_utf8_lossy(&text[start..]).into_owned()
+}
+
+/// The ldap-utils tools bound as a server's admin (simple bind, plain LDAP).
+pub(crate) struct Admin<'a> {
+    pub(crate) url: &'a str,
+    pub(crate) dn: &'a str,
+    pub(crate) password: &'a str,
+    /// The server's name in messages (`389-DS`, `Samba`).
+    pub(crate) server: &'a str,
+}
+
+impl Admin<'_> {
+    /// An ldap-utils command bound as the admin, ignoring ldap.conf/.ldaprc.
+    fn tool(&self, tool: &str) -> Command {
+        let mut c = Command::new(tool);
+        c.env("LDAPNOINIT", "1")
+            .args(["-x", "-o", "nettimeout=10", "-H", self.url])
+            .args(["-D", self.dn, "-w", self.password]);
+        c
+    }
+
+    fn run(
+        &self,
+        tool: &str,
+        command: Command,
+        stdin: Option<&str>,
+    ) -> Result<Output, DirectoryError> {
+        run(command, stdin, TOOL_TIMEOUT).map_err(|e| {
+            DirectoryError::Failed(format!(
+                "{tool} against {} ({}): {e}",
+                self.url, self.server
+            ))
+        })
+    }
+
+    fn check(&self, tool: &str, input: &str, out: Output) -> Result<(), DirectoryError> {
+        if out.status.success() {
+            return Ok(());
+        }
+        Err(DirectoryError::Failed(format!(
+            "{tool} against {} ({}) failed ({}):\n{}{}\ninput:\n{input}",
+            self.url,
+            self.server,
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )))
+    }
+
+    /// `ldapsearch -LLL -s sub`, lines unwrapped; noSuchObject (exit 32) is `""`.
+    pub(crate) fn ldapsearch(
+        &self,
+        base: &str,
+        filter: &str,
+        attrs: &[&str],
+    ) -> Result<String, DirectoryError> {
+        let mut search = self.tool("ldapsearch");
+        search
+            .args([
+                "-LLL",
+                "-o",
+                "ldif-wrap=no",
+                "-s",
+                "sub",
+                "-b",
+                base,
+                filter,
+            ])
+            .args(attrs);
+        let out = self.run("ldapsearch", search, None)?;
+        match out.status.code() {
+            Some(0) => String::from_utf8(out.stdout).map_err(|e| {
+                DirectoryError::Failed(format!(
+                    "ldapsearch -b {base:?} {filter:?} against {} printed invalid UTF-8: {e}",
+                    self.url
+                ))
+            }),
+            Some(32) => Ok(String::new()),
+            _ => Err(DirectoryError::Failed(format!(
+                "ldapsearch -b {base:?} {filter:?} {attrs:?} against {} ({}) failed ({}):\n{}",
+                self.url,
+                self.server,
+                out.status,
+                String::from_utf8_lossy(&out.stderr)
+            ))),
+        }
+    }
+
+    pub(crate) fn ldapmodify(&self, ldif: &str) -> Result<(), DirectoryError> {
+        let out = self.run("ldapmodify", self.tool("ldapmodify"), Some(ldif))?;
+        self.check("ldapmodify", ldif, out)
+    }
+
+    pub(crate) fn ldapadd(&self, ldif: &str) -> Result<(), DirectoryError> {
+        let out = self.run("ldapadd", self.tool("ldapadd"), Some(ldif))?;
+        self.check("ldapadd", ldif, out)
+    }
+
+    pub(crate) fn ldapdelete(&self, dn: &str) -> Result<(), DirectoryError> {
+        let mut delete = self.tool("ldapdelete");
+        delete.arg(dn);
+        let out = self.run("ldapdelete", delete, None)?;
+        self.check("ldapdelete", dn, out)
+    }
+
+    /// Whether a base-scope search of `base` as the admin succeeds.
+    pub(crate) fn answers(&self, base: &str) -> bool {
+        let mut probe = self.tool("ldapsearch");
+        probe.args(["-LLL", "-s", "base", "-b", base, "(objectClass=*)", "1.1"]);
+        run(probe, None, PROBE_TIMEOUT).is_ok_and(|out| out.status.success())
+    }
 }
 
 #[cfg(test)]

@@ -222,7 +222,20 @@ userPassword: alice-password
                 None if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
                 None => {
                     let _ = server.kill();
-                    panic!("the orphan server still runs");
+                    panic!(
+                        "the orphan server still runs (its directory {}, owner.lock {}, pidfile {:?})",
+                        if orphan.exists() {
+                            "is still there"
+                        } else {
+                            "is gone"
+                        },
+                        if orphan.join("owner.lock").exists() {
+                            "is still there"
+                        } else {
+                            "is gone"
+                        },
+                        std::fs::read_to_string(orphan.join("run/slapd.pid")).ok()
+                    );
                 }
             }
         };
