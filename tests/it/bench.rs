@@ -102,67 +102,9 @@ fn bench_runs_every_phase_without_errors() {
 /// this test fails with that message (it is never skipped).
 #[test]
 fn bench_ldap_compares_the_bridge_with_raw_ldap3_and_replays_the_journal() {
-    let dir = tempfile::Builder::new()
-        .prefix("scim-bridge-it-bench-ldap-")
-        .tempdir()
-        .expect("create a temporary directory");
-    let example = include_str!("../../config.example.yaml");
-    let config = dir.path().join("bench.yaml");
-    // The example's server and journal settings, quieter logs; target and mapping are
-    // replaced by examples/ldap-openldap.yaml's, pointed at the bench's slapd.
-    std::fs::write(&config, example.replace("level: info", "level: warn")).expect("write config");
-    let out = Command::new(env!("CARGO_BIN_EXE_scim-bridge"))
-        .arg("bench")
-        .arg("--ldap")
-        .arg("--config")
-        .arg(&config)
-        .args([
-            "--users",
-            "20",
-            "--groups",
-            "2",
-            "--members-per-batch",
-            "5",
-            "--concurrency",
-            "2",
-            "--max-seconds",
-            "60",
-        ])
-        .env_remove("SCIM_BRIDGE_TOKEN")
-        .env_remove("SCIM_BRIDGE_CONFIG")
-        .current_dir(dir.path())
-        .output()
-        .expect("run scim-bridge bench --ldap");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "scim-bridge bench --ldap failed (slapd and ldap-utils must be installed: \
-         `bash tests/run.sh` installs them)\nstdout:\n{stdout}\nstderr:\n{stderr}"
-    );
+    let stdout = bench_against("openldap");
     assert!(stdout.contains("--ldap"), "{stdout}");
     assert!(stdout.contains("ldap: throw-away slapd"), "{stdout}");
-    assert_phases(
-        &stdout,
-        &[
-            ("create users", 20),
-            ("raw ldap3 add", 20),
-            ("get by filter", 20),
-            ("patch users", 20),
-            ("create groups", 2),
-            ("add members", 4),
-            ("delete users", 20),
-        ],
-    );
-    let ratio = stdout
-        .lines()
-        .find(|l| l.starts_with("ldap overhead: bridge creates "))
-        .unwrap_or_else(|| panic!("no ratio line:\n{stdout}"));
-    assert!(
-        ratio.contains("/s, raw ldap3 adds ") && ratio.contains("/s, ratio "),
-        "{ratio}"
-    );
     let replay = stdout
         .lines()
         .find(|l| l.starts_with("journal replay into a second directory: "))
