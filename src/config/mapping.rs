@@ -700,6 +700,7 @@ fn resource_map(
             match_attrs: raw.match_attrs.take().unwrap_or_default(),
             on_existing,
             disable_bits: Vec::new(),
+            initial_bits: Vec::new(),
             disable_drops_memberships: false,
         });
     } else {
@@ -824,6 +825,7 @@ fn resource_map(
     });
     let mut set = BTreeMap::new();
     let mut bits = BTreeMap::new();
+    let mut initial = BTreeMap::new();
     let mut move_to = None;
     let mut remove_memberships = None;
     let mut set_path = format!("{at}.on_disable");
@@ -837,9 +839,12 @@ fn resource_map(
             ("bits", RawDisableEntry::Map(values)) => {
                 bits.extend(values.into_iter().map(|(k, v)| (k, v.0)));
             }
+            ("initial", RawDisableEntry::Map(values)) => {
+                initial.extend(values.into_iter().map(|(k, v)| (k, v.0)));
+            }
             ("move_to", RawDisableEntry::Value(v)) => move_to = Some(v.0),
             ("remove_memberships", RawDisableEntry::Value(v)) => remove_memberships = Some(v.0),
-            ("set" | "bits", RawDisableEntry::Value(_)) => checker.report(
+            ("set" | "bits" | "initial", RawDisableEntry::Value(_)) => checker.report(
                 &path,
                 format!("'{key}' takes a map (e.g. {key}: {{ userAccountControl: 2 }})"),
             ),
@@ -951,6 +956,30 @@ fn resource_map(
             ),
         }
     }
+    // `initial`: what a flag attribute of `bits` holds when the entry is added (AD: 544,
+    // NORMAL_ACCOUNT | PASSWD_NOTREQD), so the add carries it and the directory's own
+    // default need not be read back and converged with a second write.
+    let mut initial_bits = Vec::new();
+    for (attr, value) in initial {
+        let at_initial = format!("{at}.on_disable.initial.{attr}");
+        if !disable_bits
+            .iter()
+            .any(|(a, _): &(String, u64)| a.eq_ignore_ascii_case(&attr))
+        {
+            checker.report(
+                &at_initial,
+                format!("'{attr}' is not under 'bits:'; initial gives the starting value of a flag attribute there"),
+            );
+            continue;
+        }
+        match value.trim().parse::<i64>() {
+            Ok(n) if n >= 0 => initial_bits.push((attr, n)),
+            _ => checker.report(
+                &at_initial,
+                format!("'{value}' is not a non-negative integer (e.g. 544)"),
+            ),
+        }
+    }
     let disabled_parent = move_to.map(|p| match ldap_base {
         Some(base) => p.replace("{base}", base),
         None => p,
@@ -1013,6 +1042,7 @@ fn resource_map(
     if let Some(e) = &mut entry {
         e.attributes = columns.iter().map(|c| c.spec.clone()).collect();
         e.disable_bits = disable_bits;
+        e.initial_bits = initial_bits;
         e.disable_drops_memberships = drops_memberships;
         for (i, name) in e.match_attrs.iter().enumerate() {
             if !e

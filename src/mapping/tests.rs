@@ -512,3 +512,33 @@ fn ldap_only_disable_policies_are_refused_for_a_sqlite_target() {
         "{err}"
     );
 }
+
+#[test]
+fn initial_flag_values_belong_to_the_bits_and_are_integers() {
+    let mapping = mapping_of(ldap_config(
+        "    on_disable:
+      bits: { userAccountControl: 2 }
+      initial: { userAccountControl: 544 }",
+        "",
+    ));
+    let users = mapping.ldap.users.as_ref().expect("users");
+    assert_eq!(
+        users.initial_bits,
+        [("userAccountControl".to_string(), 544)]
+    );
+    let err = match ldap_config(
+        "    on_disable:
+      bits: { userAccountControl: 2 }
+      initial: { flags: 544, userAccountControl: lots }",
+        "",
+    ) {
+        Ok(_) => panic!("accepted"),
+        Err(e) => e.to_string(),
+    };
+    for expected in [
+        "mapping.users.on_disable.initial.flags: 'flags' is not under 'bits:'",
+        "mapping.users.on_disable.initial.userAccountControl: 'lots' is not a non-negative integer",
+    ] {
+        assert!(err.contains(expected), "{expected}\n---\n{err}");
+    }
+}

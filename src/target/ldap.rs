@@ -268,8 +268,8 @@ impl<'a> Wanted<'a> {
 
     /// Sets (disabled) or clears (enabled) the `bits` in their attributes: the mapped
     /// value, else the entry's, is the base; no base and enabled: left alone.
-    fn apply_bits(&mut self, entry: Option<&SearchEntry>, bits: &[(String, u64)], disabled: bool) {
-        for (attr, mask) in bits {
+    fn apply_bits(&mut self, entry: Option<&SearchEntry>, spec: &EntrySpec, disabled: bool) {
+        for (attr, mask) in &spec.disable_bits {
             let Some(slot) = self
                 .attributes
                 .iter_mut()
@@ -277,9 +277,17 @@ impl<'a> Wanted<'a> {
             else {
                 continue;
             };
-            let current = match &slot.1 {
-                Some(values) => values.first().cloned(),
-                None => entry.and_then(|e| values_of(e, attr).into_iter().next()),
+            let initial = || {
+                spec.initial_bits
+                    .iter()
+                    .find(|(a, _)| a.eq_ignore_ascii_case(attr))
+                    .map(|(_, n)| n.to_string())
+            };
+            let current = match (&slot.1, entry) {
+                (Some(values), _) => values.first().cloned(),
+                (None, Some(e)) => values_of(e, attr).into_iter().next(),
+                // A new entry: the configured starting value, if any.
+                (None, None) => initial(),
             };
             let base = match current.as_deref().map(str::trim) {
                 None => None,
@@ -684,7 +692,7 @@ impl LdapTarget {
         let cells = checked_cells(*kind, spec, cells).map_err(fail)?;
         let attributes = self.resolve_refs(key, cells, false).map_err(fail)?;
         let mut wanted = Wanted::new(spec, attributes, member_values);
-        wanted.apply_bits(None, &spec.disable_bits, *disabled);
+        wanted.apply_bits(None, spec, *disabled);
         Ok(ldif::add(dn, &wanted.add_attrs()))
     }
 
@@ -769,7 +777,7 @@ impl LdapTarget {
         let attrs = wanted.read_attrs();
         let adopt = matches!(change, Change::Upsert { .. });
         let (_, entry) = self.find_entry(s, key, &dn, spec, &wanted, &attrs, adopt, false)?;
-        wanted.apply_bits(entry.as_ref(), &spec.disable_bits, disabled);
+        wanted.apply_bits(entry.as_ref(), spec, disabled);
         let Some(entry) = entry else {
             return Ok(match change {
                 Change::Upsert { .. } => vec![ldif::add(&dn, &wanted.add_attrs())],
@@ -992,7 +1000,7 @@ impl LdapTarget {
                         .set_state(key, link.value.as_deref(), true, Some(at))?;
                     return Ok(());
                 };
-                wanted.apply_bits(Some(&entry), &spec.disable_bits, true);
+                wanted.apply_bits(Some(&entry), spec, true);
                 let target = dn.as_deref().unwrap_or(&link.dn);
                 if !dn::same(&entry.dn, target) {
                     entry = self.move_entry(
@@ -1043,7 +1051,7 @@ impl LdapTarget {
         // (`find_entry` does not look at the DN of a resource it has no link for: the add
         // below finds out, and an entry there is then read and claimed as it would be.)
         let unflagged = wanted.attributes.clone();
-        wanted.apply_bits(entry.as_ref(), &spec.disable_bits, disabled);
+        wanted.apply_bits(entry.as_ref(), spec, disabled);
         let entry = match entry {
             Some(entry) => Some(entry),
             None => {
@@ -1057,15 +1065,25 @@ impl LdapTarget {
                 let added = match self.add(s, spec, dn, wanted.add_attrs()) {
                     // Flag bits the new entry got from the directory (AD makes a user
                     // without a password 546: disabled) are converged right away, as on
-                    // any later change: read, changed, written back.
-                    Ok(()) if !spec.disable_bits.is_empty() => match s.read(dn, &refs(&attrs))? {
-                        Some(entry) => {
-                            wanted.attributes = unflagged.clone();
-                            wanted.apply_bits(Some(&entry), &spec.disable_bits, disabled);
-                            Ok(Some(entry))
+                    // any later change: read, changed, written back — unless the mapping
+                    // gave their starting value (`on_disable.initial`) and the add carried it.
+                    Ok(())
+                        if spec.disable_bits.iter().any(|(a, _)| {
+                            !spec
+                                .initial_bits
+                                .iter()
+                                .any(|(i, _)| i.eq_ignore_ascii_case(a))
+                        }) =>
+                    {
+                        match s.read(dn, &refs(&attrs))? {
+                            Some(entry) => {
+                                wanted.attributes = unflagged.clone();
+                                wanted.apply_bits(Some(&entry), spec, disabled);
+                                Ok(Some(entry))
+                            }
+                            None => Ok(None),
                         }
-                        None => Ok(None),
-                    },
+                    }
                     Ok(()) => Ok(None),
                     Err(Fail::Ldap(e)) if e.rc() == Some(ENTRY_ALREADY_EXISTS) && pre_linked => {
                         Err(Fail::Reject(format!(
@@ -1078,7 +1096,7 @@ impl LdapTarget {
                             Some(entry) => match self.claim(key, spec, &entry.dn) {
                                 Ok(()) => {
                                     wanted.attributes = unflagged;
-                                    wanted.apply_bits(Some(&entry), &spec.disable_bits, disabled);
+                                    wanted.apply_bits(Some(&entry), spec, disabled);
                                     Ok(Some(entry))
                                 }
                                 Err(e) => Err(e),

@@ -259,6 +259,9 @@ pub struct EntrySpec {
     /// Bits set in an integer attribute while the resource is disabled, cleared while it
     /// is enabled (`userAccountControl: 2`): read, or-ed / and-not-ed, written when changed.
     pub disable_bits: Vec<(String, u64)>,
+    /// The value a flag attribute of `disable_bits` gets when the entry is added (the
+    /// bits then applied); without one the directory's default is read back after the add.
+    pub initial_bits: Vec<(String, i64)>,
     /// A disabled user leaves every group this target manages, and rejoins when enabled.
     pub disable_drops_memberships: bool,
 }
