@@ -204,3 +204,51 @@ async fn with_389_ds_down_writes_succeed_and_are_delivered_in_order_when_it_retu
         "{report}"
     );
 }
+
+#[test]
+fn check_config_online_accepts_the_389_example_and_flags_what_389_ds_does_not_know() {
+    let ds = DirSrv::start().unwrap_or_else(|e| panic!("{e}"));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let run = |target_and_mapping: &str| {
+        let path = dir.path().join("389.yaml");
+        std::fs::write(
+            &path,
+            format!(
+                "auth:\n  tokens:\n    - name: entra\n      secret:\n        value: 0123456789abcdef0123\n{target_and_mapping}"
+            ),
+        )
+        .expect("write");
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_scim-bridge"))
+            .args(["check-config", "--online", "--config"])
+            .arg(&path)
+            .output()
+            .expect("check-config");
+        (
+            out.status.code(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        )
+    };
+    let example = ds.example_target_yaml();
+    let (code, text) = run(&example);
+    assert_eq!(code, Some(0), "{text}");
+    let typo = example.replacen("departmentNumber:", "departmentNumbr:", 1);
+    assert_ne!(typo, example);
+    let (code, text) = run(&typo);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(
+        text.contains(
+            "'departmentNumbr' is not in the directory's schema (did you mean 'departmentNumber'?)"
+        ),
+        "{text}"
+    );
+    let (code, text) = run(&example.replacen("[inetOrgPerson,", "[inetOrgPersonX,", 1));
+    assert_eq!(code, Some(1), "{text}");
+    assert!(
+        text.contains("object class 'inetOrgPersonX' is not in the directory's schema"),
+        "{text}"
+    );
+}
