@@ -2019,6 +2019,40 @@ fn find_by(conn: &mut Conn, kind: &str, attr: &str, value: &str) -> anyhow::Resu
     }
 }
 
+/// Sorts one resource's final state into `f`: deleted as acknowledged, one of the two
+/// outcomes of a write whose answer was lost, or a problem. `matches` says whether the
+/// resource is as a model state. `true`: it is there as acknowledged (the caller counts it).
+fn judge<T>(
+    f: &mut FinalState,
+    kind: &str,
+    id: &str,
+    slot: &Slot<T>,
+    matches: impl Fn(&Option<T>) -> Result<(), String>,
+) -> bool {
+    match &slot.attempted {
+        None => match matches(&slot.acked) {
+            Ok(()) if slot.acked.is_none() => f.deleted += 1,
+            Ok(()) => return true,
+            Err(why) => f.problems.push(format!(
+                "{kind} {id}: {why}, but the last acknowledged write says otherwise"
+            )),
+        },
+        Some(attempted) => {
+            if matches(attempted).is_ok() {
+                f.uncertain_applied += 1;
+            } else if matches(&slot.acked).is_ok() {
+                f.uncertain_not += 1;
+            } else {
+                f.problems.push(format!(
+                    "{kind} {id}: neither its acknowledged state nor the one of the write whose outcome was uncertain ({})",
+                    matches(&slot.acked).err().unwrap_or_default()
+                ));
+            }
+        }
+    }
+    false
+}
+
 /// Checks every resource of every model over HTTP (see the module doc), and that the
 /// daemon holds no user or group the models do not know.
 fn check_models(conn: &mut Conn, models: &[Model]) -> anyhow::Result<FinalState> {
@@ -2044,26 +2078,8 @@ fn check_models(conn: &mut Conn, models: &[Model]) -> anyhow::Result<FinalState>
                 (None, Some(_)) => Err("is gone".to_owned()),
                 (Some(b), Some(w)) => user_differs(b, w),
             };
-            match &slot.attempted {
-                None => match matches(&slot.acked) {
-                    Ok(()) if slot.acked.is_none() => f.deleted += 1,
-                    Ok(()) => f.users += 1,
-                    Err(why) => f.problems.push(format!(
-                        "user {id}: {why}, but the last acknowledged write says otherwise"
-                    )),
-                },
-                Some(attempted) => {
-                    if matches(attempted).is_ok() {
-                        f.uncertain_applied += 1;
-                    } else if matches(&slot.acked).is_ok() {
-                        f.uncertain_not += 1;
-                    } else {
-                        f.problems.push(format!(
-                            "user {id}: neither its acknowledged state nor the one of the write whose outcome was uncertain ({})",
-                            matches(&slot.acked).err().unwrap_or_default()
-                        ));
-                    }
-                }
+            if judge(&mut f, "user", &id, slot, matches) {
+                f.users += 1;
             }
             if body.is_some() {
                 known_users.insert(id);
@@ -2089,26 +2105,8 @@ fn check_models(conn: &mut Conn, models: &[Model]) -> anyhow::Result<FinalState>
                 (None, Some(_)) => Err("is gone".to_owned()),
                 (Some(b), Some(w)) => group_differs(b, w, &gs.optional),
             };
-            match &slot.attempted {
-                None => match matches(&slot.acked) {
-                    Ok(()) if slot.acked.is_none() => f.deleted += 1,
-                    Ok(()) => f.groups += 1,
-                    Err(why) => f.problems.push(format!(
-                        "group {id}: {why}, but the last acknowledged write says otherwise"
-                    )),
-                },
-                Some(attempted) => {
-                    if matches(attempted).is_ok() {
-                        f.uncertain_applied += 1;
-                    } else if matches(&slot.acked).is_ok() {
-                        f.uncertain_not += 1;
-                    } else {
-                        f.problems.push(format!(
-                            "group {id}: neither its acknowledged state nor the one of the write whose outcome was uncertain ({})",
-                            matches(&slot.acked).err().unwrap_or_default()
-                        ));
-                    }
-                }
+            if judge(&mut f, "group", &id, &gs.slot, matches) {
+                f.groups += 1;
             }
             if body.is_some() {
                 known_groups.insert(id);

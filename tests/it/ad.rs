@@ -7,7 +7,6 @@
 //! `samba` module: nextest runs them one at a time (Samba's ports are fixed).
 
 mod samba {
-    use std::process::Command;
 
     use serde_json::{Value, json};
 
@@ -287,27 +286,9 @@ mod samba {
         let dc = SambaDc::start().unwrap_or_else(|e| panic!("{e}"));
         let dir = tempfile::tempdir().expect("tempdir");
         let run = |mapping: &str| {
-            let path = dir.path().join("ad.yaml");
-            std::fs::write(
-                &path,
-                format!(
-                    "auth:\n  tokens:\n    - name: entra\n      secret:\n        value: 0123456789abcdef0123\n{}{mapping}",
-                    dc.target_yaml()
-                ),
-            )
-            .expect("write");
-            let out = Command::new(env!("CARGO_BIN_EXE_scim-bridge"))
-                .args(["check-config", "--online", "--config"])
-                .arg(&path)
-                .output()
-                .expect("check-config");
-            (
-                out.status.code(),
-                format!(
-                    "{}{}",
-                    String::from_utf8_lossy(&out.stdout),
-                    String::from_utf8_lossy(&out.stderr)
-                ),
+            crate::harness::check_config_online(
+                dir.path(),
+                &format!("{}{mapping}", dc.target_yaml()),
             )
         };
         let mapping = &EXAMPLE[EXAMPLE.find("\nmapping:").expect("mapping") + 1..];

@@ -122,115 +122,12 @@ async fn a_thousand_users_cost_one_bind_per_pooled_connection() {
     );
 }
 
-fn has_line(ldif: &str, line: &str) -> bool {
-    ldif.lines().any(|l| l.trim_end() == line)
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn with_389_ds_down_writes_succeed_and_are_delivered_in_order_when_it_returns() {
-    let (mut ds, d) = start();
-    let people = format!("ou=people,{}", ds.base);
-    let search = |ds: &DirSrv, base: &str, filter: &str, attrs: &[&str]| {
-        ds.ldapsearch(base, filter, attrs)
-            .unwrap_or_else(|e| panic!("{e}"))
-    };
-    assert_eq!(
-        d.post("/Users", &json!({"userName": "before"}).to_string())
-            .await
-            .status,
-        201
-    );
-    ds.stop();
-    let during = d
-        .post(
-            "/Users",
-            &json!({"userName": "during", "title": "one"}).to_string(),
-        )
-        .await;
-    assert_eq!(
-        during.status, 201,
-        "an outage is not the provider's problem: {}",
-        during.text
-    );
-    let uid = during.body["id"].as_str().expect("id").to_string();
-    let replace = |path: &str, value: &str| {
-        json!({"schemas": [PATCH_OP], "Operations": [{"op": "Replace", "path": path, "value": value}]})
-            .to_string()
-    };
-    assert_eq!(
-        d.patch(&format!("/Users/{uid}"), &replace("title", "two"))
-            .await
-            .status,
-        200
-    );
-    let group = d
-        .post(
-            "/Groups",
-            &json!({"displayName": "outage crew", "members": [{"value": uid}]}).to_string(),
-        )
-        .await;
-    assert_eq!(group.status, 201, "{}", group.text);
-    assert_eq!(
-        d.patch(&format!("/Users/{uid}"), &replace("userName", "after"))
-            .await
-            .status,
-        200
-    );
-    ds.start_again().unwrap_or_else(|e| panic!("{e}"));
-    let crew = format!("cn=outage crew,ou=groups,{}", ds.base);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let entry = search(&ds, &people, "(uid=after)", &["title"]);
-        let members = search(&ds, &crew, "(objectClass=*)", &["member"]);
-        if has_line(&entry, "title: two")
-            && has_line(&members, &format!("member: uid=after,{people}"))
-        {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "pending changes were not delivered in order: {entry}\n{members}"
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-    assert!(
-        !search(&ds, &people, "(uid=during)", &["uid"]).contains("dn:"),
-        "renamed, not copied"
-    );
-    assert!(search(&ds, &people, "(uid=before)", &["uid"]).contains("dn:"));
-    let report = d.reconcile_in_sync();
-    assert!(
-        report.contains("3 resources compared: 3 in sync, 0 differ, 0 orphan"),
-        "{report}"
-    );
-}
-
 #[test]
 fn check_config_online_accepts_the_389_example_and_flags_what_389_ds_does_not_know() {
     let ds = DirSrv::start().unwrap_or_else(|e| panic!("{e}"));
     let dir = tempfile::tempdir().expect("tempdir");
     let run = |target_and_mapping: &str| {
-        let path = dir.path().join("389.yaml");
-        std::fs::write(
-            &path,
-            format!(
-                "auth:\n  tokens:\n    - name: entra\n      secret:\n        value: 0123456789abcdef0123\n{target_and_mapping}"
-            ),
-        )
-        .expect("write");
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_scim-bridge"))
-            .args(["check-config", "--online", "--config"])
-            .arg(&path)
-            .output()
-            .expect("check-config");
-        (
-            out.status.code(),
-            format!(
-                "{}{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            ),
-        )
+        crate::harness::check_config_online(dir.path(), target_and_mapping)
     };
     let example = ds.example_target_yaml();
     let (code, text) = run(&example);

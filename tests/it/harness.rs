@@ -405,6 +405,32 @@ pub async fn send(rb: RequestBuilder) -> Resp {
     }
 }
 
+/// `scim-bridge check-config --online` on a config made of a token and
+/// `target_and_mapping`, written into `dir`: its exit code and everything it printed.
+pub fn check_config_online(dir: &Path, target_and_mapping: &str) -> (Option<i32>, String) {
+    let path = dir.join("check-online.yaml");
+    std::fs::write(
+        &path,
+        format!(
+            "auth:\n  tokens:\n    - name: entra\n      secret:\n        value: 0123456789abcdef0123\n{target_and_mapping}"
+        ),
+    )
+    .expect("write the config to check");
+    let out = Command::new(env!("CARGO_BIN_EXE_scim-bridge"))
+        .args(["check-config", "--online", "--config"])
+        .arg(&path)
+        .output()
+        .expect("run check-config");
+    (
+        out.status.code(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
 /// The text of `tests/fixtures/<rel>`.
 pub fn fixture(rel: &str) -> String {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
