@@ -20,6 +20,7 @@ pub mod journal;
 pub mod logline;
 pub mod mapping;
 pub mod metrics;
+pub mod passwords;
 pub mod samba;
 pub mod scim;
 pub mod slapd;

@@ -322,7 +322,19 @@ fn main() -> ExitCode {
 
 fn check_config(path: &std::path::Path, online: bool) -> ExitCode {
     match config::load(path, &ProcessEnv) {
-        Ok(_) if !online => {
+        Ok(cfg) if !online => {
+            let findings = scim_bridge::target::ldap::subschema::check_settings(&cfg);
+            for f in &findings {
+                eprintln!("{f}");
+            }
+            if findings.iter().any(|f| f.is_error()) {
+                println!(
+                    "{}: configuration is valid, but {} setting(s) will fail",
+                    path.display(),
+                    findings.len()
+                );
+                return ExitCode::from(1);
+            }
             println!("{}: configuration is valid", path.display());
             ExitCode::SUCCESS
         }
@@ -641,6 +653,11 @@ fn open_endpoint(
         )
         .context("while starting delivery")?;
         tracing::info!(endpoint = name, target = %target_cfg.describe(), "delivering to the target");
+        if let scim_bridge::engine::delivery::PasswordPolicy::Refuse(reason) =
+            delivery.password_policy()
+        {
+            tracing::warn!(endpoint = name, reason = %reason, "the mapping writes passwords, but requests with a password will be refused");
+        }
         spawn_purge(store.clone(), delivery.clone());
         engine = engine.with_delivery(delivery, target_cfg.sync_delivery);
     }

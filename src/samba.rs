@@ -38,6 +38,8 @@
 //! only file that holds them) and adds:
 //! - `ldap server require strong auth = no`: otherwise a simple bind over plain LDAP fails
 //!   with "Strong(er) authentication required" (over LDAPS it works either way);
+//! - `old password allowed period = 0`: a replaced password stops working at once (the
+//!   default keeps it valid for 60 minutes, as AD's OldPasswordAllowedPeriod does);
 //! - `pid directory` and the socket directories inside the instance (the defaults are under
 //!   /run/samba, where a pidfile would make a second server refuse to start);
 //! - `tls keyfile`/`tls certfile`/`tls cafile`: a throw-away CA and a server certificate for
@@ -562,6 +564,7 @@ fn instance_conf(template_conf: &str, dir: &Path, tls: [&Path; 3]) -> String {
     let extra = format!(
         "\t# Added by scim_bridge::samba (src/samba.rs)\n\
          \tldap server require strong auth = no\n\
+         \told password allowed period = 0\n\
          \tpid directory = {d}/run\n\
          \tncalrpc dir = {d}/run/ncalrpc\n\
          \twinbindd socket directory = {d}/run/winbindd\n\

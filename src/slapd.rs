@@ -773,7 +773,10 @@ fn slapd_conf(dir: &Path, modules: Option<&Path>, ppolicy: bool, tls: Option<&Sl
         quoted(&dir.join("db")),
     );
     if ppolicy {
-        conf += &format!("overlay ppolicy\nppolicy_default \"{PPOLICY_DN}\"\n");
+        // `ppolicy_hash_cleartext`: a cleartext userPassword written by add or modify (what
+        // the bridge sends) is stored hashed ({SSHA}), as 389-DS and AD always do.
+        conf +=
+            &format!("overlay ppolicy\nppolicy_default \"{PPOLICY_DN}\"\nppolicy_hash_cleartext\n");
     }
     conf
 }

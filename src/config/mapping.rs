@@ -8,8 +8,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 use super::raw::{
-    RawColumn, RawDisableEntry, RawLdapTarget, RawMapping, RawMemberships, RawResourceMap,
-    RawSecret, RawTarget, RawText,
+    RawColumn, RawDisableEntry, RawLdapTarget, RawMapping, RawMemberships, RawPassword,
+    RawResourceMap, RawSecret, RawTarget, RawText,
 };
 use super::validate::{Checker, parse_duration};
 use super::{Environment, Secret, TargetConfig, TargetKind};
@@ -21,7 +21,7 @@ use crate::mapping::source::SourcePath;
 use crate::scim::schema::ResourceKind;
 use crate::target::{
     ColumnSpec, ColumnType, EntrySpec, LdapSchema, LdapSettings, MemberSpec, MemberValue,
-    MembershipSpec, OnExisting, TableSpec, TargetSchema,
+    MembershipSpec, OnExisting, PasswordEncoding, PasswordSpec, TableSpec, TargetSchema,
 };
 
 /// Table and column names: plain SQL identifiers, so every application can name them
@@ -607,6 +607,55 @@ fn ldap_attr_problem(text: &str) -> Option<String> {
     })
 }
 
+/// `mapping.users.password`: the attribute the SCIM password is written to, and how.
+fn password_spec(
+    checker: &mut Checker<'_>,
+    at: &str,
+    kind: ResourceKind,
+    raw: RawPassword,
+    attributes: Option<&std::collections::BTreeMap<String, RawColumn>>,
+) -> Option<PasswordSpec> {
+    let path = format!("{at}.password");
+    if kind != ResourceKind::User {
+        checker.report(&path, "only users have a password".into());
+        return None;
+    }
+    let Some(attribute) = raw.attribute else {
+        checker.report(
+            &path,
+            "a password needs 'attribute:' (userPassword; unicodePwd for Active Directory)".into(),
+        );
+        return None;
+    };
+    if let Some(p) = ldap_attr_problem(&attribute) {
+        checker.report(&format!("{path}.attribute"), p);
+        return None;
+    }
+    if attributes.is_some_and(|a| a.keys().any(|k| k.eq_ignore_ascii_case(&attribute))) {
+        checker.report(
+            &format!("{path}.attribute"),
+            format!("'{attribute}' is also under {at}.attributes; the password is its only source"),
+        );
+        return None;
+    }
+    let encoding = match raw.encoding.as_deref().map(str::trim) {
+        None => PasswordEncoding::for_attribute(&attribute),
+        Some("text") => PasswordEncoding::Text,
+        Some("ad-unicode") => PasswordEncoding::AdUnicodePwd,
+        Some(other) => {
+            checker.report(
+                &format!("{path}.encoding"),
+                format!("'{other}' is not text or ad-unicode"),
+            );
+            return None;
+        }
+    };
+    Some(PasswordSpec {
+        attribute,
+        encoding,
+    })
+}
+
 fn resource_map(
     checker: &mut Checker<'_>,
     at: &str,
@@ -686,6 +735,10 @@ fn resource_map(
             }
         };
         archive_parent = raw.archive_to.take().map(|p| p.replace("{base}", base));
+        let password = raw
+            .password
+            .take()
+            .and_then(|p| password_spec(checker, at, kind, p, raw.attributes.as_ref()));
         raw.table = Some("ldap".into());
         raw.columns = raw.attributes.take();
         entry = Some(EntrySpec {
@@ -702,6 +755,7 @@ fn resource_map(
             disable_bits: Vec::new(),
             initial_bits: Vec::new(),
             disable_drops_memberships: false,
+            password,
         });
     } else {
         for (given, name) in [
@@ -722,6 +776,12 @@ fn resource_map(
                     ),
                 );
             }
+        }
+        if raw.password.is_some() {
+            checker.report(
+                &format!("{at}.password"),
+                "passwords are written only to an LDAP directory (userPassword, unicodePwd); a SQLite target never stores them".into(),
+            );
         }
     }
     let columns_key = if ldap_base.is_some() {

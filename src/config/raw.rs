@@ -125,6 +125,16 @@ pub(super) struct RawResourceMap {
     pub match_attrs: Option<Vec<String>>,
     pub on_existing: Option<String>,
     pub archive_to: Option<String>,
+    /// LDAP users: where the SCIM `password` goes (`attribute:`, `encoding:`).
+    pub password: Option<RawPassword>,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(super) struct RawPassword {
+    pub attribute: Option<String>,
+    /// `text` (userPassword) or `ad-unicode` (unicodePwd); inferred from the attribute.
+    pub encoding: Option<String>,
 }
 
 /// `on_disable:` maps attributes/columns to the values they take while disabled; for an

@@ -22,6 +22,7 @@ use tokio::sync::oneshot;
 use crate::journal::record::Record;
 use crate::mapping::model::Mapping;
 use crate::metrics::{self, FailureSource};
+use crate::passwords::Sealer;
 use crate::store::{Store, StoreError};
 use crate::target::Change;
 
@@ -72,6 +73,31 @@ pub struct Delivery {
     wake: (Mutex<bool>, Condvar),
     /// The last unavailability, for logs and readiness (None when delivering fine).
     pub last_error: Mutex<Option<String>>,
+    /// Seals the passwords of records (and opens them for delivery); made once the
+    /// mapping writes passwords.
+    sealer: std::sync::OnceLock<Arc<Sealer>>,
+}
+
+/// What a write does with a `password` its request carries.
+#[derive(Clone, Debug, Default)]
+pub enum PasswordPolicy {
+    /// The mapping writes no password: accepted and dropped, as RFC 7643 allows.
+    #[default]
+    Ignore,
+    /// The mapping writes passwords, but not every connection to the directory is
+    /// encrypted: a request with a password is refused (400) with this reason.
+    Refuse(String),
+    /// Sealed into the state store with the record, and delivered with it.
+    Deliver(Arc<Sealer>),
+}
+
+/// Whether `mapping` writes users' passwords.
+fn maps_passwords(mapping: &Mapping) -> bool {
+    mapping
+        .ldap
+        .users
+        .as_ref()
+        .is_some_and(|u| u.password.is_some())
 }
 
 impl Delivery {
@@ -102,7 +128,9 @@ impl Delivery {
             offered: Mutex::new(std::collections::BTreeMap::new()),
             wake: (Mutex::new(true), Condvar::new()),
             last_error: Mutex::new(None),
+            sealer: std::sync::OnceLock::new(),
         });
+        d.open_sealer().map_err(std::io::Error::other)?;
         let offer_to = Arc::downgrade(&d);
         d.store.on_commit(move |records| {
             if let Some(d) = offer_to.upgrade() {
@@ -135,7 +163,75 @@ impl Delivery {
             .current
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = (mapping, target);
+        if let Err(e) = self.open_sealer() {
+            tracing::error!(error = %e, "the mapping writes passwords, but their key cannot be opened; requests with a password are refused");
+        }
         self.notify();
+    }
+
+    /// Makes the sealer when the mapping writes passwords (its key file in the state
+    /// directory, created on first use).
+    fn open_sealer(&self) -> Result<(), crate::passwords::PasswordError> {
+        if self.sealer.get().is_some() || !maps_passwords(&self.mapping()) {
+            return Ok(());
+        }
+        let dir = self
+            .store
+            .path()
+            .parent()
+            .unwrap_or_else(|| std::path::Path::new("."));
+        let sealer = Arc::new(Sealer::open_or_create(dir)?);
+        let _ = self.sealer.set(sealer);
+        Ok(())
+    }
+
+    /// What a write does with a password, under the current mapping and target.
+    pub fn password_policy(&self) -> PasswordPolicy {
+        let (mapping, target) = self.current();
+        if !maps_passwords(&mapping) {
+            return PasswordPolicy::Ignore;
+        }
+        if let Some(reason) = target.password_refusal() {
+            return PasswordPolicy::Refuse(reason);
+        }
+        match self.sealer.get() {
+            Some(sealer) => PasswordPolicy::Deliver(sealer.clone()),
+            None => PasswordPolicy::Refuse(
+                "the key that protects passwords until delivery cannot be opened (see the log)"
+                    .into(),
+            ),
+        }
+    }
+
+    /// Puts the sealed passwords of the records in `planned` into their changes. A
+    /// password that does not open (the key file was replaced) is left out, and said.
+    fn add_passwords(
+        &self,
+        mapping: &Mapping,
+        planned: &mut [(u64, Planned)],
+    ) -> Result<(), StoreError> {
+        let (Some(sealer), Some(first), Some(last)) = (
+            self.sealer.get().filter(|_| maps_passwords(mapping)),
+            planned.first().map(|p| p.0),
+            planned.last().map(|p| p.0),
+        ) else {
+            return Ok(());
+        };
+        let sealed = self.store.read(|r| r.secrets_between(first, last))?;
+        for (seq, bytes) in sealed {
+            let Some((_, Ok(Change::Upsert { key, password, .. }))) =
+                planned.iter_mut().find(|(s, _)| *s == seq)
+            else {
+                continue;
+            };
+            match sealer.open(seq, key, &bytes) {
+                Ok(p) => *password = Some(p),
+                Err(e) => {
+                    tracing::error!(seq, resource = %key, error = %e, "the password of a record cannot be opened; the record is delivered without it");
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Tells the worker that new records are pending.
@@ -368,7 +464,7 @@ impl Delivery {
         let mut down = None;
         // The changes of the round go to the target together (one commit where the
         // target can); records that do not map are rejected without it.
-        let planned: Vec<(u64, Planned)> = rows
+        let mut planned: Vec<(u64, Planned)> = rows
             .into_iter()
             .map(|(seq, record)| {
                 let planned = match record {
@@ -380,6 +476,7 @@ impl Delivery {
                 (seq, planned)
             })
             .collect();
+        self.add_passwords(&mapping, &mut planned)?;
         let changes: Vec<Change> = planned
             .iter()
             .filter_map(|(_, p)| p.as_ref().ok().cloned())
@@ -435,6 +532,8 @@ impl Delivery {
                     for (seq, status, detail) in &marks {
                         tx.journal_mark(*seq, status, detail.as_deref())?;
                     }
+                    // A password lives on disk only until its record has a verdict.
+                    tx.secrets_forget_between(first, last)?;
                     Ok(())
                 },
                 move |written| {

@@ -14,10 +14,11 @@ pub mod delivery;
 
 use crate::journal::record::{MemberDelta, Op};
 use crate::scim::error::ScimError;
-use crate::scim::patch;
 use crate::scim::resource::{fold, normalize_resource, validate};
 use crate::scim::schema::{ENTERPRISE_URN, ResourceKind};
+use crate::scim::{password, patch};
 use crate::store::{ListQuery, NewRecord, Reader, Store, StoreError, Stored, WriteTx, etag};
+use crate::target::Password;
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
@@ -123,6 +124,31 @@ impl<'t, 'c> Journal<'t, 'c> {
             self.delivery,
         )?;
         Ok(Some(seq))
+    }
+}
+
+/// What an update journals: its operation, and the password it sets, if any.
+struct Edit {
+    op: Op,
+    password: Option<PasswordToSeal>,
+}
+
+/// A password on its way into the state store with its record.
+struct PasswordToSeal {
+    sealer: Arc<crate::passwords::Sealer>,
+    password: Password,
+}
+
+impl PasswordToSeal {
+    /// Keeps the password, sealed, beside journal record `seq` until it is delivered.
+    fn keep(&self, tx: &WriteTx<'_>, seq: Option<u64>, id: &str) -> Result<(), EngineError> {
+        let Some(seq) = seq else { return Ok(()) };
+        let sealed = self
+            .sealer
+            .seal(seq, id, &self.password)
+            .map_err(|e| EngineError::Task(e.to_string()))?;
+        tx.secret_put(seq, &sealed)?;
+        Ok(())
     }
 }
 
@@ -438,6 +464,35 @@ impl Engine {
         self.delivery.as_ref()
     }
 
+    /// The password a request sets, sealed with the record when the mapping writes
+    /// passwords; `None` when it sends none, or the mapping writes none (then it is
+    /// dropped, as RFC 7643 allows a write-only attribute to be). Refused (400) when the
+    /// mapping writes passwords over a connection without TLS.
+    fn password_for(
+        &self,
+        kind: ResourceKind,
+        sent: Option<String>,
+    ) -> Result<Option<PasswordToSeal>, EngineError> {
+        let Some(sent) = sent.filter(|_| kind == ResourceKind::User) else {
+            return Ok(None);
+        };
+        let policy = self
+            .delivery
+            .as_ref()
+            .map(|d| d.password_policy())
+            .unwrap_or_default();
+        match policy {
+            delivery::PasswordPolicy::Ignore => Ok(None),
+            delivery::PasswordPolicy::Refuse(reason) => {
+                Err(ScimError::invalid_value(format!("password: not accepted: {reason}")).into())
+            }
+            delivery::PasswordPolicy::Deliver(sealer) => Ok(Some(PasswordToSeal {
+                sealer,
+                password: Password::new(sent),
+            })),
+        }
+    }
+
     /// The delivery state new journal records start in.
     fn delivery_state(&self) -> &'static str {
         if self.delivery.is_some() {
@@ -660,6 +715,7 @@ impl Engine {
     ) -> Result<Written, EngineError> {
         let mut doc = normalize_resource(kind, &body)?;
         validate(kind, &doc)?;
+        let password = self.password_for(kind, password::from_body(&body)?)?;
         let actor_c = actor.clone();
         let delivery = self.delivery_state();
         let written = self
@@ -678,6 +734,9 @@ impl Engine {
                 let stored = finalize(kind, &id, 1, &j.time, &j.time, doc);
                 tx.insert(&stored, &actor.name)?;
                 let seq = j.record(Op::Create, None, Some(&stored))?;
+                if let Some(p) = &password {
+                    p.keep(tx, seq, &id)?;
+                }
                 Ok(Written {
                     // New: in no group yet.
                     resource: Resource {
@@ -706,8 +765,19 @@ impl Engine {
     ) -> Result<Written, EngineError> {
         let doc = normalize_resource(kind, &body)?;
         validate(kind, &doc)?;
-        self.update_with(kind, id, if_match, actor, Op::Replace, move |_| Ok(doc))
-            .await
+        let password = self.password_for(kind, password::from_body(&body)?)?;
+        self.update_with(
+            kind,
+            id,
+            if_match,
+            actor,
+            Edit {
+                op: Op::Replace,
+                password,
+            },
+            move |_| Ok(doc),
+        )
+        .await
     }
 
     /// PATCH: applies RFC 7644 operations atomically. A group PATCH that at most adds
@@ -729,11 +799,22 @@ impl Engine {
                 .patch_members(id, if_match, actor, rest, member_ops)
                 .await;
         }
-        self.update_with(kind, id, if_match, actor, Op::Patch, move |current| {
-            let doc = patch::apply(kind, current, &ops)?;
-            validate(kind, &doc)?;
-            Ok(doc)
-        })
+        let password = self.password_for(kind, password::from_patch(&ops)?)?;
+        self.update_with(
+            kind,
+            id,
+            if_match,
+            actor,
+            Edit {
+                op: Op::Patch,
+                password,
+            },
+            move |current| {
+                let doc = patch::apply(kind, current, &ops)?;
+                validate(kind, &doc)?;
+                Ok(doc)
+            },
+        )
         .await
     }
 
@@ -801,7 +882,7 @@ impl Engine {
         id: &str,
         if_match: Option<String>,
         actor: &Actor,
-        op: Op,
+        Edit { op, password }: Edit,
         change: impl FnOnce(&Map<String, Value>) -> Result<Map<String, Value>, ScimError>
         + Send
         + 'static,
@@ -821,13 +902,18 @@ impl Engine {
                 if kind == ResourceKind::Group {
                     resolve_members(&r, &id, &mut doc, Some(&before))?;
                 }
-                if doc == current {
+                // A new password is a change even when nothing stored changes: it gets a
+                // version and a record (which names no password) to be delivered with.
+                if doc == current && password.is_none() {
                     return Ok(Written::unchanged(Self::reread(tx, before)?));
                 }
                 let j = Journal::new(tx, &actor, delivery);
                 let after = finalize(kind, &id, before.version + 1, &before.created, &j.time, doc);
                 tx.update(&after, &actor.name)?;
                 let seq = j.record(op, Some(&before), Some(&after))?;
+                if let Some(p) = &password {
+                    p.keep(tx, seq, &id)?;
+                }
                 Ok(Written {
                     resource: Self::reread(tx, after)?,
                     changed: true,

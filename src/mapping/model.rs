@@ -300,6 +300,7 @@ impl ResourceMap {
                             .then(|| Members::All(Vec::new())),
                         default_groups: Vec::new(),
                         disabled: true,
+                        password: None,
                     })
                 }
                 DeletePolicy::Archive => Ok(Change::Archive {
@@ -348,6 +349,7 @@ impl ResourceMap {
                     }),
                     default_groups: self.default_groups.clone(),
                     disabled,
+                    password: None,
                 })
             }
         }

@@ -542,3 +542,79 @@ fn initial_flag_values_belong_to_the_bits_and_are_integers() {
         assert!(err.contains(expected), "{expected}\n---\n{err}");
     }
 }
+
+#[test]
+fn a_users_password_compiles_into_the_entry_spec_with_its_encoding() {
+    let mapping = mapping_of(ldap_config("    password: { attribute: userPassword }", ""));
+    let users = mapping.ldap.users.as_ref().expect("users");
+    assert_eq!(
+        users.password,
+        Some(crate::target::PasswordSpec {
+            attribute: "userPassword".into(),
+            encoding: crate::target::PasswordEncoding::Text,
+        })
+    );
+    let mapping = mapping_of(ldap_config("    password: { attribute: unicodePwd }", ""));
+    let users = mapping.ldap.users.as_ref().expect("users");
+    assert_eq!(
+        users.password.as_ref().map(|p| p.encoding),
+        Some(crate::target::PasswordEncoding::AdUnicodePwd)
+    );
+    // The password is written, not mapped: it is no attribute the target compares.
+    assert!(!users.attributes.iter().any(|a| a.name == "unicodePwd"));
+}
+
+#[test]
+fn a_misplaced_or_ambiguous_password_mapping_is_refused_at_its_line() {
+    for (users, groups, expected) in [
+        (
+            "    password: { attribute: mail }",
+            "",
+            "config.yaml:18:28: mapping.users.password.attribute: 'mail' is also under mapping.users.attributes",
+        ),
+        (
+            "    password: {}",
+            "",
+            "mapping.users.password: a password needs 'attribute:'",
+        ),
+        (
+            "    password: { attribute: userPassword, encoding: md5 }",
+            "",
+            "mapping.users.password.encoding: 'md5' is not text or ad-unicode",
+        ),
+        (
+            "",
+            "    password: { attribute: userPassword }",
+            "mapping.groups.password: only users have a password",
+        ),
+    ] {
+        let err = match ldap_config(users, groups) {
+            Ok(_) => panic!("accepted: {users}{groups}"),
+            Err(e) => e.to_string(),
+        };
+        assert!(err.contains(expected), "{expected}\n---\n{err}");
+    }
+    let err = problems(
+        "  users:\n    table: t\n    password: { attribute: userPassword }\n    columns:\n      c: { source: userName }\n",
+    );
+    assert!(
+        err.iter().any(|p| p.starts_with(
+            "12:5: mapping.users.password: passwords are written only to an LDAP directory"
+        )),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn ad_unicode_pwd_is_the_quoted_password_in_utf16le() {
+    let encoded = crate::target::PasswordEncoding::AdUnicodePwd
+        .encode(&crate::target::Password::new("pä$".into()));
+    assert_eq!(encoded, b"\"\0p\0\xe4\0$\0\"\0");
+    let text =
+        crate::target::PasswordEncoding::Text.encode(&crate::target::Password::new("pä$".into()));
+    assert_eq!(text, "pä$".as_bytes());
+    assert_eq!(
+        format!("{:?}", crate::target::Password::new("hunter2".into())),
+        "Password(***)"
+    );
+}

@@ -4,6 +4,7 @@
 pub mod error;
 pub mod eval;
 pub mod filter;
+pub mod password;
 pub mod patch;
 pub mod path;
 pub mod resource;

@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex};
 
 pub mod journal;
 mod members;
+mod secrets;
 mod writer;
 
 pub use journal::{JournalEntry, JournalRow, NewRecord};
@@ -190,7 +191,7 @@ pub struct ListQuery {
     pub count: usize,
 }
 
-const SCHEMA_VERSION: i64 = 4;
+const SCHEMA_VERSION: i64 = 5;
 
 /// The manager reference inside a stored user, as SQL (indexed by migration 3).
 const MANAGER_EXPR: &str = "json_extract(body, '$.\"urn:ietf:params:scim:schemas:extension:enterprise:2.0:User\".manager.value')";
@@ -715,6 +716,12 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
         let tx = conn.transaction()?;
         members::migrate_4(&tx)?;
         tx.pragma_update(None, "user_version", 4)?;
+        tx.commit()?;
+    }
+    if version < 5 {
+        let tx = conn.transaction()?;
+        tx.execute_batch(secrets::MIGRATION_5)?;
+        tx.pragma_update(None, "user_version", 5)?;
         tx.commit()?;
     }
     conn.execute_batch(&secondary_indexes())?;

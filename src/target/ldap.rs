@@ -158,7 +158,7 @@ use self::links::{Link, Links};
 use self::pool::{NO_SUCH_OBJECT, OpError, Pool, Session, outside_runtime};
 use super::{
     Cell, Change, ColumnSpec, ColumnType, EntrySpec, LdapSchema, LdapSettings, MemberSpec,
-    MemberValue, Members, OnExisting, Outcome, Target, TargetError,
+    MemberValue, Members, OnExisting, Outcome, Password, PasswordSpec, Target, TargetError,
 };
 use crate::scim::schema::ResourceKind;
 
@@ -177,6 +177,8 @@ pub struct LdapTarget {
     schema: LdapSchema,
     pool: Pool,
     links: Links,
+    /// Why no password may be sent (a connection without TLS); `None`: they may.
+    password_refusal: Option<String>,
 }
 
 /// Why a change was not applied, before it becomes an [`Outcome`].
@@ -641,6 +643,7 @@ impl LdapTarget {
             pool: Pool::new(&settings)?,
             schema,
             links,
+            password_refusal: settings.password_refusal(),
         };
         match outside_runtime(|| target.pool.session().map(drop)) {
             Ok(()) => tracing::info!(urls = ?settings.urls, "the LDAP directory is reachable"),
@@ -662,6 +665,7 @@ impl LdapTarget {
             links: Links::open_read_only(&settings.links_path)?,
             pool: Pool::new(&settings)?,
             schema,
+            password_refusal: settings.password_refusal(),
         })
     }
 
@@ -778,9 +782,24 @@ impl LdapTarget {
         let adopt = matches!(change, Change::Upsert { .. });
         let (_, entry) = self.find_entry(s, key, &dn, spec, &wanted, &attrs, adopt, false)?;
         wanted.apply_bits(entry.as_ref(), spec, disabled);
+        // A password is written, never shown: the plan says that it would be.
+        let password_line = match (change, &spec.password) {
+            (
+                Change::Upsert {
+                    password: Some(_), ..
+                },
+                Some(how),
+            ) => Some(format!(
+                "# {dn}: replace {} (a new password, not shown)",
+                how.attribute
+            )),
+            _ => None,
+        };
         let Some(entry) = entry else {
             return Ok(match change {
-                Change::Upsert { .. } => vec![ldif::add(&dn, &wanted.add_attrs())],
+                Change::Upsert { .. } => std::iter::once(ldif::add(&dn, &wanted.add_attrs()))
+                    .chain(password_line)
+                    .collect(),
                 _ => Vec::new(),
             });
         };
@@ -811,6 +830,7 @@ impl LdapTarget {
                 out.push(ldif::modify(&dn, &mods));
             }
         }
+        out.extend(password_line);
         Ok(out)
     }
 
@@ -897,13 +917,23 @@ impl LdapTarget {
         match change {
             Change::Nothing => Ok(false),
             Change::Upsert {
-                kind, dn, cells, ..
+                kind,
+                dn,
+                cells,
+                password,
+                ..
             } => {
                 let spec = self.spec(*kind)?;
                 if dn.is_none() {
                     return Err(Fail::Reject("the mapping gives no DN".into()));
                 }
                 checked_cells(*kind, spec, cells)?;
+                if password.is_some()
+                    && spec.password.is_some()
+                    && let Some(refusal) = &self.password_refusal
+                {
+                    return Err(Fail::Reject(refusal.clone()));
+                }
                 Ok(true)
             }
             Change::Remove { key, .. } => Ok(self.links.get(key)?.is_some()),
@@ -940,6 +970,7 @@ impl LdapTarget {
                 members,
                 default_groups,
                 disabled,
+                password,
             } => {
                 let spec = self.spec(*kind)?;
                 let Some(dn) = dn else {
@@ -965,6 +996,9 @@ impl LdapTarget {
                     },
                     &mut wanted,
                 )?;
+                if let (Some(password), Some(how)) = (password, &spec.password) {
+                    self.set_password(s, dn, how, password)?;
+                }
                 match (&spec.members, members) {
                     (Some(_), Some(Members::All(ids))) => self.links.set_wanted(key, ids)?,
                     (Some(_), Some(Members::Delta { added, removed })) => {
@@ -1294,6 +1328,34 @@ impl LdapTarget {
                 "constraintViolation: {n} entries match {filter} under {}; cannot choose one to adopt",
                 self.schema.base
             ))),
+        }
+    }
+
+    /// Writes a new password into the entry at `dn` (after it was converged): one replace
+    /// of the password attribute, over an encrypted connection (checked before). The
+    /// directory hashes it; a password its policy refuses (AD answers
+    /// unwillingToPerform or constraintViolation) rejects the change.
+    fn set_password(
+        &self,
+        s: &mut Session<'_>,
+        dn: &str,
+        how: &PasswordSpec,
+        password: &Password,
+    ) -> Result<(), Fail> {
+        if let Some(refusal) = &self.password_refusal {
+            return Err(Fail::Reject(refusal.clone()));
+        }
+        let value = how.encoding.encode(password);
+        match s.replace_secret(dn, &how.attribute, value) {
+            Ok(()) => Ok(()),
+            Err(e) if matches!(e.rc(), Some(19 | 53)) => {
+                let text = e.server_text().unwrap_or_default();
+                Err(Fail::Reject(format!(
+                    "the directory refused the password of {dn}{}{text}",
+                    if text.is_empty() { "" } else { ": " }
+                )))
+            }
+            Err(e) => Err(Fail::Ldap(e)),
         }
     }
 
@@ -1950,5 +2012,8 @@ impl Target for LdapTarget {
         before: &str,
     ) -> Result<Vec<String>, TargetError> {
         Ok(self.links.archived_before(kind, before)?)
+    }
+    fn password_refusal(&self) -> Option<String> {
+        self.password_refusal.clone()
     }
 }

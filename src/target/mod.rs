@@ -117,6 +117,10 @@ pub enum Change {
         /// disable policy): `cells` already hold the `on_disable` values; targets with
         /// disable behaviour beyond values (LDAP: flag bits, dropped memberships) apply it.
         disabled: bool,
+        /// A new password the provider sent with this change (users, when the mapping
+        /// writes passwords): written, never compared, never read back. `None` leaves the
+        /// entry's password as it is.
+        password: Option<Password>,
     },
     /// Remove the row and every membership it takes part in (deleted, or out of scope).
     Remove { kind: ResourceKind, key: String },
@@ -132,6 +136,67 @@ pub enum Change {
     },
     /// Nothing to do (e.g. a resource outside the scope that the target never had).
     Nothing,
+}
+
+/// A password on its way to the directory: only [`Password::expose`] shows it; `Debug`
+/// prints `Password(***)`, so a change in a log line or a panic message cannot leak it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Password(String);
+
+impl Password {
+    pub fn new(text: String) -> Password {
+        Password(text)
+    }
+
+    /// The cleartext. Call it only where the value is encoded for the directory.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Password {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Password(***)")
+    }
+}
+
+/// Where and how the LDAP target writes a user's password (`mapping.users.password`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PasswordSpec {
+    pub attribute: String,
+    pub encoding: PasswordEncoding,
+}
+
+/// How a password becomes the attribute's value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PasswordEncoding {
+    /// The UTF-8 cleartext (`userPassword`): the directory hashes it (389-DS always;
+    /// OpenLDAP with `ppolicy_hash_cleartext`).
+    Text,
+    /// Active Directory's `unicodePwd`: the password in double quotes, UTF-16LE.
+    AdUnicodePwd,
+}
+
+impl PasswordEncoding {
+    /// The encoding an attribute takes unless the mapping says otherwise.
+    pub fn for_attribute(attribute: &str) -> PasswordEncoding {
+        if attribute.eq_ignore_ascii_case("unicodePwd") {
+            PasswordEncoding::AdUnicodePwd
+        } else {
+            PasswordEncoding::Text
+        }
+    }
+
+    /// The attribute value for `password`.
+    pub fn encode(self, password: &Password) -> Vec<u8> {
+        match self {
+            PasswordEncoding::Text => password.expose().as_bytes().to_vec(),
+            PasswordEncoding::AdUnicodePwd => format!("\"{}\"", password.expose())
+                .encode_utf16()
+                .flat_map(u16::to_le_bytes)
+                .collect(),
+        }
+    }
 }
 
 /// The members a change gives a group.
@@ -211,6 +276,11 @@ pub trait Target: Send + Sync {
     /// Keys of rows archived before `before` (RFC 3339, fixed width), due for purging.
     fn archived_before(&self, kind: ResourceKind, before: &str)
     -> Result<Vec<String>, TargetError>;
+    /// Why this target cannot be given a password now (`None`: it can, or it writes
+    /// none): an LDAP connection without TLS.
+    fn password_refusal(&self) -> Option<String> {
+        None
+    }
 }
 
 impl Target for sqlite::SqliteTarget {
@@ -264,6 +334,8 @@ pub struct EntrySpec {
     pub initial_bits: Vec<(String, i64)>,
     /// A disabled user leaves every group this target manages, and rejoins when enabled.
     pub disable_drops_memberships: bool,
+    /// Users: where the password the provider sends is written (over TLS only).
+    pub password: Option<PasswordSpec>,
 }
 
 /// What happens when the mapping meets an entry it did not create.
@@ -326,6 +398,32 @@ pub struct LdapSettings {
     pub pool_size: usize,
     /// The small SQLite file mapping SCIM ids to entry DNs (renames, members, managers).
     pub links_path: std::path::PathBuf,
+}
+
+impl LdapSettings {
+    /// The URLs a connection may use without TLS: `ldap://` (and `ldapi://`) ones when
+    /// StartTLS is off. A password is never sent over them.
+    pub fn plain_urls(&self) -> Vec<&str> {
+        self.urls
+            .iter()
+            .map(String::as_str)
+            .filter(|u| !u.to_ascii_lowercase().starts_with("ldaps://") && !self.starttls)
+            .collect()
+    }
+
+    /// Why passwords cannot be written with these settings (`None`: every connection is
+    /// encrypted). Said by check-config, logged at start, and given as the rejection of
+    /// a request that carries a password.
+    pub fn password_refusal(&self) -> Option<String> {
+        let plain = self.plain_urls();
+        (!plain.is_empty()).then(|| {
+            format!(
+                "scim-bridge sends passwords to the directory over TLS only, and {} {} not encrypted; use ldaps:// or set target.ldap.starttls: true",
+                plain.join(", "),
+                if plain.len() == 1 { "is" } else { "are" }
+            )
+        })
+    }
 }
 
 /// A TLS client certificate: PEM files.

@@ -613,3 +613,54 @@ fn fill_substitutes_placeholders() {
         r#"{"value":"7","x":"7"}"#
     );
 }
+
+const BASE64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+/// Standard base64 with padding (what LDIF's `attr:: value` lines hold).
+pub fn base64_encode(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, b)| n | u32::from(*b) << (16 - 8 * i));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(char::from(BASE64[(n >> (18 - 6 * i) & 63) as usize]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// Decodes standard base64 (an LDIF `attr:: value`) into UTF-8 text.
+pub fn base64_decode(text: &str) -> String {
+    let mut bytes = Vec::with_capacity(text.len() * 3 / 4);
+    let mut acc: u32 = 0;
+    let mut bits = 0;
+    for c in text.bytes().filter(|&c| c != b'=') {
+        let v = BASE64
+            .iter()
+            .position(|&b| b == c)
+            .unwrap_or_else(|| panic!("not base64: {text:?}")) as u32;
+        acc = (acc << 6) | v;
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            bytes.push((acc >> bits) as u8);
+            acc &= (1 << bits) - 1;
+        }
+    }
+    String::from_utf8(bytes).unwrap_or_else(|e| panic!("base64 {text:?} is not UTF-8: {e}"))
+}
+
+#[test]
+fn base64_round_trips_every_padding() {
+    for text in ["", "f", "fo", "foo", "foob", "fooba", "foobar"] {
+        assert_eq!(base64_decode(&base64_encode(text.as_bytes())), text);
+    }
+    assert_eq!(base64_encode(b"foobar"), "Zm9vYmFy");
+    assert_eq!(base64_encode(b"fo"), "Zm8=");
+}

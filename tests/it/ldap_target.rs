@@ -203,6 +203,7 @@ pub(crate) fn user(key: &str, dn: &str, cells: Vec<(String, Cell)>) -> Change {
         members: None,
         default_groups: Vec::new(),
         disabled: false,
+        password: None,
     }
 }
 
@@ -239,6 +240,7 @@ pub(crate) fn group(key: &str, cn: &str, members: &[&str]) -> Change {
         )),
         default_groups: Vec::new(),
         disabled: false,
+        password: None,
     }
 }
 
@@ -613,6 +615,7 @@ fn a_new_user_joins_its_default_groups_and_an_update_does_not() {
             members,
             default_groups: groups.to_vec(),
             disabled: false,
+            password: None,
         },
         other => other,
     };
@@ -781,6 +784,7 @@ fn delta(key: &str, cn: &str, added: &[&str], removed: &[&str]) -> Change {
         }),
         default_groups: Vec::new(),
         disabled: false,
+        password: None,
     }
 }
 

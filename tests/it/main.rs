@@ -29,6 +29,7 @@ mod limits;
 mod members;
 mod oauth;
 mod observability;
+mod passwords;
 mod protocol;
 mod rate_limits;
 mod regressions;

@@ -53,6 +53,16 @@ impl OpError {
             _ => None,
         }
     }
+
+    /// The server's diagnostic text, when it answered with one.
+    pub(super) fn server_text(&self) -> Option<String> {
+        match &*self.error {
+            LdapError::LdapResult { result } if !result.text.is_empty() => {
+                Some(result.text.clone())
+            }
+            _ => None,
+        }
+    }
 }
 
 pub(super) struct Pool {
@@ -460,6 +470,26 @@ impl Session<'_> {
 
     pub(super) fn modify(&mut self, dn: &str, mods: Vec<Mod<String>>) -> Result<(), OpError> {
         tracing::debug!(dn, changes = mods.len(), "LDAP modify");
+        self.conn()
+            .modify(dn, mods)
+            .and_then(|r| r.success())
+            .map_err(op_error("modify", dn))?;
+        Ok(())
+    }
+
+    /// Replaces `attr` of `dn` with one binary value (a password: never logged; the
+    /// error names the operation and the DN, not the value).
+    pub(super) fn replace_secret(
+        &mut self,
+        dn: &str,
+        attr: &str,
+        value: Vec<u8>,
+    ) -> Result<(), OpError> {
+        tracing::debug!(dn, attribute = attr, "LDAP modify (password)");
+        let mods = vec![Mod::Replace(
+            attr.as_bytes().to_vec(),
+            HashSet::from([value]),
+        )];
         self.conn()
             .modify(dn, mods)
             .and_then(|r| r.success())

@@ -870,6 +870,9 @@ fn check_entry(entry: &MappedEntry<'_>, schema: &Subschema, findings: &mut Vec<F
     if let Some(members) = &spec.members {
         written.push((members.attribute.as_str(), Writer::Members));
     }
+    if let Some(password) = &spec.password {
+        written.push((password.attribute.as_str(), Writer::Mapped));
+    }
 
     let classes: Vec<&ObjectClass> = {
         let mut seen = HashSet::new();
@@ -1075,7 +1078,36 @@ pub fn check_online(config: &Config) -> Result<Vec<Finding>, String> {
         })
         .collect();
     findings.extend(check_mapping(&target.mapping, &subschema));
+    findings.extend(check_settings(config));
     Ok(findings)
+}
+
+/// What the configuration alone shows will fail (no directory needed): a mapping that
+/// writes passwords over a connection without TLS (every request with a password is
+/// refused).
+pub fn check_settings(config: &Config) -> Vec<Finding> {
+    let Some(target) = &config.target else {
+        return Vec::new();
+    };
+    let TargetKind::Ldap(settings) = &target.kind else {
+        return Vec::new();
+    };
+    let writes_passwords = target
+        .mapping
+        .ldap
+        .users
+        .as_ref()
+        .is_some_and(|u| u.password.is_some());
+    match settings.password_refusal() {
+        Some(reason) if writes_passwords => vec![Finding::new(
+            Severity::Error,
+            Some(ResourceKind::User),
+            format!(
+                "mapping.users.password: requests with a password will be refused (400): {reason}"
+            ),
+        )],
+        _ => Vec::new(),
+    }
 }
 
 /// Connects and binds as the target does, and reads the directory's subschema. Err: no URL

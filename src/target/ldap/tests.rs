@@ -452,6 +452,7 @@ fn a_directory_out_of_reach_opens_and_leaves_changes_pending() {
         cells: vec![("cn".into(), Cell::Text("A".into()))],
         members: None,
         default_groups: Vec::new(),
+        password: None,
     };
     match target.apply(&change) {
         Outcome::Unavailable(e) => {
@@ -471,6 +472,7 @@ fn a_directory_out_of_reach_opens_and_leaves_changes_pending() {
         cells: Vec::new(),
         members: None,
         default_groups: Vec::new(),
+        password: None,
     };
     assert_eq!(
         target.apply(&no_dn),
@@ -504,6 +506,7 @@ async fn opening_and_applying_from_async_code_does_not_panic() {
         cells: Vec::new(),
         members: None,
         default_groups: Vec::new(),
+        password: None,
     };
     assert!(matches!(target.apply(&change), Outcome::Unavailable(_)));
     drop(target);
@@ -541,6 +544,7 @@ fn a_directory_that_does_not_answer_times_out() {
         cells: Vec::new(),
         members: None,
         default_groups: Vec::new(),
+        password: None,
     };
     match target.apply(&change) {
         Outcome::Unavailable(e) => assert!(e.contains("timeout"), "{e}"),

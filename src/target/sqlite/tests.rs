@@ -117,6 +117,7 @@ fn user(key: &str, name: &str) -> Change {
         ],
         members: None,
         default_groups: vec!["everyone".into()],
+        password: None,
     }
 }
 
@@ -142,6 +143,7 @@ fn group(key: &str, name: &str, members: &[&str]) -> Change {
             members.iter().map(|m| m.to_string()).collect(),
         )),
         default_groups: Vec::new(),
+        password: None,
     }
 }
 
@@ -1218,6 +1220,7 @@ fn names_with_spaces_and_quotes_are_quoted_as_identifiers() {
         ],
         members: None,
         default_groups: vec!["everyone".into()],
+        password: None,
     };
     applied(&target, &change);
     applied(
