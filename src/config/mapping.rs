@@ -116,7 +116,7 @@ pub(super) fn target(
         }
         (None, Some(l)) => {
             let (settings, base) = ldap_settings(checker, l, state_dir, env);
-            (TargetKind::Ldap(settings), Some(base))
+            (TargetKind::Ldap(Box::new(settings)), Some(base))
         }
         (None, None) => {
             checker.report(
@@ -368,6 +368,12 @@ fn ldap_settings(
             "target.ldap.operation_timeout",
             raw.operation_timeout,
             std::time::Duration::from_secs(10),
+        ),
+        give_up_after: duration_setting(
+            checker,
+            "target.ldap.give_up_after",
+            raw.give_up_after,
+            std::time::Duration::from_secs(120),
         ),
         pool_size,
         links_path: state_dir.join("ldap-links.db"),

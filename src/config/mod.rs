@@ -240,7 +240,7 @@ pub enum TargetKind {
     /// The SQLite database other applications read.
     Sqlite { path: PathBuf },
     /// An LDAP directory.
-    Ldap(crate::target::LdapSettings),
+    Ldap(Box<crate::target::LdapSettings>),
 }
 
 impl TargetConfig {

@@ -78,6 +78,7 @@ pub(super) struct RawLdapTarget {
     pub client_cert: Option<RawClientCert>,
     pub connect_timeout: Option<String>,
     pub operation_timeout: Option<String>,
+    pub give_up_after: Option<String>,
     pub pool_size: Option<String>,
 }
 

@@ -179,6 +179,69 @@ pub struct LdapTarget {
     links: Links,
     /// Why no password may be sent (a connection without TLS); `None`: they may.
     password_refusal: Option<String>,
+    /// Changes the directory keeps answering with an unexpected result code.
+    stuck: Stuck,
+}
+
+/// The resources whose change the directory answered with an unexpected result code, since
+/// when and how often: retried (the records behind wait, in order) until `give_up_after`
+/// has passed and at least [`Stuck::MIN_ATTEMPTS`] attempts were made, then rejected.
+struct Stuck {
+    give_up_after: std::time::Duration,
+    seen: std::sync::Mutex<std::collections::HashMap<String, (u32, std::time::Instant)>>,
+}
+
+impl Stuck {
+    const MIN_ATTEMPTS: u32 = 3;
+
+    fn new(give_up_after: std::time::Duration) -> Stuck {
+        Stuck {
+            give_up_after,
+            seen: std::sync::Mutex::new(std::collections::HashMap::new()),
+        }
+    }
+
+    /// The outcome to report for `key`'s change: `outcome`, unless it is the unexpected
+    /// answer (`unexpected`) that has now lasted long enough to give up (a rejection).
+    fn bound(&self, key: &str, outcome: Outcome, unexpected: bool) -> Outcome {
+        let mut seen = self
+            .seen
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if !unexpected {
+            seen.remove(key);
+            return outcome;
+        }
+        let Outcome::Unavailable(detail) = outcome else {
+            seen.remove(key);
+            return outcome;
+        };
+        let (attempts, since) = seen
+            .entry(key.to_string())
+            .or_insert((0, std::time::Instant::now()));
+        *attempts += 1;
+        let lasted = since.elapsed();
+        if *attempts < Self::MIN_ATTEMPTS || lasted < self.give_up_after {
+            return Outcome::Unavailable(detail);
+        }
+        let attempts = *attempts;
+        seen.remove(key);
+        tracing::error!(resource = %key, attempts, seconds = lasted.as_secs(), detail = %detail, "the directory keeps giving an unexpected answer; the change is given up (rejected) so the ones after it are delivered");
+        Outcome::Rejected(format!(
+            "{detail} (the same unexpected answer {attempts} times over {} s: given up; `scim-bridge reconcile` converges the entry once the directory takes it)",
+            lasted.as_secs()
+        ))
+    }
+}
+
+/// The resource a change is about.
+fn change_key(change: &Change) -> Option<&str> {
+    match change {
+        Change::Upsert { key, .. } | Change::Remove { key, .. } | Change::Archive { key, .. } => {
+            Some(key)
+        }
+        Change::Nothing => None,
+    }
 }
 
 /// Why a change was not applied, before it becomes an [`Outcome`].
@@ -210,6 +273,19 @@ impl Fail {
     /// died while idle.
     fn connection_lost(&self) -> bool {
         matches!(self, Fail::Ldap(e) if e.rc().is_none())
+    }
+
+    /// The directory answered, with a code that is neither a refusal of the data nor
+    /// busy/unavailable (a referral, noSuchObject in the middle of a change, an unknown
+    /// attribute type, …), or an entry vanished mid-change: retrying may not help.
+    fn unexpected_answer(&self) -> bool {
+        match self {
+            Fail::Vanished(_) => true,
+            Fail::Ldap(e) => e
+                .rc()
+                .is_some_and(|rc| !refused(rc) && !matches!(rc, 0 | 51 | 52 | 53 | 80)),
+            _ => false,
+        }
     }
 }
 
@@ -644,6 +720,7 @@ impl LdapTarget {
             schema,
             links,
             password_refusal: settings.password_refusal(),
+            stuck: Stuck::new(settings.give_up_after),
         };
         match outside_runtime(|| target.pool.session().map(drop)) {
             Ok(()) => tracing::info!(urls = ?settings.urls, "the LDAP directory is reachable"),
@@ -666,6 +743,7 @@ impl LdapTarget {
             pool: Pool::new(&settings)?,
             schema,
             password_refusal: settings.password_refusal(),
+            stuck: Stuck::new(settings.give_up_after),
         })
     }
 
@@ -877,23 +955,33 @@ impl LdapTarget {
     }
 
     fn apply_blocking(&self, change: &Change) -> Outcome {
+        let (outcome, unexpected) = self.apply_once(change);
+        match change_key(change) {
+            Some(key) => self.stuck.bound(key, outcome, unexpected),
+            None => outcome,
+        }
+    }
+
+    /// Applies `change`; also says whether it failed on an unexpected answer.
+    fn apply_once(&self, change: &Change) -> (Outcome, bool) {
         match self.precheck(change) {
             Ok(true) => {}
-            Ok(false) => return Outcome::Applied,
-            Err(fail) => return verdict(fail),
+            Ok(false) => return (Outcome::Applied, false),
+            Err(fail) => return (verdict(fail), false),
         }
         let mut retried = false;
         loop {
             let mut session = match self.pool.session() {
                 Ok(session) => session,
-                Err(e) => return verdict(Fail::Connect(e)),
+                Err(e) => return (verdict(Fail::Connect(e)), false),
             };
             let fail = match self.converge(&mut session, change) {
-                Ok(()) => return Outcome::Applied,
+                Ok(()) => return (Outcome::Applied, false),
                 Err(fail) => fail,
             };
             let ldap = matches!(fail, Fail::Ldap(_));
             let stale = session.reused && fail.connection_lost();
+            let unexpected = fail.unexpected_answer();
             let outcome = verdict(fail);
             if ldap && matches!(outcome, Outcome::Unavailable(_)) {
                 // Whatever failed, this connection is not trusted again.
@@ -906,7 +994,7 @@ impl LdapTarget {
                     continue;
                 }
             }
-            return outcome;
+            return (outcome, unexpected);
         }
     }
 

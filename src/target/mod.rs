@@ -395,6 +395,10 @@ pub struct LdapSettings {
     pub client_cert: Option<ClientCert>,
     pub connect_timeout: std::time::Duration,
     pub operation_timeout: std::time::Duration,
+    /// How long a change the directory keeps answering with an unexpected result code
+    /// (not a refusal, not busy/unavailable, not a lost connection) is retried before it
+    /// is rejected, so the changes behind it are not blocked for ever.
+    pub give_up_after: std::time::Duration,
     pub pool_size: usize,
     /// The small SQLite file mapping SCIM ids to entry DNs (renames, members, managers).
     pub links_path: std::path::PathBuf,
@@ -440,7 +444,7 @@ pub fn open(cfg: &crate::config::TargetConfig) -> Result<std::sync::Arc<dyn Targ
             sqlite::SqliteTarget::open(path, cfg.mapping.schema.clone())?,
         ),
         crate::config::TargetKind::Ldap(settings) => std::sync::Arc::new(ldap::LdapTarget::open(
-            settings.clone(),
+            (**settings).clone(),
             cfg.mapping.ldap.clone(),
         )?),
     })

@@ -275,3 +275,65 @@ fn check_config_online_flags_what_the_directory_schema_does_not_know() {
     assert!(report.contains("inetOrgPersn"), "{report}");
     assert!(report.contains("did you mean"), "{report}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_change_the_directory_keeps_answering_unexpectedly_is_given_up_and_the_ones_behind_it_are_delivered()
+ {
+    let slapd = Slapd::start();
+    // Users titled "Remote" go under a referral: slapd answers every operation there
+    // with resultCode 10 (referral), which retrying does not change.
+    slapd.ldapadd(
+        "dn: ou=elsewhere,dc=example,dc=com\nobjectClass: referral\nobjectClass: extensibleObject\n\
+         ou: elsewhere\nref: ldap://127.0.0.1:9/ou=elsewhere,dc=example,dc=com\n",
+    );
+    let yaml = ldap_yaml(&slapd, |y| {
+        y.replace(
+            "dn: 'uid={userName},ou=people,{base}'",
+            "dn: 'uid={userName},ou={Switch([title], \"people\", \"Remote\", \"elsewhere\")},{base}'",
+        )
+        .replace("    operation_timeout: 2s\n", "    operation_timeout: 2s\n    give_up_after: 1s\n")
+    });
+    assert!(
+        yaml.contains("give_up_after: 1s") && yaml.contains("Switch"),
+        "{yaml}"
+    );
+    let d = std::sync::Arc::new(Daemon::start_with(&yaml));
+    let stuck = {
+        let d = d.clone();
+        tokio::spawn(async move {
+            d.post(
+                "/Users",
+                r#"{"userName":"far","title":"Remote","name":{"familyName":"Far"}}"#,
+            )
+            .await
+        })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let started = std::time::Instant::now();
+    let behind = d
+        .post(
+            "/Users",
+            r#"{"userName":"near","name":{"familyName":"Near"}}"#,
+        )
+        .await;
+    assert_eq!(behind.status, 201, "{}", behind.text);
+    let stuck = stuck.await.expect("the first request");
+    // The first is refused with the directory's answer and why it was given up; the one
+    // behind it waited only for that, then reached the directory.
+    assert_eq!(stuck.status, 400, "{}", stuck.text);
+    let detail = stuck.body["detail"].as_str().unwrap_or_default();
+    assert!(
+        detail.contains("referral") && detail.contains("given up"),
+        "{detail}"
+    );
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    let near = slapd.ldapsearch("ou=people,dc=example,dc=com", "(uid=near)", &["uid"]);
+    assert!(near.contains("uid: near"), "{near}");
+    // The refused create was undone in the state store too.
+    let far = d.get("/Users?filter=userName%20eq%20%22far%22").await;
+    assert_eq!(far.body["totalResults"], 0, "{}", far.text);
+}

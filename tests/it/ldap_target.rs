@@ -89,6 +89,7 @@ pub(crate) fn settings(ldap: &Slapd, dir: &tempfile::TempDir, urls: Vec<String>)
         client_cert: None,
         connect_timeout: Duration::from_secs(3),
         operation_timeout: Duration::from_secs(5),
+        give_up_after: std::time::Duration::from_secs(120),
         pool_size: 2,
         links_path: dir.path().join("ldap-links.db"),
     }

@@ -334,6 +334,7 @@ fn unreachable_settings(dir: &tempfile::TempDir) -> LdapSettings {
         client_cert: None,
         connect_timeout: std::time::Duration::from_secs(1),
         operation_timeout: std::time::Duration::from_secs(1),
+        give_up_after: std::time::Duration::from_secs(120),
         pool_size: 1,
         links_path: dir.path().join("ldap-links.db"),
     }

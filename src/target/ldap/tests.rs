@@ -43,6 +43,7 @@ fn settings(dir: &std::path::Path, urls: &[&str]) -> LdapSettings {
         client_cert: None,
         connect_timeout: Duration::from_secs(2),
         operation_timeout: Duration::from_secs(2),
+        give_up_after: std::time::Duration::from_secs(120),
         pool_size: 2,
         links_path: dir.join("links.db"),
     }
@@ -551,4 +552,34 @@ fn a_directory_that_does_not_answer_times_out() {
         other => panic!("{other:?}"),
     }
     assert!(started.elapsed() < Duration::from_secs(5));
+}
+
+#[test]
+fn an_unexpected_answer_is_retried_then_given_up_while_other_outcomes_pass_through() {
+    let stuck = Stuck::new(Duration::ZERO);
+    let down = || Outcome::Unavailable("referral: ldap://elsewhere".into());
+    // Twice retried (fewer than the minimum attempts), the third time rejected.
+    assert_eq!(stuck.bound("u1", down(), true), down());
+    assert_eq!(stuck.bound("u1", down(), true), down());
+    match stuck.bound("u1", down(), true) {
+        Outcome::Rejected(detail) => assert!(
+            detail.starts_with("referral: ldap://elsewhere (the same unexpected answer 3 times")
+                && detail.contains("reconcile"),
+            "{detail}"
+        ),
+        other => panic!("not given up: {other:?}"),
+    }
+    // An outage (not an unexpected answer) is never given up, and clears the count.
+    for _ in 0..10 {
+        assert_eq!(stuck.bound("u2", down(), false), down());
+    }
+    assert_eq!(stuck.bound("u3", down(), true), down());
+    assert_eq!(stuck.bound("u3", Outcome::Applied, false), Outcome::Applied);
+    assert_eq!(stuck.bound("u3", down(), true), down());
+    assert_eq!(stuck.bound("u3", down(), true), down());
+    // Not before `give_up_after` has passed, however many attempts.
+    let patient = Stuck::new(Duration::from_secs(3600));
+    for _ in 0..20 {
+        assert_eq!(patient.bound("u4", down(), true), down());
+    }
 }
