@@ -25,7 +25,7 @@
 //! configuration, so a server orphaned by a killed test process is killed by the next
 //! start. Tests that start one should also run one at a time, so they do not queue on the
 //! lock while their timeouts run: `.config/nextest.toml` puts every test whose name
-//! contains `::samba::` (e.g. `directories_smoke::samba::…`, a future `contract::samba::…`)
+//! contains `::samba::` (e.g. `directories_smoke::samba::…`, `contract::samba::…`)
 //! in the test group `samba` with `max-threads = 1`. Name such modules `samba`.
 //!
 //! ## How an instance comes to be
