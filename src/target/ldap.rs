@@ -1243,6 +1243,21 @@ impl LdapTarget {
         if let Some(mut entry) = entry {
             if !dn::same(&entry.dn, dn) {
                 entry = self.move_entry(s, spec, kind, key, &entry.dn, dn, &attrs)?;
+            } else if dn::rdn_case_differs(&entry.dn, dn) {
+                // A change of case only: AD refuses to modify a naming attribute and wants
+                // a modifyDN; a directory that refuses the modifyDN (the same DN to it)
+                // gets the attribute's new value by the modify below, as before.
+                match self.move_entry(s, spec, kind, key, &entry.dn, dn, &attrs) {
+                    Ok(renamed) => entry = renamed,
+                    Err(Fail::Ldap(e)) if e.rc().is_some() => {
+                        tracing::debug!(
+                            dn,
+                            rc = e.rc(),
+                            "a case-only modifyDN was refused; the attribute is modified instead"
+                        );
+                    }
+                    Err(e) => return Err(e),
+                }
             }
             let mods = wanted.diff(&entry);
             if !mods.is_empty() {

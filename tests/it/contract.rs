@@ -675,19 +675,6 @@ impl TargetUnderTest {
         self.name() != "ds389"
     }
 
-    /// Whether a case-only rename fails here because of a bridge bug (open): a new name
-    /// that differs from the old one only in case is no rename for the LDAP target (its DN
-    /// comparison ignores case), so the entry is not moved and `Wanted::diff`
-    /// (src/target/ldap.rs) puts the RDN attribute's new value (`cn: {userName}`) in a
-    /// plain modify. slapd and 389-DS take that (the value still matches the RDN); AD
-    /// refuses any modify of the RDN attribute — notAllowedOnRDN, "must use 'rename'
-    /// operation instead" — and the PATCH answers 400. (`examples/ldap-ad.yaml` hits it on
-    /// a case-only displayName change.) The scenario leaves the case-only rename out there
-    /// until the bridge renames by modifyDN.
-    fn case_only_rename_hits_the_rdn_modify_bug(&self) -> bool {
-        self.name() == "samba"
-    }
-
     // --- Writes over HTTP -------------------------------------------------------------
 
     /// Sends a request, checks its status, and waits until delivery has settled.
@@ -1497,24 +1484,22 @@ async fn renaming_a_user_keeps_the_same_entry_under_the_new_name(t: &mut Tut) {
         "the same row/entry, renamed"
     );
     // A change of case only (Entra does this with UPNs).
-    if !t.case_only_rename_hits_the_rdn_modify_bug() {
-        t.patch_user(
-            &id,
-            json!([{"op": "Replace", "path": "userName", "value": "Carol.New@Example.com"}]),
-        )
-        .await;
-        assert_eq!(
-            t.users(),
-            vec![full_view(
-                "Carol.New@Example.com",
-                "Carol",
-                "Danvers",
-                "carol@example.com"
-            )],
-            "the case-only rename"
-        );
-        assert_eq!(t.identity("Carol.New@Example.com"), identity);
-    }
+    t.patch_user(
+        &id,
+        json!([{"op": "Replace", "path": "userName", "value": "Carol.New@Example.com"}]),
+    )
+    .await;
+    assert_eq!(
+        t.users(),
+        vec![full_view(
+            "Carol.New@Example.com",
+            "Carol",
+            "Danvers",
+            "carol@example.com"
+        )],
+        "the case-only rename"
+    );
+    assert_eq!(t.identity("Carol.New@Example.com"), identity);
     // A rename by PUT, together with other changes.
     t.put_user(
         &id,

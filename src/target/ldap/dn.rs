@@ -9,8 +9,10 @@
 //! insignificant spaces removed (leading, trailing, runs collapsed), the AVAs of a
 //! multi-valued RDN sorted. That is `distinguishedNameMatch` over naming attributes
 //! matched with `caseIgnoreMatch` (`uid`, `cn`, `ou`, `dc`, …): the usual schemas.
-//! Consequence: a rename that only changes case or spacing (`uid=jdoe` → `uid=JDoe`) is
-//! not a rename for this target (the directory would consider it the same DN as well).
+//! Consequence: a change of spacing only is not a rename for this target (the directory
+//! considers it the same DN as well); a change of the first RDN's case only
+//! ([`rdn_case_differs`]: `CN=carol` → `CN=Carol`) is tried as a modifyDN, which Active
+//! Directory needs, and left to the modify of the attribute where the directory refuses it.
 
 /// A DN in comparable form (see the module doc). Two DNs naming the same entry have equal
 /// keys. Text that does not parse as a DN keys as itself, lower-cased.
@@ -178,10 +180,31 @@ fn unescape(bytes: &[u8], i: usize, out: &mut Vec<u8>) -> Option<usize> {
 /// A value as `caseIgnoreMatch` sees it: lower case, no leading or trailing spaces, runs
 /// of spaces as one.
 fn normalize(value: &str) -> String {
+    squash_spaces(value).to_lowercase()
+}
+
+/// `value` without insignificant spaces (leading, trailing, runs collapsed), case kept.
+fn squash_spaces(value: &str) -> String {
     value
         .split(' ')
         .filter(|w| !w.is_empty())
         .collect::<Vec<_>>()
         .join(" ")
-        .to_lowercase()
+}
+
+/// Whether `to` changes only the case of the first RDN's values of `from` (`same` DNs
+/// otherwise). Active Directory refuses to change a naming attribute by modify ("must use
+/// rename"), so such a change is a modifyDN there.
+pub(super) fn rdn_case_differs(from: &str, to: &str) -> bool {
+    let values = |dn: &str| {
+        first_rdn(dn).map(|avas| {
+            let mut values: Vec<(String, String)> = avas
+                .into_iter()
+                .map(|(t, v)| (t, squash_spaces(&v)))
+                .collect();
+            values.sort();
+            values
+        })
+    };
+    values(from) != values(to)
 }

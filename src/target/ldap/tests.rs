@@ -583,3 +583,20 @@ fn an_unexpected_answer_is_retried_then_given_up_while_other_outcomes_pass_throu
         assert_eq!(patient.bound("u4", down(), true), down());
     }
 }
+
+#[test]
+fn a_change_of_the_first_rdn_case_only_is_told_apart_from_spacing_and_escapes() {
+    use super::dn::rdn_case_differs;
+    assert!(rdn_case_differs(
+        "CN=carol,OU=people,DC=x",
+        "CN=Carol,OU=people,DC=x"
+    ));
+    assert!(rdn_case_differs(
+        "cn=carol.new@example.com,ou=p",
+        "cn=Carol.New@Example.com,ou=p"
+    ));
+    // The same value written otherwise: escapes, attribute type case, spaces, parents.
+    assert!(!rdn_case_differs("CN=Doe\\, J,OU=p", "cn=Doe\\2c J,ou=P"));
+    assert!(!rdn_case_differs("uid=john  doe,ou=p", "uid=john doe,ou=p"));
+    assert!(!rdn_case_differs("uid=a+cn=B,ou=p", "cn=B+uid=a,ou=p"));
+}
