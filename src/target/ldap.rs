@@ -1240,6 +1240,8 @@ impl LdapTarget {
             }
         };
         let mut reached = None;
+        let landed: String;
+        let mut dn = dn;
         if let Some(mut entry) = entry {
             if !dn::same(&entry.dn, dn) {
                 entry = self.move_entry(s, spec, kind, key, &entry.dn, dn, &attrs)?;
@@ -1258,6 +1260,15 @@ impl LdapTarget {
                     }
                     Err(e) => return Err(e),
                 }
+            }
+            // 389-DS drops leading and trailing spaces of the new RDN value in a modifyDN
+            // (`uid=john doe\ ` lands at `uid=john doe`): from here on, the entry is
+            // where the directory put it (the same DN to this target, so no rename loop).
+            if let Some(trimmed) = dn::trim_first_rdn(dn)
+                && dn::first_rdn(&entry.dn) == dn::first_rdn(&trimmed)
+            {
+                landed = entry.dn.clone();
+                dn = &landed;
             }
             let mods = wanted.diff(&entry);
             if !mods.is_empty() {
@@ -1539,6 +1550,17 @@ impl LdapTarget {
         let (rdn, parent) = dn::split_first(to);
         let new_parent =
             parent.filter(|p| dn::parent(from).is_none_or(|old| DnKey::of(old) != DnKey::of(p)));
+        // The new name with spaces around its value is the same DN as the name without
+        // them, yet 389-DS checks only the spaced one for a collision and then drops the
+        // spaces: the entry would land on another one's name. Taken is taken.
+        if let Some(trimmed) = dn::trim_first_rdn(to)
+            && !dn::same(&trimmed, from)
+            && s.read(&trimmed, &["1.1"])?.is_some()
+        {
+            return Err(Fail::Reject(format!(
+                "entryAlreadyExists: {trimmed} exists, and {to} is the same name"
+            )));
+        }
         match s.rename(from, rdn, new_parent) {
             Err(e) if e.rc() == Some(NO_SUCH_OBJECT) && new_parent.is_some() => {
                 let parent = new_parent.unwrap_or_default();
@@ -1552,8 +1574,15 @@ impl LdapTarget {
             }
             other => other?,
         }
-        s.read(to, &refs(attrs))?
-            .ok_or_else(|| Fail::Vanished(to.to_string()))
+        if let Some(entry) = s.read(to, &refs(attrs))? {
+            return Ok(entry);
+        }
+        // 389-DS dropped the edge spaces of the new RDN value: the entry is there.
+        match dn::trim_first_rdn(to) {
+            Some(trimmed) => s.read(&trimmed, &refs(attrs))?,
+            None => None,
+        }
+        .ok_or_else(|| Fail::Vanished(to.to_string()))
     }
 
     /// Adds the container entry `dn` (`ou`, `o`, `l` or `dc` named), its missing parents

@@ -83,7 +83,7 @@ pub(super) fn first_rdn(dn: &str) -> Option<Vec<(String, String)>> {
 /// separators, quoted values) into RDNs of (type in lower case, value with escapes undone).
 /// `None` when it is not a DN.
 fn parse_raw(dn: &str) -> Option<Vec<Vec<(String, String)>>> {
-    let bytes = dn.trim().as_bytes();
+    let bytes = trim_unescaped(dn).as_bytes();
     let len = bytes.len();
     let mut rdns = Vec::new();
     if len == 0 {
@@ -164,6 +164,19 @@ fn parse_raw(dn: &str) -> Option<Vec<Vec<(String, String)>>> {
     Some(rdns)
 }
 
+/// `dn` without leading and trailing spaces, keeping a trailing space that is escaped
+/// (`cn=a\\ `: the value ends with a space).
+fn trim_unescaped(dn: &str) -> &str {
+    let start = dn.trim_start();
+    let end = start.trim_end();
+    let backslashes = end.bytes().rev().take_while(|&b| b == b'\\').count();
+    if backslashes % 2 == 1 && end.len() < start.len() {
+        &start[..end.len() + 1]
+    } else {
+        end
+    }
+}
+
 /// Undoes the escape at `bytes[i]` (a backslash) into `out`: `\` + two hex digits is that
 /// byte, `\` + any other byte is that byte. Returns the index after the escape.
 fn unescape(bytes: &[u8], i: usize, out: &mut Vec<u8>) -> Option<usize> {
@@ -207,4 +220,28 @@ pub(super) fn rdn_case_differs(from: &str, to: &str) -> bool {
         })
     };
     values(from) != values(to)
+}
+
+/// `dn` with leading and trailing spaces cut from its first RDN's values, when it has any
+/// to cut: where 389-DS puts an entry renamed to `dn` (its modifyDN drops them; an add
+/// keeps them).
+pub(super) fn trim_first_rdn(dn: &str) -> Option<String> {
+    let avas = first_rdn(dn)?;
+    if avas.iter().all(|(_, v)| v.trim_matches(' ') == v) {
+        return None;
+    }
+    let rdn = avas
+        .iter()
+        .map(|(t, v)| {
+            format!(
+                "{t}={}",
+                crate::mapping::dn::escape_value(v.trim_matches(' '))
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("+");
+    Some(match split_first(dn).1 {
+        Some(parent) => format!("{rdn},{parent}"),
+        None => rdn,
+    })
 }

@@ -600,3 +600,17 @@ fn a_change_of_the_first_rdn_case_only_is_told_apart_from_spacing_and_escapes() 
     assert!(!rdn_case_differs("uid=john  doe,ou=p", "uid=john doe,ou=p"));
     assert!(!rdn_case_differs("uid=a+cn=B,ou=p", "cn=B+uid=a,ou=p"));
 }
+
+#[test]
+fn an_rdn_with_edge_spaces_is_trimmed_where_389_ds_puts_it() {
+    use super::dn::trim_first_rdn;
+    assert_eq!(
+        trim_first_rdn("cn=\\#Ops\\, R\\+D \\\"EU\\\"\\ ,ou=groups,dc=x").as_deref(),
+        Some("cn=\\#Ops\\, R\\+D \\\"EU\\\",ou=groups,dc=x")
+    );
+    assert_eq!(
+        trim_first_rdn("uid=\\ john\\ ,ou=p").as_deref(),
+        Some("uid=john,ou=p")
+    );
+    assert_eq!(trim_first_rdn("uid=john,ou=p"), None);
+}
