@@ -379,6 +379,16 @@ impl Delivery {
             .remove(&seq);
     }
 
+    /// Keeps the verdict of `seq` until its mark is written (for a request that starts
+    /// waiting in between), then tells the waiting request, if any.
+    fn told(&self, seq: u64, outcome: &Outcome) {
+        self.unmarked
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(seq, outcome.clone());
+        self.tell(seq, outcome);
+    }
+
     fn tell(&self, seq: u64, outcome: &Outcome) {
         let waiter = self
             .waiters
@@ -486,7 +496,15 @@ impl Delivery {
             .filter(|(_, p)| p.is_ok())
             .map(|(seq, _)| *seq)
             .collect();
-        let mut applied = target.deliver(&self.endpoint, &changes, &seqs).into_iter();
+        // Each verdict reaches its waiting request as soon as the target vouches for it
+        // (a directory: once it answered, before the round's end), and again below.
+        let mut applied = target
+            .deliver_telling(&self.endpoint, &changes, &seqs, &mut |i, outcome| {
+                if let Some(&seq) = seqs.get(i) {
+                    self.told(seq, outcome);
+                }
+            })
+            .into_iter();
         for (seq, planned) in planned {
             let (outcome, source) = match planned {
                 Ok(_) => match applied.next() {
@@ -508,6 +526,12 @@ impl Delivery {
                     marks.push((seq, "rejected", Some(detail.clone())));
                 }
                 Outcome::Unavailable(e) => {
+                    // Told early as applied, then the target could not keep it (its
+                    // commit failed): delivered again, so no verdict is kept for it.
+                    self.unmarked
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .remove(&seq);
                     down = Some(e.clone());
                     break;
                 }
@@ -516,11 +540,7 @@ impl Delivery {
                 .last_error
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner) = None;
-            self.unmarked
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .insert(seq, outcome.clone());
-            self.tell(seq, &outcome);
+            self.told(seq, &outcome);
         }
         if let (Some(first), Some(last)) = (marks.first().map(|m| m.0), marks.last().map(|m| m.0)) {
             self.told_through.fetch_max(last, Ordering::SeqCst);

@@ -932,19 +932,59 @@ impl LdapTarget {
     /// instead of one or more per entry. Should that commit fail, every change is reported
     /// unavailable and delivered again (converging is idempotent).
     pub fn apply_batch(&self, changes: &[Change]) -> Vec<Outcome> {
+        self.apply_batch_telling(changes, &mut |_, _| {})
+    }
+
+    /// [`apply_batch`](Self::apply_batch), telling `told` each applied or rejected
+    /// outcome as soon as the directory gave it, before the batch's links commit: the
+    /// directory has the change then, and should that commit fail, the change is delivered
+    /// again (idempotently) without anyone having been told something untrue.
+    pub fn apply_batch_telling(
+        &self,
+        changes: &[Change],
+        told: &mut (dyn FnMut(usize, &Outcome) + Send),
+    ) -> Vec<Outcome> {
         outside_runtime(|| {
             if let Err(e) = self.links.begin_batch() {
                 let outcome = verdict(Fail::from(e));
                 return changes.iter().map(|_| outcome.clone()).collect();
             }
             let mut out: Vec<Outcome> = Vec::with_capacity(changes.len());
-            for change in changes {
-                let outcome = match out.last() {
-                    Some(Outcome::Unavailable(e)) => Outcome::Unavailable(e.clone()),
-                    _ if matches!(change, Change::Nothing) => Outcome::Applied,
-                    _ => self.apply_blocking(change),
+            while out.len() < changes.len() {
+                let rest = &changes[out.len()..];
+                let outcomes = match out.last() {
+                    Some(Outcome::Unavailable(e)) => vec![Outcome::Unavailable(e.clone())],
+                    _ => match self.wave(rest) {
+                        n if n > 1 => std::thread::scope(|scope| {
+                            let running: Vec<_> = rest[..n]
+                                .iter()
+                                .map(|change| scope.spawn(|| self.apply_blocking(change)))
+                                .collect();
+                            running
+                                .into_iter()
+                                .map(|t| {
+                                    t.join().unwrap_or_else(|_| {
+                                        Outcome::Unavailable("a delivery thread panicked".into())
+                                    })
+                                })
+                                .collect()
+                        }),
+                        _ if matches!(rest[0], Change::Nothing) => vec![Outcome::Applied],
+                        _ => vec![self.apply_blocking(&rest[0])],
+                    },
                 };
-                out.push(outcome);
+                for outcome in outcomes {
+                    // After an unavailable change nothing counts as done: the ones after
+                    // it (applied beside it in a wave, or not tried) are delivered again.
+                    let outcome = match out.last() {
+                        Some(Outcome::Unavailable(e)) => Outcome::Unavailable(e.clone()),
+                        _ => outcome,
+                    };
+                    if !matches!(outcome, Outcome::Unavailable(_)) {
+                        told(out.len(), &outcome);
+                    }
+                    out.push(outcome);
+                }
             }
             if let Err(e) = self.links.end_batch() {
                 let outcome = verdict(Fail::from(e));
@@ -952,6 +992,54 @@ impl LdapTarget {
             }
             out
         })
+    }
+
+    /// How many of the leading `changes` may be converged at once, each over its own
+    /// connection (at least 1). slapd and 389-DS serialise their writes but overlap the
+    /// rest (parsing, indexing, the network), so adds sent together go faster than one
+    /// after another. Only changes whose order cannot matter go together: new users
+    /// (nothing linked yet) at distinct DNs, that reference no other entry (no manager
+    /// set, no default groups), under `on_existing: adopt` without `match` (no search that
+    /// another add of the wave could change the answer of).
+    fn wave(&self, changes: &[Change]) -> usize {
+        let limit = self.pool.size().min(changes.len());
+        let mut dns = HashSet::new();
+        let mut n = 0;
+        while n < limit && self.independent_new_user(&changes[n], &mut dns) {
+            n += 1;
+        }
+        n.max(1)
+    }
+
+    /// Whether `change` adds a new user that references nothing, at a DN not in `dns`
+    /// (which gets it).
+    fn independent_new_user(&self, change: &Change, dns: &mut HashSet<DnKey>) -> bool {
+        let Change::Upsert {
+            kind: ResourceKind::User,
+            key,
+            dn: Some(dn),
+            cells,
+            members: None,
+            default_groups,
+            ..
+        } = change
+        else {
+            return false;
+        };
+        let Some(spec) = self.schema.users.as_ref() else {
+            return false;
+        };
+        let references = spec.attributes.iter().filter(|a| a.dn_reference).any(|a| {
+            cells
+                .iter()
+                .any(|(name, cell)| name.eq_ignore_ascii_case(&a.name) && *cell != Cell::Null)
+        });
+        default_groups.is_empty()
+            && !references
+            && spec.on_existing == OnExisting::Adopt
+            && spec.match_attrs.is_empty()
+            && matches!(self.links.get(key), Ok(None))
+            && dns.insert(DnKey::of(dn))
     }
 
     fn apply_blocking(&self, change: &Change) -> Outcome {
@@ -2129,6 +2217,15 @@ impl Target for LdapTarget {
     }
     fn apply_batch(&self, changes: &[Change]) -> Vec<Outcome> {
         LdapTarget::apply_batch(self, changes)
+    }
+    fn deliver_telling(
+        &self,
+        _endpoint: &str,
+        changes: &[Change],
+        _seqs: &[u64],
+        told: &mut (dyn FnMut(usize, &Outcome) + Send),
+    ) -> Vec<Outcome> {
+        LdapTarget::apply_batch_telling(self, changes, told)
     }
     fn plan(&self, change: &Change) -> Result<Vec<String>, Outcome> {
         LdapTarget::plan(self, change)

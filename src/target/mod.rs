@@ -259,6 +259,25 @@ pub trait Target: Send + Sync {
         let _ = (endpoint, seqs);
         self.apply_batch(changes)
     }
+    /// [`Target::deliver`], telling `told` the index and outcome of each change whose
+    /// verdict is final (applied or rejected) as soon as the target can vouch for it: a
+    /// directory once it answered; by default, a table target, after its commit (the rows
+    /// must be visible to the applications reading them before anyone hears "applied").
+    fn deliver_telling(
+        &self,
+        endpoint: &str,
+        changes: &[Change],
+        seqs: &[u64],
+        told: &mut (dyn FnMut(usize, &Outcome) + Send),
+    ) -> Vec<Outcome> {
+        let out = self.deliver(endpoint, changes, seqs);
+        for (i, outcome) in out.iter().enumerate() {
+            if !matches!(outcome, Outcome::Unavailable(_)) {
+                told(i, outcome);
+            }
+        }
+        out
+    }
     /// The last journal record of `endpoint` whose delivery this target holds durably
     /// (`None`: the target keeps no cursor, every verdict it gave is durable). At start
     /// the delivery worker delivers again the applied records after it.

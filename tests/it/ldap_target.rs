@@ -884,6 +884,57 @@ fn a_batch_converges_in_order_and_its_links_are_on_disk_when_it_returns() {
 }
 
 #[test]
+fn new_users_of_a_batch_are_added_together_yet_two_at_one_dn_are_told_apart_in_order() {
+    let ldap = Slapd::start();
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let target = LdapTarget::open(settings(&ldap, &dir, vec![ldap.url.clone()]), schema())
+        .expect("the target opens");
+    // Ten new users (added over the pool's connections at once, a wave per pool size),
+    // a second resource at the DN of the fifth (never in the same wave: refused as the
+    // one-by-one order refuses it), a group of them, and the first one changed again.
+    let mut batch: Vec<Change> = (0..10)
+        .map(|i| person(&format!("id-u{i}"), &format!("u{i}")))
+        .collect();
+    batch.insert(5, person("id-twin", "u4"));
+    batch.push(group("id-g", "wave", &["id-u0", "id-u9"]));
+    batch.push(user(
+        "id-u0",
+        &user_dn("u0"),
+        vec![text("uid", "u0"), text("cn", "U Zero"), text("sn", "u0")],
+    ));
+    let outcomes = Target::apply_batch(&target, &batch);
+    for (i, outcome) in outcomes.iter().enumerate() {
+        if i == 5 {
+            assert!(
+                matches!(outcome, Outcome::Rejected(d) if d.contains("u4")),
+                "the twin: {outcome:?}"
+            );
+        } else {
+            assert_eq!(*outcome, Outcome::Applied, "change {i}");
+        }
+    }
+    for i in 0..10 {
+        assert_eq!(
+            target.linked_dn(&format!("id-u{i}")),
+            Some(user_dn(&format!("u{i}")))
+        );
+    }
+    assert_eq!(target.linked_dn("id-twin"), None);
+    let people = ldap.ldapsearch(
+        &user_dn("u0").replacen("uid=u0,", "", 1),
+        "(uid=*)",
+        &["cn"],
+    );
+    assert_eq!(people.matches("dn: ").count(), 10, "{people}");
+    assert!(people.contains("cn: U Zero"), "{people}");
+    let members = ldap.ldapsearch(&group_dn("wave"), "(objectClass=*)", &["member"]);
+    assert!(
+        members.contains(&user_dn("u0")) && members.contains(&user_dn("u9")),
+        "{members}"
+    );
+}
+
+#[test]
 fn a_removal_deletes_the_entry_and_takes_it_out_of_its_groups() {
     let f = Fixture::new();
     f.applied(&alice("alice", "alice@example.com"));

@@ -89,6 +89,11 @@ struct State {
 }
 
 impl Pool {
+    /// How many connections the pool opens at most.
+    pub(super) fn size(&self) -> usize {
+        self.size
+    }
+
     /// Err ([`TargetError::Open`]): the TLS files (CA, client certificate) cannot be read
     /// or hold nothing usable (naming the file), or a client certificate is given for an
     /// `ldap://` URL without StartTLS (naming the URL: the certificate is only sent
