@@ -955,20 +955,7 @@ impl LdapTarget {
                 let outcomes = match out.last() {
                     Some(Outcome::Unavailable(e)) => vec![Outcome::Unavailable(e.clone())],
                     _ => match self.wave(rest) {
-                        n if n > 1 => std::thread::scope(|scope| {
-                            let running: Vec<_> = rest[..n]
-                                .iter()
-                                .map(|change| scope.spawn(|| self.apply_blocking(change)))
-                                .collect();
-                            running
-                                .into_iter()
-                                .map(|t| {
-                                    t.join().unwrap_or_else(|_| {
-                                        Outcome::Unavailable("a delivery thread panicked".into())
-                                    })
-                                })
-                                .collect()
-                        }),
+                        n if n > 1 => self.apply_together(&rest[..n]),
                         _ if matches!(rest[0], Change::Nothing) => vec![Outcome::Applied],
                         _ => vec![self.apply_blocking(&rest[0])],
                     },
@@ -994,15 +981,69 @@ impl LdapTarget {
         })
     }
 
-    /// How many of the leading `changes` may be converged at once, each over its own
-    /// connection (at least 1). slapd and 389-DS serialise their writes but overlap the
-    /// rest (parsing, indexing, the network), so adds sent together go faster than one
-    /// after another. Only changes whose order cannot matter go together: new users
+    /// Converges independent `changes` (see [`Self::wave`]) with one worker per pooled
+    /// connection, each taking the next change as soon as it is done (the directory's
+    /// queue never runs dry between them). Once one is unavailable, the ones not started
+    /// are not tried.
+    fn apply_together(&self, changes: &[Change]) -> Vec<Outcome> {
+        use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+        let next = AtomicUsize::new(0);
+        let down = AtomicBool::new(false);
+        let workers = self.pool.size().min(changes.len());
+        let mut done: Vec<(usize, Outcome)> = std::thread::scope(|scope| {
+            let running: Vec<_> = (0..workers)
+                .map(|_| {
+                    scope.spawn(|| {
+                        let mut mine = Vec::new();
+                        loop {
+                            let i = next.fetch_add(1, Ordering::SeqCst);
+                            if i >= changes.len() || down.load(Ordering::SeqCst) {
+                                break;
+                            }
+                            let outcome = self.apply_blocking(&changes[i]);
+                            if matches!(outcome, Outcome::Unavailable(_)) {
+                                down.store(true, Ordering::SeqCst);
+                            }
+                            mine.push((i, outcome));
+                        }
+                        mine
+                    })
+                })
+                .collect();
+            running
+                .into_iter()
+                .flat_map(|t| t.join().unwrap_or_default())
+                .collect()
+        });
+        done.sort_by_key(|(i, _)| *i);
+        let mut out: Vec<Outcome> = Vec::with_capacity(changes.len());
+        for (i, outcome) in done {
+            if i != out.len() {
+                break;
+            }
+            out.push(outcome);
+        }
+        while out.len() < changes.len() {
+            out.push(Outcome::Unavailable(
+                "not tried: a change before it could not be delivered".into(),
+            ));
+        }
+        out
+    }
+
+    /// How many of the leading `changes` may be converged at once (at least 1; at most
+    /// a round). slapd and 389-DS serialise their writes but overlap the rest (parsing,
+    /// indexing, the network), so adds sent together go faster than one after another.
+    /// Only changes whose order cannot matter go together: new users
     /// (nothing linked yet) at distinct DNs, that reference no other entry (no manager
     /// set, no default groups), under `on_existing: adopt` without `match` (no search that
     /// another add of the wave could change the answer of).
     fn wave(&self, changes: &[Change]) -> usize {
-        let limit = self.pool.size().min(changes.len());
+        let limit = if self.pool.size() > 1 {
+            changes.len()
+        } else {
+            1
+        };
         let mut dns = HashSet::new();
         let mut n = 0;
         while n < limit && self.independent_new_user(&changes[n], &mut dns) {
