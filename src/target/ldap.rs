@@ -141,7 +141,7 @@
 //! add, the modRDN, the modify (`reconcile --dry-run`, `mapping preview`).
 
 mod dn;
-mod ldif;
+pub mod ldif;
 mod links;
 mod pool;
 pub use pool::entries_only;

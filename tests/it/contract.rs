@@ -1266,27 +1266,7 @@ fn parse_ldif(text: &str) -> Vec<Entry> {
 /// Standard base64 (with padding) to UTF-8 text; a binary value (AD's `objectGUID`) as
 /// `0x` and its bytes in hex.
 fn base64_decode(text: &str) -> String {
-    let mut bytes = Vec::with_capacity(text.len() * 3 / 4);
-    let mut acc: u32 = 0;
-    let mut bits = 0;
-    for c in text.bytes().filter(|&c| c != b'=') {
-        let v = match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'+' => 62,
-            b'/' => 63,
-            _ => panic!("not base64: {text:?}"),
-        };
-        acc = (acc << 6) | u32::from(v);
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            bytes.push((acc >> bits) as u8);
-            acc &= (1 << bits) - 1;
-        }
-    }
-    String::from_utf8(bytes).unwrap_or_else(|e| {
+    String::from_utf8(crate::harness::base64_bytes(text)).unwrap_or_else(|e| {
         let hex: String = e.as_bytes().iter().map(|b| format!("{b:02x}")).collect();
         format!("0x{hex}")
     })

@@ -408,6 +408,12 @@ pub async fn send(rb: RequestBuilder) -> Resp {
 /// `scim-bridge check-config --online` on a config made of a token and
 /// `target_and_mapping`, written into `dir`: its exit code and everything it printed.
 pub fn check_config_online(dir: &Path, target_and_mapping: &str) -> (Option<i32>, String) {
+    check_config(dir, target_and_mapping, true)
+}
+
+/// `scim-bridge check-config` (with `--online` when `online`) on a config made of a token
+/// and `target_and_mapping`, written into `dir`: its exit code and everything it printed.
+pub fn check_config(dir: &Path, target_and_mapping: &str, online: bool) -> (Option<i32>, String) {
     let path = dir.join("check-online.yaml");
     std::fs::write(
         &path,
@@ -417,7 +423,9 @@ pub fn check_config_online(dir: &Path, target_and_mapping: &str) -> (Option<i32>
     )
     .expect("write the config to check");
     let out = Command::new(env!("CARGO_BIN_EXE_scim-bridge"))
-        .args(["check-config", "--online", "--config"])
+        .arg("check-config")
+        .args(online.then_some("--online"))
+        .arg("--config")
         .arg(&path)
         .output()
         .expect("run check-config");
@@ -614,53 +622,34 @@ fn fill_substitutes_placeholders() {
     );
 }
 
-const BASE64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-/// Standard base64 with padding (what LDIF's `attr:: value` lines hold).
-pub fn base64_encode(bytes: &[u8]) -> String {
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for chunk in bytes.chunks(3) {
-        let n = chunk
-            .iter()
-            .enumerate()
-            .fold(0u32, |n, (i, b)| n | u32::from(*b) << (16 - 8 * i));
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(char::from(BASE64[(n >> (18 - 6 * i) & 63) as usize]));
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
-
-/// Decodes standard base64 (an LDIF `attr:: value`) into UTF-8 text.
-pub fn base64_decode(text: &str) -> String {
-    let mut bytes = Vec::with_capacity(text.len() * 3 / 4);
+/// Decodes standard base64 (an LDIF `attr:: value`; padding and surrounding spaces
+/// ignored). The encoder is the daemon's own (`scim_bridge::target::ldap::ldif::base64`).
+pub fn base64_bytes(text: &str) -> Vec<u8> {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = Vec::with_capacity(text.len() * 3 / 4);
     let mut acc: u32 = 0;
     let mut bits = 0;
-    for c in text.bytes().filter(|&c| c != b'=') {
-        let v = BASE64
+    for c in text.trim().bytes().filter(|&c| c != b'=') {
+        let v = ALPHABET
             .iter()
-            .position(|&b| b == c)
+            .position(|&a| a == c)
             .unwrap_or_else(|| panic!("not base64: {text:?}")) as u32;
         acc = (acc << 6) | v;
         bits += 6;
         if bits >= 8 {
             bits -= 8;
-            bytes.push((acc >> bits) as u8);
+            out.push((acc >> bits) as u8);
             acc &= (1 << bits) - 1;
         }
     }
-    String::from_utf8(bytes).unwrap_or_else(|e| panic!("base64 {text:?} is not UTF-8: {e}"))
+    out
 }
 
 #[test]
 fn base64_round_trips_every_padding() {
+    use scim_bridge::target::ldap::ldif::base64;
     for text in ["", "f", "fo", "foo", "foob", "fooba", "foobar"] {
-        assert_eq!(base64_decode(&base64_encode(text.as_bytes())), text);
+        assert_eq!(base64_bytes(&base64(text.as_bytes())), text.as_bytes());
     }
-    assert_eq!(base64_encode(b"foobar"), "Zm9vYmFy");
-    assert_eq!(base64_encode(b"fo"), "Zm8=");
+    assert_eq!(base64_bytes(" Zm8= "), b"fo");
 }

@@ -219,7 +219,11 @@ async fn control_characters_reach_slapd_literally_or_are_refused_whole() {
         .lines()
         .find_map(|l| l.strip_prefix("uid:: "))
         .unwrap_or_else(|| panic!("uid is base64 (not plain) in LDIF:\n{entry}"));
-    assert_eq!(base64_decode(encoded), name.as_bytes(), "{entry}");
+    assert_eq!(
+        crate::harness::base64_bytes(encoded),
+        name.as_bytes(),
+        "{entry}"
+    );
     // NUL: the directory may refuse it; then the provider gets a 400 with the
     // directory's reason and nothing is stored. It is never cut short.
     let r = d
@@ -235,7 +239,10 @@ async fn control_characters_reach_slapd_literally_or_are_refused_whole() {
                 .lines()
                 .find_map(|l| l.strip_prefix("uid:: "))
                 .unwrap_or_else(|| panic!("{entry}"));
-            assert_eq!(base64_decode(encoded), "nul\u{0}cut".as_bytes());
+            assert_eq!(
+                crate::harness::base64_bytes(encoded),
+                "nul\u{0}cut".as_bytes()
+            );
         }
         400 => {
             assert!(!entry.contains("dn:"), "refused but written:\n{entry}");
@@ -255,24 +262,4 @@ async fn control_characters_reach_slapd_literally_or_are_refused_whole() {
             .contains("dn:"),
         "a value cut at the NUL"
     );
-}
-
-fn base64_decode(text: &str) -> Vec<u8> {
-    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = Vec::new();
-    let mut acc = 0u32;
-    let mut bits = 0;
-    for c in text.trim().bytes().filter(|c| *c != b'=') {
-        let v = ALPHABET
-            .iter()
-            .position(|a| *a == c)
-            .unwrap_or_else(|| panic!("not base64: {text}")) as u32;
-        acc = (acc << 6) | v;
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((acc >> bits) as u8);
-        }
-    }
-    out
 }

@@ -160,7 +160,9 @@ impl Directory {
             .find(|l| l.to_ascii_lowercase().starts_with("userpassword:"))
             .unwrap_or_else(|| panic!("[{}] no userPassword at {dn}: {text}", self.name));
         match line.split_once(":: ") {
-            Some((_, b64)) => crate::harness::base64_decode(b64),
+            Some((_, b64)) => {
+                String::from_utf8_lossy(&crate::harness::base64_bytes(b64)).into_owned()
+            }
             None => line
                 .split_once(": ")
                 .map(|(_, v)| v.to_string())
@@ -227,7 +229,7 @@ fn sealed_waiting(d: &Daemon) -> i64 {
 /// Every encoding of `password` a leak could take: UTF-8, UTF-16LE (unicodePwd), base64.
 fn encodings(password: &str) -> Vec<(String, Vec<u8>)> {
     let utf16: Vec<u8> = password.encode_utf16().flat_map(u16::to_le_bytes).collect();
-    let b64 = crate::harness::base64_encode(password.as_bytes());
+    let b64 = scim_bridge::target::ldap::ldif::base64(password.as_bytes());
     vec![
         ("UTF-8".into(), password.as_bytes().to_vec()),
         ("UTF-16LE".into(), utf16),
@@ -290,12 +292,35 @@ fn assert_never_journaled_or_logged(d: &Daemon, passwords: &[&str]) {
     }
 }
 
+/// POSTs a user named `user_name` with `password`.
+async fn post_user(d: &Daemon, user_name: &str, password: &str) -> crate::harness::Resp {
+    d.post(
+        "/Users",
+        &json!({"userName": user_name, "password": password}).to_string(),
+    )
+    .await
+}
+
 async fn patch_user(d: &Daemon, id: &str, ops: Value) -> crate::harness::Resp {
     d.patch(
         &format!("/Users/{id}"),
         &json!({"schemas": [PATCH_OP], "Operations": ops}).to_string(),
     )
     .await
+}
+
+/// The user at `dn` binds with `now` and no longer with `before`.
+fn assert_binds_only_with(dir: &Directory, dn: &str, now: &str, before: &str, what: &str) {
+    assert!(
+        dir.binds(dn, now),
+        "[{}] {what}: the new password does not bind",
+        dir.name
+    );
+    assert!(
+        !dir.binds(dn, before),
+        "[{}] {what}: the previous password still binds",
+        dir.name
+    );
 }
 
 /// The scenario every directory runs: create with a password, change it by PATCH (alone:
@@ -318,16 +343,7 @@ async fn sent_passwords_let_the_user_bind(dir: &Directory, user_dn_attr: (&str, 
     let id = r.body["id"].as_str().expect("id").to_string();
     settled(&d).await;
     let dn = dir.dn_of(user_dn_attr.0, user_dn_attr.1);
-    assert!(
-        dir.binds(&dn, FIRST),
-        "[{}] the user does not bind with the password it was created with",
-        dir.name
-    );
-    assert!(
-        !dir.binds(&dn, SECOND),
-        "[{}] a wrong password binds",
-        dir.name
-    );
+    assert_binds_only_with(dir, &dn, FIRST, SECOND, "created with a password");
     if dir.reads_back {
         let stored = dir.stored_password(&dn);
         assert!(
@@ -357,16 +373,7 @@ async fn sent_passwords_let_the_user_bind(dir: &Directory, user_dn_attr: (&str, 
         "a password change is no new version"
     );
     settled(&d).await;
-    assert!(
-        dir.binds(&dn, SECOND),
-        "[{}] the PATCHed password does not bind",
-        dir.name
-    );
-    assert!(
-        !dir.binds(&dn, FIRST),
-        "[{}] the old password still binds",
-        dir.name
-    );
+    assert_binds_only_with(dir, &dn, SECOND, FIRST, "a PATCH of the password");
 
     // A PUT carrying a password sets it too.
     let r = d
@@ -378,16 +385,7 @@ async fn sent_passwords_let_the_user_bind(dir: &Directory, user_dn_attr: (&str, 
         .await;
     assert_eq!(r.status, 200, "{}", r.text);
     settled(&d).await;
-    assert!(
-        dir.binds(&dn, THIRD),
-        "[{}] the PUT's password does not bind",
-        dir.name
-    );
-    assert!(
-        !dir.binds(&dn, SECOND),
-        "[{}] the PATCHed password still binds",
-        dir.name
-    );
+    assert_binds_only_with(dir, &dn, THIRD, SECOND, "a PUT with a password");
 
     // A PATCH of other attributes leaves the password alone.
     let r = patch_user(
@@ -440,12 +438,7 @@ mod slapd {
             "    pool_size: 2\n",
             "    pool_size: 2\n    starttls: true\n",
         ));
-        let r = d
-            .post(
-                "/Users",
-                &json!({"userName": "sam", "password": FIRST}).to_string(),
-            )
-            .await;
+        let r = post_user(&d, "sam", FIRST).await;
         assert_eq!(r.status, 201, "{}", r.text);
         settled(&d).await;
         assert!(dir.binds(&dir.dn_of("uid", "sam"), FIRST));
@@ -458,12 +451,7 @@ mod slapd {
         let yaml = dir.target_yaml(&ldap.url);
         let d = start_logged(&yaml);
 
-        let r = d
-            .post(
-                "/Users",
-                &json!({"userName": "plain", "password": FIRST}).to_string(),
-            )
-            .await;
+        let r = post_user(&d, "plain", FIRST).await;
         assert_eq!(r.status, 400, "{}", r.text);
         assert_eq!(r.body["scimType"], "invalidValue", "{}", r.text);
         let detail = r.body["detail"].as_str().unwrap_or_default();
@@ -497,48 +485,16 @@ mod slapd {
         );
         assert_nowhere_in(&d.state_dir, &[FIRST, SECOND]);
 
-        // check-config (offline) names the problem and fails.
-        let path = d.dir().join("plain.yaml");
-        std::fs::write(
-            &path,
-            format!("auth:\n  tokens:\n    - name: entra\n      secret:\n        value: 0123456789abcdef0123\n{yaml}"),
-        )
-        .expect("write config");
-        let out = Command::new(env!("CARGO_BIN_EXE_scim-bridge"))
-            .args(["check-config", "--config"])
-            .arg(&path)
-            .output()
-            .expect("run check-config");
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert_eq!(out.status.code(), Some(1), "{text}");
+        // check-config (offline) names the problem and fails; over LDAPS it passes.
+        let (code, text) = crate::harness::check_config(d.dir(), &yaml, false);
+        assert_eq!(code, Some(1), "{text}");
         assert!(
             text.contains("mapping.users.password") && text.contains("over TLS only"),
             "{text}"
         );
-        // And the same config over LDAPS passes.
-        std::fs::write(
-            &path,
-            format!(
-                "auth:\n  tokens:\n    - name: entra\n      secret:\n        value: 0123456789abcdef0123\n{}",
-                dir.target_yaml(&dir.ldaps_url)
-            ),
-        )
-        .expect("write config");
-        let out = Command::new(env!("CARGO_BIN_EXE_scim-bridge"))
-            .args(["check-config", "--config"])
-            .arg(&path)
-            .output()
-            .expect("run check-config");
-        assert_eq!(
-            out.status.code(),
-            Some(0),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let (code, text) =
+            crate::harness::check_config(d.dir(), &dir.target_yaml(&dir.ldaps_url), false);
+        assert_eq!(code, Some(0), "{text}");
     }
 
     #[tokio::test(flavor = "multi_thread")]
@@ -547,12 +503,7 @@ mod slapd {
         let dir = slapd_directory(&ldap);
         let mut d = dir.daemon();
         ldap.stop();
-        let r = d
-            .post(
-                "/Users",
-                &json!({"userName": "late", "password": FIRST}).to_string(),
-            )
-            .await;
+        let r = post_user(&d, "late", FIRST).await;
         assert_eq!(r.status, 201, "{}", r.text);
         let id = r.body["id"].as_str().expect("id").to_string();
         let r = patch_user(
@@ -576,11 +527,7 @@ mod slapd {
         d.start_again();
         settled(&d).await;
         let dn = dir.dn_of("uid", "late");
-        assert!(
-            dir.binds(&dn, SECOND),
-            "the last password sent does not bind"
-        );
-        assert!(!dir.binds(&dn, FIRST));
+        assert_binds_only_with(&dir, &dn, SECOND, FIRST, "the last password sent");
         assert_eq!(sealed_waiting(&d), 0, "delivered passwords are still kept");
         assert_nowhere_in(&d.state_dir, &[FIRST, SECOND]);
         assert_never_journaled_or_logged(&d, &[FIRST, SECOND]);
@@ -594,12 +541,7 @@ mod slapd {
             .target_yaml(&ldap.url)
             .replace("    password:\n      attribute: userPassword\n", "");
         let d = start_logged(&yaml);
-        let r = d
-            .post(
-                "/Users",
-                &json!({"userName": "nopw", "password": FIRST}).to_string(),
-            )
-            .await;
+        let r = post_user(&d, "nopw", FIRST).await;
         assert_eq!(r.status, 201, "{}", r.text);
         settled(&d).await;
         let dn = dir.dn_of("uid", "nopw");
