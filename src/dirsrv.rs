@@ -1182,18 +1182,47 @@ pub(crate) fn reap_orphans(prefix: &str, pidfile: &str, marker: impl Fn(&Path) -
         if lock.try_lock().is_err() {
             continue; // its owner lives
         }
+        let marker = marker(&dir);
         let pid = std::fs::read_to_string(dir.join("run").join(pidfile))
             .ok()
             .and_then(|text| text.trim().parse::<u32>().ok());
-        if let Some(pid) = pid {
-            let marker = marker(&dir);
-            if daemon_alive(pid, &marker) {
-                signal(pid, "KILL");
-                wait_gone(pid, &marker, Duration::from_secs(5));
-            }
+        // The pidfile's process, and any other still running with the instance on its
+        // command line (a pidfile not written yet, or removed by a reaper racing us).
+        let mut pids: Vec<u32> = pid.into_iter().collect();
+        pids.extend(pids_running_with(&marker));
+        // A server that survives (the `kill` tool could not even be started, on a loaded
+        // machine) keeps its directory, so the next start tries again.
+        if pids.into_iter().all(|pid| kill_and_wait(pid, &marker)) {
+            let _ = std::fs::remove_dir_all(&dir);
         }
-        let _ = std::fs::remove_dir_all(&dir);
     }
+}
+
+/// SIGKILLs `pid` (if it runs with `marker`) until it is gone: three tries of up to 5 s.
+/// Whether it is gone.
+fn kill_and_wait(pid: u32, marker: &str) -> bool {
+    for _ in 0..3 {
+        if !daemon_alive(pid, marker) {
+            return true;
+        }
+        signal(pid, "KILL");
+        if wait_gone(pid, marker, Duration::from_secs(5)) {
+            return true;
+        }
+    }
+    !daemon_alive(pid, marker)
+}
+
+/// The processes whose command line contains `marker` (from `/proc`).
+fn pids_running_with(marker: &str) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&pid| pid != std::process::id() && daemon_alive(pid, marker))
+        .collect()
 }
 
 /// Whether process `pid` is alive (not a zombie) and its command line contains `marker`, so
@@ -1215,12 +1244,19 @@ pub(crate) fn daemon_alive(pid: u32, marker: &str) -> bool {
 
 /// Sends `signal` (`TERM`, `KILL`) to `pid` through `kill` (this crate has no unsafe code).
 pub(crate) fn signal(pid: u32, signal: &str) {
-    let _ = Command::new("kill")
-        .arg(format!("-{signal}"))
-        .arg(pid.to_string())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status();
+    // Spawning `kill` can fail for a moment on a loaded machine (EAGAIN): tried again.
+    for _ in 0..3 {
+        let sent = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(pid.to_string())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        if sent.is_ok() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 /// Stops a daemon that is not our child: SIGTERM, up to `timeout` for it to go, then
