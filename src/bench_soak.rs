@@ -55,7 +55,7 @@ use anyhow::Context;
 use scim_bridge::config;
 use scim_bridge::scim::schema::ResourceKind;
 use scim_bridge::slapd::Slapd;
-use scim_bridge::store::{ListQuery, Store};
+use scim_bridge::store::Store;
 use serde_json::{Value, json};
 
 use crate::bench_cli::{
@@ -1951,22 +1951,9 @@ fn state_of(dir: &Path) -> anyhow::Result<BTreeMap<String, (i64, Value)>> {
         .with_context(|| format!("while opening the state store in {}", dir.display()))?;
     let mut out = BTreeMap::new();
     for kind in ResourceKind::ALL {
-        let mut start = 1;
-        loop {
-            let (_, page) = store
-                .list(&ListQuery {
-                    kind: Some(kind),
-                    filter: None,
-                    sort_by: None,
-                    descending: false,
-                    start_index: start,
-                    count: 1000,
-                })
-                .with_context(|| format!("while listing the resources in {}", dir.display()))?;
-            if page.is_empty() {
-                break;
-            }
-            start += page.len();
+        for page in store.pages(kind, 1000) {
+            let page =
+                page.with_context(|| format!("while listing the resources in {}", dir.display()))?;
             for s in page {
                 out.insert(s.id.clone(), (s.version, Value::Object(s.doc)));
             }

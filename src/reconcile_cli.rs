@@ -22,7 +22,7 @@ use scim_bridge::config::Config;
 use scim_bridge::journal::record::{Op, Record};
 use scim_bridge::mapping::model::DeletePolicy;
 use scim_bridge::scim::schema::ResourceKind;
-use scim_bridge::store::{ListQuery, Store};
+use scim_bridge::store::Store;
 use scim_bridge::target::{Change, Outcome, Target};
 use serde_json::Value;
 
@@ -56,22 +56,8 @@ pub fn run(cfg: &Config, dry_run: bool) -> anyhow::Result<ExitCode> {
             continue;
         };
         let mut stored_ids = HashSet::new();
-        let mut start = 1;
-        loop {
-            let (_, page) = store
-                .list(&ListQuery {
-                    kind: Some(kind),
-                    filter: None,
-                    sort_by: None,
-                    descending: false,
-                    start_index: start,
-                    count: PAGE,
-                })
-                .context("while reading the stored resources")?;
-            if page.is_empty() {
-                break;
-            }
-            start += page.len();
+        for page in store.pages(kind, PAGE) {
+            let page = page.context("while reading the stored resources")?;
             for stored in page {
                 stored_ids.insert(stored.id.clone());
                 let label = label(kind, &stored.id, &stored.doc);

@@ -499,6 +499,36 @@ impl Store {
         self.read(|r| r.list(query))
     }
 
+    /// Every stored resource of `kind`, in list order, `size` at a time (one read per
+    /// page): for tools that walk the whole store (reconcile, the soak's final check).
+    pub fn pages(
+        &self,
+        kind: ResourceKind,
+        size: usize,
+    ) -> impl Iterator<Item = Result<Vec<Stored>, StoreError>> + '_ {
+        let mut start = 1;
+        let mut done = false;
+        std::iter::from_fn(move || {
+            if done {
+                return None;
+            }
+            let page = self.list(&ListQuery {
+                kind: Some(kind),
+                filter: None,
+                sort_by: None,
+                descending: false,
+                start_index: start,
+                count: size,
+            });
+            match &page {
+                Ok((_, found)) if found.is_empty() => return None,
+                Ok((_, found)) => start += found.len(),
+                Err(_) => done = true,
+            }
+            Some(page.map(|(_, found)| found))
+        })
+    }
+
     /// `EXPLAIN QUERY PLAN` of a list query: documentation and tests of index use.
     pub fn explain_list(&self, query: &ListQuery) -> Result<String, StoreError> {
         self.read(|r| {

@@ -646,3 +646,22 @@ fn a_crash_part_way_through_a_bulk_load_rolls_back_to_the_empty_store_at_the_nex
     assert_eq!(check, "ok");
     assert!(!crashed.path().join("state.db-journal").exists());
 }
+
+#[test]
+fn pages_walk_every_resource_of_a_kind_in_list_order() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(dir.path()).expect("opens");
+    for i in 0..5 {
+        store
+            .write_blocking(move |tx| {
+                tx.insert(&user(&format!("u{i}"), &format!("user{i}"), i), "t")
+            })
+            .expect("inserted");
+    }
+    let pages: Vec<Vec<String>> = store
+        .pages(ResourceKind::User, 2)
+        .map(|p| p.expect("a page").into_iter().map(|s| s.id).collect())
+        .collect();
+    assert_eq!(pages, [vec!["u0", "u1"], vec!["u2", "u3"], vec!["u4"]]);
+    assert_eq!(store.pages(ResourceKind::Group, 2).count(), 0);
+}
