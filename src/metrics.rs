@@ -95,6 +95,7 @@ struct Metrics {
     delivery_pending: Family<EndpointLabels, Gauge>,
     delivery_oldest: Family<EndpointLabels, Gauge<f64, AtomicU64>>,
     deliveries: Family<OutcomeLabels, Counter>,
+    delivery_fed: Counter,
     target_errors: Family<TargetErrorLabels, Counter>,
     rate_limited: Family<KindLabels, Counter>,
     connections_open: Gauge,
@@ -161,6 +162,12 @@ impl Metrics {
             "Delivery attempts, by outcome (applied, rejected, unavailable)",
             deliveries.clone(),
         );
+        let delivery_fed = Counter::default();
+        registry.register(
+            "scim_delivery_fed",
+            "Records a delivery round took while it ran, as they committed, and converged beside its own (new users, into a directory)",
+            delivery_fed.clone(),
+        );
         let target_errors = Family::<TargetErrorLabels, Counter>::default();
         registry.register(
             "scim_target_errors",
@@ -224,6 +231,7 @@ impl Metrics {
             delivery_pending,
             delivery_oldest,
             deliveries,
+            delivery_fed,
             target_errors,
             rate_limited,
             connections_open,
@@ -328,6 +336,11 @@ pub fn delivery(outcome: &Outcome, source: FailureSource) {
             })
             .inc();
     }
+}
+
+/// A record a running delivery round took as it committed: `scim_delivery_fed_total`.
+pub fn delivery_fed() {
+    metrics().delivery_fed.inc();
 }
 
 /// A request refused by a rate limit: `kind` is `token` (per bearer token) or `client`

@@ -28,10 +28,13 @@ use crate::target::Change;
 
 /// A record of a round: the change for the target, or the verdict without it.
 type Planned = Result<Change, (Outcome, FailureSource)>;
-use crate::target::{Outcome, Target};
+use crate::target::{Feed, Outcome, Target};
 
 /// Records fetched per round.
 const BATCH: usize = 256;
+/// How long a round takes records committed after it started (see [`RoundFeed`]) at
+/// most: their verdicts are written when the round ends.
+const FEED_FOR: Duration = Duration::from_millis(100);
 /// Committed records kept in memory for the worker at most (see `offered`); beyond, the
 /// worker reads them from the journal.
 const OFFERED_MAX: usize = 1024;
@@ -70,6 +73,8 @@ pub struct Delivery {
     /// by sequence number: a round that finds the next records here takes them instead
     /// of reading and parsing them back from the journal.
     offered: Mutex<std::collections::BTreeMap<u64, Record>>,
+    /// Signalled when records are offered (for a round taking more, see [`RoundFeed`]).
+    offered_cv: Condvar,
     wake: (Mutex<bool>, Condvar),
     /// The last unavailability, for logs and readiness (None when delivering fine).
     pub last_error: Mutex<Option<String>>,
@@ -126,6 +131,7 @@ impl Delivery {
             unmarked: Arc::new(Mutex::new(HashMap::new())),
             told_through: Arc::new(std::sync::atomic::AtomicU64::new(0)),
             offered: Mutex::new(std::collections::BTreeMap::new()),
+            offered_cv: Condvar::new(),
             wake: (Mutex::new(true), Condvar::new()),
             last_error: Mutex::new(None),
             sealer: std::sync::OnceLock::new(),
@@ -342,6 +348,8 @@ impl Delivery {
             }
             offered.insert(record.seq, record);
         }
+        drop(offered);
+        self.offered_cv.notify_all();
     }
 
     /// The records right after `after`, from memory, when the next one was offered: a
@@ -498,13 +506,32 @@ impl Delivery {
             .collect();
         // Each verdict reaches its waiting request as soon as the target vouches for it
         // (a directory: once it answered, before the round's end), and again below.
-        let mut applied = target
-            .deliver_telling(&self.endpoint, &changes, &seqs, &mut |i, outcome| {
-                if let Some(&seq) = seqs.get(i) {
+        let feed = RoundFeed {
+            delivery: self,
+            mapping: &mapping,
+            state: Mutex::new(FeedState {
+                next_seq: planned.last().map_or(after + 1, |(seq, _)| seq + 1),
+                fed: Vec::new(),
+                closed: false,
+            }),
+            records: planned.len(),
+            first_index: changes.len(),
+            indexed: Mutex::new(Vec::new()),
+            until: Instant::now() + FEED_FOR,
+        };
+        let outcomes = target.deliver_telling(
+            &self.endpoint,
+            &changes,
+            &seqs,
+            &|i, outcome| {
+                if let Some(seq) = seqs.get(i).copied().or_else(|| feed.seq_of(i)) {
                     self.told(seq, outcome);
                 }
-            })
-            .into_iter();
+            },
+            &feed,
+        );
+        planned.extend(feed.into_fed());
+        let mut applied = outcomes.into_iter();
         for (seq, planned) in planned {
             let (outcome, source) = match planned {
                 Ok(_) => match applied.next() {
@@ -672,4 +699,132 @@ enum Progress {
     Idle,
     More,
     TargetDown(String),
+}
+
+/// The records committed while a round runs, handed to a target that converges changes
+/// side by side ([`Feed`]): each as the change its mapping makes, in journal order, from
+/// the offered records only (the journal is not read), for at most [`FEED_FOR`] and up to
+/// [`BATCH`] records a round. A record the mapping rejects is kept with its verdict; a
+/// change the target does not accept goes back to the offered records and closes the
+/// feed, so it opens the next round.
+struct RoundFeed<'a> {
+    delivery: &'a Delivery,
+    mapping: &'a Mapping,
+    state: Mutex<FeedState>,
+    until: Instant,
+    /// The round's own records.
+    records: usize,
+    /// The index of the first change fed: the round's own changes come first.
+    first_index: usize,
+    /// The record of each change fed, by index from `first_index` (apart from `state`,
+    /// which a feeding worker holds while it waits, so that telling never waits).
+    indexed: Mutex<Vec<u64>>,
+}
+
+struct FeedState {
+    /// The record that would come next.
+    next_seq: u64,
+    /// The records fed, in journal order.
+    fed: Vec<(u64, Planned)>,
+    closed: bool,
+}
+
+impl RoundFeed<'_> {
+    /// The record whose change was handed over with index `i`.
+    fn seq_of(&self, i: usize) -> Option<u64> {
+        let indexed = self
+            .indexed
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        indexed.get(i.checked_sub(self.first_index)?).copied()
+    }
+
+    /// The records fed, in journal order, to be marked with the round's own.
+    fn into_fed(self) -> Vec<(u64, Planned)> {
+        self.state
+            .into_inner()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .fed
+    }
+
+    /// The record `seq` once offered, waiting until `deadline` at most.
+    fn offered(&self, seq: u64, deadline: Instant) -> Option<Record> {
+        let mut offered = self
+            .delivery
+            .offered
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        loop {
+            if let Some(record) = offered.remove(&seq) {
+                return Some(record);
+            }
+            let left = deadline.checked_duration_since(Instant::now())?;
+            offered = self
+                .delivery
+                .offered_cv
+                .wait_timeout(offered, left)
+                .map(|(g, _)| g)
+                .unwrap_or_else(|e| e.into_inner().0);
+        }
+    }
+}
+
+impl Feed for RoundFeed<'_> {
+    fn next(
+        &self,
+        wait: Duration,
+        accept: &mut dyn FnMut(&Change) -> bool,
+    ) -> Option<(usize, Change)> {
+        // Taken before the lock: workers waiting in turn for it wait together.
+        let deadline = (Instant::now() + wait).min(self.until);
+        let mut state = self
+            .state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        loop {
+            if state.closed || self.records + state.fed.len() >= BATCH {
+                return None;
+            }
+            let seq = state.next_seq;
+            let record = self.offered(seq, deadline)?;
+            let mut planned = vec![(
+                seq,
+                self.mapping
+                    .change(&record)
+                    .map_err(|detail| (Outcome::Rejected(detail), FailureSource::Mapping)),
+            )];
+            if let Err(e) = self.delivery.add_passwords(self.mapping, &mut planned) {
+                tracing::debug!(error = %e, "cannot read a fed record's password; it waits for the next round");
+                state.closed = true;
+            }
+            let (_, planned) = planned.pop()?;
+            match planned {
+                Ok(change) if !state.closed && accept(&change) => {
+                    let mut indexed = self
+                        .indexed
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner);
+                    let index = self.first_index + indexed.len();
+                    indexed.push(seq);
+                    state.next_seq += 1;
+                    state.fed.push((seq, Ok(change.clone())));
+                    metrics::delivery_fed();
+                    return Some((index, change));
+                }
+                Ok(_) => {
+                    state.closed = true;
+                    self.delivery
+                        .offered
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .insert(seq, record);
+                    return None;
+                }
+                Err(rejected) => {
+                    state.next_seq += 1;
+                    state.fed.push((seq, Err(rejected)));
+                }
+            }
+        }
+    }
 }

@@ -157,12 +157,17 @@ use self::dn::DnKey;
 use self::links::{Link, Links};
 use self::pool::{NO_SUCH_OBJECT, OpError, Pool, Session, outside_runtime};
 use super::{
-    Cell, Change, ColumnSpec, ColumnType, EntrySpec, LdapSchema, LdapSettings, MemberSpec,
-    MemberValue, Members, OnExisting, Outcome, Password, PasswordSpec, Target, TargetError,
+    Cell, Change, ColumnSpec, ColumnType, EntrySpec, Feed, LdapSchema, LdapSettings, MemberSpec,
+    MemberValue, Members, NoFeed, OnExisting, Outcome, Password, PasswordSpec, Target, TargetError,
 };
 use crate::scim::schema::ResourceKind;
 
 const OBJECT_CLASS: &str = "objectClass";
+/// How long a worker of a wave with nothing left waits for the feed to hand over a new
+/// record before it stops (see [`LdapTarget::apply_together`]): longer than a waiting
+/// request takes, once told, to send its next write and have it committed, so that under
+/// steady load the pool's connections stay busy.
+const FEED_WAIT: std::time::Duration = std::time::Duration::from_millis(5);
 /// `entryAlreadyExists`: on an add, retried as a converge of the entry that is there.
 const ENTRY_ALREADY_EXISTS: u32 = 68;
 /// A modify deletes a value the entry does not have.
@@ -932,7 +937,7 @@ impl LdapTarget {
     /// instead of one or more per entry. Should that commit fail, every change is reported
     /// unavailable and delivered again (converging is idempotent).
     pub fn apply_batch(&self, changes: &[Change]) -> Vec<Outcome> {
-        self.apply_batch_telling(changes, &mut |_, _| {})
+        self.apply_batch_telling(changes, &|_, _| {})
     }
 
     /// [`apply_batch`](Self::apply_batch), telling `told` each applied or rejected
@@ -942,7 +947,21 @@ impl LdapTarget {
     pub fn apply_batch_telling(
         &self,
         changes: &[Change],
-        told: &mut (dyn FnMut(usize, &Outcome) + Send),
+        told: &(dyn Fn(usize, &Outcome) + Sync),
+    ) -> Vec<Outcome> {
+        self.deliver_fed(changes, told, &NoFeed)
+    }
+
+    /// [`apply_batch_telling`](Self::apply_batch_telling), also converging the changes
+    /// `feed` hands over while the round runs, when every change left of the round is an
+    /// independent new user (see [`Self::wave`]): the pool's connections then never wait
+    /// for the round's end, nor the waiting requests for each other. Outcomes cover
+    /// `changes`, then the fed ones.
+    pub fn deliver_fed(
+        &self,
+        changes: &[Change],
+        told: &(dyn Fn(usize, &Outcome) + Sync),
+        feed: &dyn Feed,
     ) -> Vec<Outcome> {
         outside_runtime(|| {
             if let Err(e) = self.links.begin_batch() {
@@ -954,55 +973,93 @@ impl LdapTarget {
                 let rest = &changes[out.len()..];
                 let outcomes = match out.last() {
                     Some(Outcome::Unavailable(e)) => vec![Outcome::Unavailable(e.clone())],
-                    _ => match self.wave(rest) {
-                        n if n > 1 => self.apply_together(&rest[..n]),
-                        _ if matches!(rest[0], Change::Nothing) => vec![Outcome::Applied],
-                        _ => vec![self.apply_blocking(&rest[0])],
-                    },
+                    _ => {
+                        let (n, claims) = self.wave(rest);
+                        if n == rest.len() && self.pool.size() > 1 {
+                            self.apply_together(rest, claims, out.len(), told, feed)
+                        } else if n > 1 {
+                            self.apply_together(&rest[..n], claims, out.len(), told, &NoFeed)
+                        } else {
+                            let outcome = match &rest[0] {
+                                Change::Nothing => Outcome::Applied,
+                                change => self.apply_blocking(change),
+                            };
+                            if !matches!(outcome, Outcome::Unavailable(_)) {
+                                told(out.len(), &outcome);
+                            }
+                            vec![outcome]
+                        }
+                    }
                 };
                 for outcome in outcomes {
                     // After an unavailable change nothing counts as done: the ones after
                     // it (applied beside it in a wave, or not tried) are delivered again.
-                    let outcome = match out.last() {
+                    out.push(match out.last() {
                         Some(Outcome::Unavailable(e)) => Outcome::Unavailable(e.clone()),
                         _ => outcome,
-                    };
-                    if !matches!(outcome, Outcome::Unavailable(_)) {
-                        told(out.len(), &outcome);
-                    }
-                    out.push(outcome);
+                    });
                 }
             }
             if let Err(e) = self.links.end_batch() {
                 let outcome = verdict(Fail::from(e));
-                return changes.iter().map(|_| outcome.clone()).collect();
+                return out.iter().map(|_| outcome.clone()).collect();
             }
             out
         })
     }
 
-    /// Converges independent `changes` (see [`Self::wave`]) with one worker per pooled
-    /// connection, each taking the next change as soon as it is done (the directory's
-    /// queue never runs dry between them). Once one is unavailable, the ones not started
-    /// are not tried.
-    fn apply_together(&self, changes: &[Change]) -> Vec<Outcome> {
+    /// Converges independent `changes` (see [`Self::wave`]; `claims` are what they take)
+    /// with one worker per pooled connection, each taking the next change as soon as it
+    /// is done (the directory's queue never runs dry between them), then the ones `feed`
+    /// hands over that are independent of all of them, until it has none for
+    /// [`FEED_WAIT`]. `changes[0]` is the round's change `base`. An applied change is
+    /// told at once; a rejected one once every change before it is known to be done (a
+    /// change after an unavailable one is delivered again, and may be applied then).
+    /// Once one is unavailable, the ones not started are not tried.
+    fn apply_together(
+        &self,
+        changes: &[Change],
+        claims: Claims,
+        base: usize,
+        told: &(dyn Fn(usize, &Outcome) + Sync),
+        feed: &dyn Feed,
+    ) -> Vec<Outcome> {
         use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
         let next = AtomicUsize::new(0);
         let down = AtomicBool::new(false);
-        let workers = self.pool.size().min(changes.len());
+        let claims = std::sync::Mutex::new(claims);
+        let workers = self.pool.size().max(1);
         let mut done: Vec<(usize, Outcome)> = std::thread::scope(|scope| {
             let running: Vec<_> = (0..workers)
                 .map(|_| {
                     scope.spawn(|| {
                         let mut mine = Vec::new();
-                        loop {
+                        while !down.load(Ordering::SeqCst) {
                             let i = next.fetch_add(1, Ordering::SeqCst);
-                            if i >= changes.len() || down.load(Ordering::SeqCst) {
-                                break;
-                            }
-                            let outcome = self.apply_blocking(&changes[i]);
-                            if matches!(outcome, Outcome::Unavailable(_)) {
-                                down.store(true, Ordering::SeqCst);
+                            let fed;
+                            let (i, change) = match changes.get(i) {
+                                Some(change) => (i, change),
+                                None => {
+                                    let mut accept = |change: &Change| {
+                                        let mut claims = claims
+                                            .lock()
+                                            .unwrap_or_else(std::sync::PoisonError::into_inner);
+                                        self.independent_new_user(change, &mut claims)
+                                    };
+                                    match feed.next(FEED_WAIT, &mut accept) {
+                                        Some((index, change)) => {
+                                            fed = change;
+                                            (index - base, &fed)
+                                        }
+                                        None => break,
+                                    }
+                                }
+                            };
+                            let outcome = self.apply_blocking(change);
+                            match outcome {
+                                Outcome::Applied => told(base + i, &outcome),
+                                Outcome::Unavailable(_) => down.store(true, Ordering::SeqCst),
+                                Outcome::Rejected(_) => {}
                             }
                             mine.push((i, outcome));
                         }
@@ -1016,14 +1073,18 @@ impl LdapTarget {
                 .collect()
         });
         done.sort_by_key(|(i, _)| *i);
-        let mut out: Vec<Outcome> = Vec::with_capacity(changes.len());
+        let tried = done.last().map_or(0, |(i, _)| i + 1).max(changes.len());
+        let mut out: Vec<Outcome> = Vec::with_capacity(tried);
         for (i, outcome) in done {
-            if i != out.len() {
+            if i != out.len() || matches!(out.last(), Some(Outcome::Unavailable(_))) {
                 break;
+            }
+            if matches!(outcome, Outcome::Rejected(_)) {
+                told(base + i, &outcome);
             }
             out.push(outcome);
         }
-        while out.len() < changes.len() {
+        while out.len() < tried {
             out.push(Outcome::Unavailable(
                 "not tried: a change before it could not be delivered".into(),
             ));
@@ -1031,30 +1092,31 @@ impl LdapTarget {
         out
     }
 
-    /// How many of the leading `changes` may be converged at once (at least 1; at most
-    /// a round). slapd and 389-DS serialise their writes but overlap the rest (parsing,
-    /// indexing, the network), so adds sent together go faster than one after another.
-    /// Only changes whose order cannot matter go together: new users
-    /// (nothing linked yet) at distinct DNs, that reference no other entry (no manager
-    /// set, no default groups), under `on_existing: adopt` without `match` (no search that
-    /// another add of the wave could change the answer of).
-    fn wave(&self, changes: &[Change]) -> usize {
+    /// How many of the leading `changes` may be converged at once (at most a round; 0
+    /// when the first may not), and what they take. slapd and 389-DS serialise their
+    /// writes but overlap the rest (parsing, indexing, the network), so adds sent together
+    /// go faster than one after another. Only changes whose order cannot matter go
+    /// together: new users (nothing linked yet), each of another resource at another DN,
+    /// that reference no other entry (no manager set, no default groups), under
+    /// `on_existing: adopt` without `match` (no search that another add of the wave could
+    /// change the answer of).
+    fn wave(&self, changes: &[Change]) -> (usize, Claims) {
         let limit = if self.pool.size() > 1 {
             changes.len()
         } else {
             1
         };
-        let mut dns = HashSet::new();
+        let mut claims = Claims::default();
         let mut n = 0;
-        while n < limit && self.independent_new_user(&changes[n], &mut dns) {
+        while n < limit && self.independent_new_user(&changes[n], &mut claims) {
             n += 1;
         }
-        n.max(1)
+        (n, claims)
     }
 
-    /// Whether `change` adds a new user that references nothing, at a DN not in `dns`
-    /// (which gets it).
-    fn independent_new_user(&self, change: &Change, dns: &mut HashSet<DnKey>) -> bool {
+    /// Whether `change` adds a new user that references nothing, of a resource and at a
+    /// DN no change in `claims` takes (which then takes both).
+    fn independent_new_user(&self, change: &Change, claims: &mut Claims) -> bool {
         let Change::Upsert {
             kind: ResourceKind::User,
             key,
@@ -1075,12 +1137,19 @@ impl LdapTarget {
                 .iter()
                 .any(|(name, cell)| name.eq_ignore_ascii_case(&a.name) && *cell != Cell::Null)
         });
-        default_groups.is_empty()
+        let dn = DnKey::of(dn);
+        let independent = default_groups.is_empty()
             && !references
             && spec.on_existing == OnExisting::Adopt
             && spec.match_attrs.is_empty()
-            && matches!(self.links.get(key), Ok(None))
-            && dns.insert(DnKey::of(dn))
+            && !claims.keys.contains(key)
+            && !claims.dns.contains(&dn)
+            && matches!(self.links.get(key), Ok(None));
+        if independent {
+            claims.keys.insert(key.clone());
+            claims.dns.insert(dn);
+        }
+        independent
     }
 
     fn apply_blocking(&self, change: &Change) -> Outcome {
@@ -2211,6 +2280,14 @@ impl LdapTarget {
     }
 }
 
+/// The resources and DNs the changes of a wave take: no two changes of a wave are of one
+/// resource or at one DN.
+#[derive(Default)]
+struct Claims {
+    keys: HashSet<String>,
+    dns: HashSet<DnKey>,
+}
+
 /// One upsert, as `converge` hands it over.
 struct Upsert<'a> {
     kind: ResourceKind,
@@ -2264,9 +2341,10 @@ impl Target for LdapTarget {
         _endpoint: &str,
         changes: &[Change],
         _seqs: &[u64],
-        told: &mut (dyn FnMut(usize, &Outcome) + Send),
+        told: &(dyn Fn(usize, &Outcome) + Sync),
+        feed: &dyn Feed,
     ) -> Vec<Outcome> {
-        LdapTarget::apply_batch_telling(self, changes, told)
+        LdapTarget::deliver_fed(self, changes, told, feed)
     }
     fn plan(&self, change: &Change) -> Result<Vec<String>, Outcome> {
         LdapTarget::plan(self, change)

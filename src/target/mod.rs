@@ -233,6 +233,36 @@ pub enum TargetError {
     Sqlite(#[from] rusqlite::Error),
 }
 
+/// Changes for a delivery round that is still running: the records committed after the
+/// round's own, in journal order, for a target that converges changes side by side and
+/// would otherwise leave its connections idle until the next round
+/// ([`Target::deliver_telling`]).
+pub trait Feed: Sync {
+    /// The change of the next record, if `accept` takes it, with its index in the round
+    /// (the next after the round's changes and the ones fed before); waits up to `wait`
+    /// for a record to arrive. `None`: none came, the round is full, or `accept` refused
+    /// the change; after a refusal the feed stays closed and that record opens the next
+    /// round (no record is converged before one ahead of it).
+    fn next(
+        &self,
+        wait: std::time::Duration,
+        accept: &mut dyn FnMut(&Change) -> bool,
+    ) -> Option<(usize, Change)>;
+}
+
+/// A feed that never has anything (a round converged on its own).
+pub struct NoFeed;
+
+impl Feed for NoFeed {
+    fn next(
+        &self,
+        _wait: std::time::Duration,
+        _accept: &mut dyn FnMut(&Change) -> bool,
+    ) -> Option<(usize, Change)> {
+        None
+    }
+}
+
 /// A target the delivery worker can converge changes into.
 pub trait Target: Send + Sync {
     fn apply(&self, change: &Change) -> Outcome;
@@ -263,13 +293,19 @@ pub trait Target: Send + Sync {
     /// verdict is final (applied or rejected) as soon as the target can vouch for it: a
     /// directory once it answered; by default, a table target, after its commit (the rows
     /// must be visible to the applications reading them before anyone hears "applied").
+    ///
+    /// A target may also converge changes that arrive while the round runs: it takes
+    /// them from `feed` (numbered after `changes`), and its outcomes then cover them too,
+    /// in that order. By default it takes none.
     fn deliver_telling(
         &self,
         endpoint: &str,
         changes: &[Change],
         seqs: &[u64],
-        told: &mut (dyn FnMut(usize, &Outcome) + Send),
+        told: &(dyn Fn(usize, &Outcome) + Sync),
+        feed: &dyn Feed,
     ) -> Vec<Outcome> {
+        let _ = feed;
         let out = self.deliver(endpoint, changes, seqs);
         for (i, outcome) in out.iter().enumerate() {
             if !matches!(outcome, Outcome::Unavailable(_)) {

@@ -305,6 +305,99 @@ async fn outage(slapd: &mut dyn Directory) {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn concurrent_creates_and_renames_end_as_one_entry_per_user_at_its_last_name() {
+    // Eight clients create users while the others' creates are in flight, and rename
+    // every other one right after its create: a round converging new users side by side
+    // takes the records committed while it runs, and a rename of a user it is still adding
+    // must wait for that add, never become a second entry.
+    let slapd = Slapd::start();
+    let d = std::sync::Arc::new(daemon_for(&slapd));
+    const CLIENTS: usize = 8;
+    const USERS: usize = 30;
+    let rename = |name: &str| {
+        json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+            "Operations": [{"op": "Replace", "path": "userName", "value": name}]})
+        .to_string()
+    };
+    let clients: Vec<_> = (0..CLIENTS)
+        .map(|c| {
+            let d = d.clone();
+            tokio::spawn(async move {
+                for u in 0..USERS {
+                    let created = d
+                        .post(
+                            "/Users",
+                            &json!({"userName": format!("c{c}-u{u}")}).to_string(),
+                        )
+                        .await;
+                    assert_eq!(created.status, 201, "{}", created.text);
+                    if u % 2 == 0 {
+                        let id = created.body["id"].as_str().expect("id");
+                        let renamed = d
+                            .patch(&format!("/Users/{id}"), &rename(&format!("c{c}-r{u}")))
+                            .await;
+                        assert_eq!(renamed.status, 200, "{}", renamed.text);
+                    }
+                }
+            })
+        })
+        .collect();
+    for client in clients {
+        client.await.expect("a client panicked");
+    }
+    // Every request heard its verdict; the rounds' verdicts are counted as they end.
+    let series = |metrics: &str, name: &str| -> f64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+            .unwrap_or(0.0)
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let metrics = loop {
+        let metrics = d.get(&format!("http://{}/metrics", d.addr)).await.text;
+        let applied = series(&metrics, "scim_deliveries_total{outcome=\"applied\"}");
+        if applied >= (CLIENTS * USERS * 3 / 2) as f64 || Instant::now() > deadline {
+            break metrics;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(
+        series(&metrics, "scim_deliveries_total{outcome=\"applied\"}"),
+        (CLIENTS * USERS * 3 / 2) as f64,
+        "{metrics}"
+    );
+    assert!(
+        series(&metrics, "scim_delivery_fed_total") >= 1.0,
+        "no round took records committed while it ran: {metrics}"
+    );
+    let people = format!("ou=people,{}", slapd.base);
+    let found = slapd.ldapsearch(&people, "(uid=*)", &["uid"]);
+    let mut uids: Vec<&str> = found
+        .lines()
+        .filter_map(|l| l.strip_prefix("uid: "))
+        .collect();
+    uids.sort_unstable();
+    let mut want: Vec<String> = (0..CLIENTS)
+        .flat_map(|c| {
+            (0..USERS).map(move |u| match u % 2 {
+                0 => format!("c{c}-r{u}"),
+                _ => format!("c{c}-u{u}"),
+            })
+        })
+        .collect();
+    want.sort_unstable();
+    assert_eq!(uids, want);
+    let report = d.reconcile_in_sync();
+    let total = CLIENTS * USERS;
+    assert!(
+        report.contains(&format!(
+            "{total} resources compared: {total} in sync, 0 differ, 0 orphan"
+        )),
+        "{report}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn hostile_user_names_are_escaped_in_dns_and_stored_literally() {
     let slapd = Slapd::start();
     let d = daemon_for(&slapd);

@@ -14,8 +14,8 @@ use scim_bridge::config::Secret;
 use scim_bridge::scim::schema::ResourceKind;
 use scim_bridge::target::ldap::LdapTarget;
 use scim_bridge::target::{
-    Cell, Change, ColumnSpec, ColumnType, EntrySpec, LdapSchema, LdapSettings, MemberSpec, Members,
-    Outcome, Target,
+    Cell, Change, ColumnSpec, ColumnType, EntrySpec, Feed, LdapSchema, LdapSettings, MemberSpec,
+    Members, Outcome, Target,
 };
 
 use crate::slapd::{BASE, GROUPS_DN, PEOPLE_DN, Slapd};
@@ -932,6 +932,140 @@ fn new_users_of_a_batch_are_added_together_yet_two_at_one_dn_are_told_apart_in_o
         members.contains(&user_dn("u0")) && members.contains(&user_dn("u9")),
         "{members}"
     );
+}
+
+#[test]
+fn a_user_created_and_renamed_in_one_batch_is_one_entry_at_the_new_name() {
+    // A backlog after an outage holds the create and the rename of one user: both look
+    // new (nothing linked yet), at distinct DNs, but they are one resource, so they are
+    // converged in order, never added side by side.
+    let ldap = Slapd::start();
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let target = LdapTarget::open(settings(&ldap, &dir, vec![ldap.url.clone()]), schema())
+        .expect("the target opens");
+    let batch = [
+        person("id-r", "before"),
+        person("id-r", "after"),
+        person("id-a", "a0"),
+        person("id-b", "b0"),
+        person("id-c", "c0"),
+    ];
+    let outcomes = Target::apply_batch(&target, &batch);
+    assert_eq!(outcomes, vec![Outcome::Applied; 5]);
+    assert_eq!(target.linked_dn("id-r"), Some(user_dn("after")));
+    let people = ldap.ldapsearch(
+        &user_dn("a0").replacen("uid=a0,", "", 1),
+        "(uid=*)",
+        &["1.1"],
+    );
+    assert_eq!(people.matches("dn: ").count(), 4, "{people}");
+    assert!(!people.contains(&user_dn("before")), "{people}");
+}
+
+/// Changes that arrive while a round runs, as the delivery worker hands them over: in
+/// order, each only if the target accepts it; a refused one closes the feed.
+struct Arriving {
+    first_index: usize,
+    left: std::sync::Mutex<std::collections::VecDeque<Change>>,
+    handed: std::sync::Mutex<Vec<Change>>,
+    refused: std::sync::Mutex<Option<Change>>,
+}
+
+impl Arriving {
+    fn new(first_index: usize, changes: Vec<Change>) -> Arriving {
+        Arriving {
+            first_index,
+            left: std::sync::Mutex::new(changes.into()),
+            handed: std::sync::Mutex::new(Vec::new()),
+            refused: std::sync::Mutex::new(None),
+        }
+    }
+}
+
+impl Feed for Arriving {
+    fn next(
+        &self,
+        _wait: Duration,
+        accept: &mut dyn FnMut(&Change) -> bool,
+    ) -> Option<(usize, Change)> {
+        let mut refused = self.refused.lock().expect("lock");
+        if refused.is_some() {
+            return None;
+        }
+        let change = self.left.lock().expect("lock").pop_front()?;
+        if !accept(&change) {
+            *refused = Some(change);
+            return None;
+        }
+        let mut handed = self.handed.lock().expect("lock");
+        handed.push(change.clone());
+        Some((self.first_index + handed.len() - 1, change))
+    }
+}
+
+#[test]
+fn a_round_takes_arriving_new_users_until_one_depends_on_a_change_in_flight() {
+    let ldap = Slapd::start();
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let target = LdapTarget::open(settings(&ldap, &dir, vec![ldap.url.clone()]), schema())
+        .expect("the target opens");
+    // The round's own: two new users. Arriving while it runs: two more new users, then a
+    // second change of one of them (its rename: it may not go beside its add), then one
+    // that no longer belongs to this round.
+    let own = [person("id-a", "a"), person("id-b", "b")];
+    let arriving = Arriving::new(
+        own.len(),
+        vec![
+            person("id-c", "c"),
+            person("id-d", "d"),
+            person("id-c", "c2"),
+            person("id-e", "e"),
+        ],
+    );
+    let told = std::sync::Mutex::new(Vec::new());
+    let outcomes = target.deliver_fed(
+        &own,
+        &|i, outcome| told.lock().expect("lock").push((i, outcome.clone())),
+        &arriving,
+    );
+    assert_eq!(
+        outcomes,
+        vec![Outcome::Applied; 4],
+        "the own two and the two fed"
+    );
+    assert_eq!(
+        *arriving.handed.lock().expect("lock"),
+        [person("id-c", "c"), person("id-d", "d")]
+    );
+    assert_eq!(
+        *arriving.refused.lock().expect("lock"),
+        Some(person("id-c", "c2")),
+        "the rename waits for the next round"
+    );
+    assert_eq!(arriving.left.lock().expect("lock").len(), 1);
+    let mut told = told.into_inner().expect("lock");
+    told.sort_by_key(|(i, _)| *i);
+    assert_eq!(
+        told,
+        (0..4).map(|i| (i, Outcome::Applied)).collect::<Vec<_>>(),
+        "each applied change told once, by its index in the round"
+    );
+    for (key, uid) in [("id-a", "a"), ("id-b", "b"), ("id-c", "c"), ("id-d", "d")] {
+        assert_eq!(target.linked_dn(key), Some(user_dn(uid)));
+    }
+    // A round whose own changes end with one that must go alone takes nothing arriving:
+    // it would go before that one.
+    let arriving = Arriving::new(2, vec![person("id-f", "f")]);
+    let outcomes = target.deliver_fed(
+        &[person("id-e", "e"), person("id-c", "c2")],
+        &|_, _| {},
+        &arriving,
+    );
+    assert_eq!(outcomes, vec![Outcome::Applied; 2]);
+    assert!(arriving.handed.lock().expect("lock").is_empty());
+    assert_eq!(target.linked_dn("id-c"), Some(user_dn("c2")));
+    let people = ldap.ldapsearch(&user_dn("a").replacen("uid=a,", "", 1), "(uid=*)", &["1.1"]);
+    assert_eq!(people.matches("dn: ").count(), 5, "{people}");
 }
 
 #[test]
