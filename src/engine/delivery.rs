@@ -68,7 +68,7 @@ pub struct Delivery {
     /// The last record whose verdict is told (its mark written or on its way): rounds
     /// fetch pending records after it, so a record whose mark is still being committed is
     /// not delivered twice. Lowered again when writing the marks fails.
-    told_through: Arc<std::sync::atomic::AtomicU64>,
+    told_through: Arc<ToldCursor>,
     /// Pending records the store handed over as they committed (`Store::on_commit`),
     /// by sequence number: a round that finds the next records here takes them instead
     /// of reading and parsing them back from the journal.
@@ -129,7 +129,7 @@ impl Delivery {
             current: std::sync::RwLock::new((mapping, target)),
             waiters: Mutex::new(HashMap::new()),
             unmarked: Arc::new(Mutex::new(HashMap::new())),
-            told_through: Arc::new(std::sync::atomic::AtomicU64::new(0)),
+            told_through: Arc::new(ToldCursor::default()),
             offered: Mutex::new(std::collections::BTreeMap::new()),
             offered_cv: Condvar::new(),
             wake: (Mutex::new(true), Condvar::new()),
@@ -278,7 +278,7 @@ impl Delivery {
         // registered above) or told and its mark written since; only the latter needs
         // the journal, and then `told_through` has reached it (a write just committed
         // is almost always the former, and skips the read).
-        let maybe_marked = seq <= self.told_through.load(std::sync::atomic::Ordering::SeqCst);
+        let maybe_marked = seq <= self.told_through.through();
         if maybe_marked && let Ok(Some(row)) = self.store.read(|r| r.journal_get(seq)) {
             let done = match row.delivery.as_str() {
                 "applied" => Some(Outcome::Applied),
@@ -459,8 +459,7 @@ impl Delivery {
 
     /// Delivers up to one batch, in order, stopping at the first unavailability.
     fn round(&self) -> Result<Progress, StoreError> {
-        use std::sync::atomic::Ordering;
-        let after = self.told_through.load(Ordering::SeqCst);
+        let after = self.told_through.start_round();
         let rows = match self.take_offered(after) {
             Some(run) => run,
             None => self
@@ -570,7 +569,7 @@ impl Delivery {
             self.told(seq, &outcome);
         }
         if let (Some(first), Some(last)) = (marks.first().map(|m| m.0), marks.last().map(|m| m.0)) {
-            self.told_through.fetch_max(last, Ordering::SeqCst);
+            self.told_through.told(last);
             let seqs: Vec<u64> = marks.iter().map(|m| m.0).collect();
             let unmarked = self.unmarked.clone();
             let told_through = self.told_through.clone();
@@ -589,7 +588,7 @@ impl Delivery {
                     // again.
                     if let Err(e) = written {
                         tracing::error!(error = %e, "cannot write delivery verdicts; the records will be delivered again");
-                        told_through.fetch_min(first - 1, Ordering::SeqCst);
+                        told_through.rewind(first - 1);
                     }
                     let mut unmarked = unmarked
                         .lock()
@@ -600,7 +599,7 @@ impl Delivery {
                 },
             );
             if let Err(e) = submitted {
-                self.told_through.fetch_min(first - 1, Ordering::SeqCst);
+                self.told_through.rewind(first - 1);
                 return Err(e);
             }
         }
@@ -699,6 +698,56 @@ enum Progress {
     Idle,
     More,
     TargetDown(String),
+}
+
+/// Where the next round starts: the last record whose verdict is told ([`Delivery`]'s
+/// `told_through`). Marks are written while later rounds run, so a failed write lowers
+/// it from another thread; a rewind is also kept until the next round starts, which
+/// applies it, so that a round that started before the failure cannot raise the cursor
+/// past the records whose marks were lost when it ends.
+#[derive(Debug)]
+struct ToldCursor {
+    through: std::sync::atomic::AtomicU64,
+    /// The lowest rewind since the last round started (`u64::MAX`: none).
+    rewind: std::sync::atomic::AtomicU64,
+}
+
+impl Default for ToldCursor {
+    fn default() -> ToldCursor {
+        ToldCursor {
+            through: std::sync::atomic::AtomicU64::new(0),
+            rewind: std::sync::atomic::AtomicU64::new(u64::MAX),
+        }
+    }
+}
+
+impl ToldCursor {
+    fn through(&self) -> u64 {
+        self.through.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// The record a round starts after, with every rewind since the last start applied.
+    fn start_round(&self) -> u64 {
+        use std::sync::atomic::Ordering;
+        let rewind = self.rewind.swap(u64::MAX, Ordering::SeqCst);
+        if rewind != u64::MAX {
+            self.through.fetch_min(rewind, Ordering::SeqCst);
+        }
+        self.through()
+    }
+
+    /// A round told the verdicts through `last`.
+    fn told(&self, last: u64) {
+        self.through
+            .fetch_max(last, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// The marks after `to` were not written: those records are delivered again.
+    fn rewind(&self, to: u64) {
+        use std::sync::atomic::Ordering;
+        self.through.fetch_min(to, Ordering::SeqCst);
+        self.rewind.fetch_min(to, Ordering::SeqCst);
+    }
 }
 
 /// The records committed while a round runs, handed to a target that converges changes
@@ -826,5 +875,40 @@ impl Feed for RoundFeed<'_> {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ToldCursor;
+
+    #[test]
+    fn a_round_that_ends_after_marks_failed_does_not_skip_their_records() {
+        let cursor = ToldCursor::default();
+        assert_eq!(cursor.start_round(), 0);
+        cursor.told(256); // round A: 1..=256, its marks on their way
+        assert_eq!(cursor.start_round(), 256);
+        // Round B (257..=300) runs; meanwhile A's marks fail.
+        cursor.rewind(0);
+        assert_eq!(
+            cursor.through(),
+            0,
+            "a waiting request reads the journal again"
+        );
+        cursor.told(300); // B ends
+        assert_eq!(cursor.start_round(), 0, "A's records are delivered again");
+        cursor.told(300);
+        assert_eq!(cursor.start_round(), 300, "a rewind applies once");
+    }
+
+    #[test]
+    fn the_lowest_of_several_rewinds_wins() {
+        let cursor = ToldCursor::default();
+        cursor.told(500);
+        cursor.rewind(400);
+        cursor.rewind(100);
+        cursor.rewind(300);
+        cursor.told(600);
+        assert_eq!(cursor.start_round(), 100);
     }
 }
