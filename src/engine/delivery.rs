@@ -65,10 +65,12 @@ pub struct Delivery {
     /// Verdicts told but not yet written to the journal (see `round`): a request that
     /// starts waiting in between finds its verdict here.
     unmarked: Arc<Mutex<HashMap<u64, Outcome>>>,
-    /// The last record whose verdict is told (its mark written or on its way): rounds
-    /// fetch pending records after it, so a record whose mark is still being committed is
-    /// not delivered twice. Lowered again when writing the marks fails.
-    told_through: Arc<ToldCursor>,
+    /// The last record whose verdict is told (its mark written or queued in `marks`):
+    /// rounds fetch pending records after it, so a record whose mark is not written yet is
+    /// not delivered twice.
+    told_through: std::sync::atomic::AtomicU64,
+    /// The verdicts told and not yet written to the journal.
+    marks: Arc<MarkQueue>,
     /// Pending records the store handed over as they committed (`Store::on_commit`),
     /// by sequence number: a round that finds the next records here takes them instead
     /// of reading and parsing them back from the journal.
@@ -129,7 +131,8 @@ impl Delivery {
             current: std::sync::RwLock::new((mapping, target)),
             waiters: Mutex::new(HashMap::new()),
             unmarked: Arc::new(Mutex::new(HashMap::new())),
-            told_through: Arc::new(ToldCursor::default()),
+            told_through: std::sync::atomic::AtomicU64::new(0),
+            marks: Arc::new(MarkQueue::default()),
             offered: Mutex::new(std::collections::BTreeMap::new()),
             offered_cv: Condvar::new(),
             wake: (Mutex::new(true), Condvar::new()),
@@ -278,7 +281,7 @@ impl Delivery {
         // registered above) or told and its mark written since; only the latter needs
         // the journal, and then `told_through` has reached it (a write just committed
         // is almost always the former, and skips the read).
-        let maybe_marked = seq <= self.told_through.through();
+        let maybe_marked = seq <= self.told_through.load(std::sync::atomic::Ordering::SeqCst);
         if maybe_marked && let Ok(Some(row)) = self.store.read(|r| r.journal_get(seq)) {
             let done = match row.delivery.as_str() {
                 "applied" => Some(Outcome::Applied),
@@ -457,9 +460,72 @@ impl Delivery {
         }
     }
 
+    /// Submits a store job that writes every queued verdict (see [`MarkQueue`]), without
+    /// waiting for it. A verdict is forgotten from `unmarked` once written; one whose write
+    /// fails stays queued (and told), and the next job writes it.
+    fn write_marks(&self) -> Result<(), StoreError> {
+        let queue = self.marks.clone();
+        let written: Arc<Mutex<Marks>> = Arc::default();
+        let job_queue = self.marks.clone();
+        let job_written = written.clone();
+        let unmarked = self.unmarked.clone();
+        self.store.write_detached(
+            move |tx| -> Result<(), StoreError> {
+                let marks = job_queue.take();
+                let (Some((&first, _)), Some((&last, _))) =
+                    (marks.first_key_value(), marks.last_key_value())
+                else {
+                    return Ok(());
+                };
+                let wrote = (|| {
+                    for (seq, (status, detail)) in &marks {
+                        tx.journal_mark(*seq, status, detail.as_deref())?;
+                    }
+                    // A password lives on disk only until its record has a verdict.
+                    tx.secrets_forget_between(first, last)
+                })();
+                match wrote {
+                    Ok(()) => {
+                        *job_written
+                            .lock()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner) = marks;
+                        Ok(())
+                    }
+                    Err(e) => {
+                        // Back at once: a job after this one in the same commit writes them.
+                        job_queue.give_back(marks);
+                        Err(e)
+                    }
+                }
+            },
+            move |outcome| {
+                let marks = std::mem::take(
+                    &mut *written
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner),
+                );
+                match outcome {
+                    Ok(()) => {
+                        let mut unmarked = unmarked
+                            .lock()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner);
+                        for seq in marks.keys() {
+                            unmarked.remove(seq);
+                        }
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot write delivery verdicts; they are written with the next ones");
+                        queue.give_back(marks);
+                    }
+                }
+            },
+        )
+    }
+
     /// Delivers up to one batch, in order, stopping at the first unavailability.
     fn round(&self) -> Result<Progress, StoreError> {
-        let after = self.told_through.start_round();
+        use std::sync::atomic::Ordering;
+        let after = self.told_through.load(Ordering::SeqCst);
         let rows = match self.take_offered(after) {
             Some(run) => run,
             None => self
@@ -471,13 +537,17 @@ impl Delivery {
         };
         let (mapping, target) = self.current();
         if rows.is_empty() {
+            if !self.marks.is_empty() {
+                // Verdicts whose write failed, and no round since to write them with.
+                self.write_marks()?;
+            }
             return Ok(Progress::Idle);
         }
         // Verdicts are told to the waiting requests at once and written to the journal
         // together at the end of the round (one commit instead of one per record), without
         // waiting for that commit: the next round starts after the last record told. A
         // crash in between only re-delivers those records: converging is idempotent.
-        let mut marks: Vec<(u64, &'static str, Option<String>)> = Vec::new();
+        let mut marks: Vec<(u64, Mark)> = Vec::new();
         let mut down = None;
         // The changes of the round go to the target together (one commit where the
         // target can); records that do not map are rejected without it.
@@ -546,10 +616,10 @@ impl Delivery {
             };
             metrics::delivery(&outcome, source);
             match &outcome {
-                Outcome::Applied => marks.push((seq, "applied", None)),
+                Outcome::Applied => marks.push((seq, ("applied", None))),
                 Outcome::Rejected(detail) => {
                     tracing::warn!(seq, detail = %detail, "target rejected a record");
-                    marks.push((seq, "rejected", Some(detail.clone())));
+                    marks.push((seq, ("rejected", Some(detail.clone()))));
                 }
                 Outcome::Unavailable(e) => {
                     // Told early as applied, then the target could not keep it (its
@@ -568,40 +638,10 @@ impl Delivery {
                 .unwrap_or_else(std::sync::PoisonError::into_inner) = None;
             self.told(seq, &outcome);
         }
-        if let (Some(first), Some(last)) = (marks.first().map(|m| m.0), marks.last().map(|m| m.0)) {
-            self.told_through.told(last);
-            let seqs: Vec<u64> = marks.iter().map(|m| m.0).collect();
-            let unmarked = self.unmarked.clone();
-            let told_through = self.told_through.clone();
-            let submitted = self.store.write_detached(
-                move |tx| -> Result<(), StoreError> {
-                    for (seq, status, detail) in &marks {
-                        tx.journal_mark(*seq, status, detail.as_deref())?;
-                    }
-                    // A password lives on disk only until its record has a verdict.
-                    tx.secrets_forget_between(first, last)?;
-                    Ok(())
-                },
-                move |written| {
-                    // Written or not, these verdicts are forgotten: a failed write leaves
-                    // the records pending, and the next round delivers them (idempotently)
-                    // again.
-                    if let Err(e) = written {
-                        tracing::error!(error = %e, "cannot write delivery verdicts; the records will be delivered again");
-                        told_through.rewind(first - 1);
-                    }
-                    let mut unmarked = unmarked
-                        .lock()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner);
-                    for seq in seqs {
-                        unmarked.remove(&seq);
-                    }
-                },
-            );
-            if let Err(e) = submitted {
-                self.told_through.rewind(first - 1);
-                return Err(e);
-            }
+        if let Some(&(last, _)) = marks.last() {
+            self.told_through.fetch_max(last, Ordering::SeqCst);
+            self.marks.push(marks);
+            self.write_marks()?;
         }
         Ok(match down {
             Some(e) => Progress::TargetDown(e),
@@ -700,53 +740,41 @@ enum Progress {
     TargetDown(String),
 }
 
-/// Where the next round starts: the last record whose verdict is told ([`Delivery`]'s
-/// `told_through`). Marks are written while later rounds run, so a failed write lowers
-/// it from another thread; a rewind is also kept until the next round starts, which
-/// applies it, so that a round that started before the failure cannot raise the cursor
-/// past the records whose marks were lost when it ends.
-#[derive(Debug)]
-struct ToldCursor {
-    through: std::sync::atomic::AtomicU64,
-    /// The lowest rewind since the last round started (`u64::MAX`: none).
-    rewind: std::sync::atomic::AtomicU64,
-}
+/// A record's verdict as the journal keeps it: `applied` or `rejected`, with the detail.
+type Mark = (&'static str, Option<String>);
+type Marks = std::collections::BTreeMap<u64, Mark>;
 
-impl Default for ToldCursor {
-    fn default() -> ToldCursor {
-        ToldCursor {
-            through: std::sync::atomic::AtomicU64::new(0),
-            rewind: std::sync::atomic::AtomicU64::new(u64::MAX),
-        }
-    }
-}
+/// Verdicts told and not yet written to the journal, by record. The store job that writes
+/// them takes every one queued when it runs, and a write that fails gives them back at
+/// once, so a record is never marked while one before it is not: after a crash, the
+/// records delivered again are a tail of the journal, in order, and never an older
+/// record after a newer one of the same resource (which would undo the newer in the
+/// target). A verdict whose write failed is not delivered again (the target has it): it
+/// waits here for the next write.
+#[derive(Default)]
+struct MarkQueue(Mutex<Marks>);
 
-impl ToldCursor {
-    fn through(&self) -> u64 {
-        self.through.load(std::sync::atomic::Ordering::SeqCst)
+impl MarkQueue {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Marks> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// The record a round starts after, with every rewind since the last start applied.
-    fn start_round(&self) -> u64 {
-        use std::sync::atomic::Ordering;
-        let rewind = self.rewind.swap(u64::MAX, Ordering::SeqCst);
-        if rewind != u64::MAX {
-            self.through.fetch_min(rewind, Ordering::SeqCst);
-        }
-        self.through()
+    fn push(&self, marks: Vec<(u64, Mark)>) {
+        self.lock().extend(marks);
     }
 
-    /// A round told the verdicts through `last`.
-    fn told(&self, last: u64) {
-        self.through
-            .fetch_max(last, std::sync::atomic::Ordering::SeqCst);
+    fn take(&self) -> Marks {
+        std::mem::take(&mut *self.lock())
     }
 
-    /// The marks after `to` were not written: those records are delivered again.
-    fn rewind(&self, to: u64) {
-        use std::sync::atomic::Ordering;
-        self.through.fetch_min(to, Ordering::SeqCst);
-        self.rewind.fetch_min(to, Ordering::SeqCst);
+    fn give_back(&self, marks: Marks) {
+        self.lock().extend(marks);
+    }
+
+    fn is_empty(&self) -> bool {
+        self.lock().is_empty()
     }
 }
 
@@ -880,35 +908,37 @@ impl Feed for RoundFeed<'_> {
 
 #[cfg(test)]
 mod tests {
-    use super::ToldCursor;
+    use super::MarkQueue;
 
-    #[test]
-    fn a_round_that_ends_after_marks_failed_does_not_skip_their_records() {
-        let cursor = ToldCursor::default();
-        assert_eq!(cursor.start_round(), 0);
-        cursor.told(256); // round A: 1..=256, its marks on their way
-        assert_eq!(cursor.start_round(), 256);
-        // Round B (257..=300) runs; meanwhile A's marks fail.
-        cursor.rewind(0);
-        assert_eq!(
-            cursor.through(),
-            0,
-            "a waiting request reads the journal again"
-        );
-        cursor.told(300); // B ends
-        assert_eq!(cursor.start_round(), 0, "A's records are delivered again");
-        cursor.told(300);
-        assert_eq!(cursor.start_round(), 300, "a rewind applies once");
+    fn applied(seqs: std::ops::RangeInclusive<u64>) -> Vec<(u64, super::Mark)> {
+        seqs.map(|seq| (seq, ("applied", None))).collect()
     }
 
     #[test]
-    fn the_lowest_of_several_rewinds_wins() {
-        let cursor = ToldCursor::default();
-        cursor.told(500);
-        cursor.rewind(400);
-        cursor.rewind(100);
-        cursor.rewind(300);
-        cursor.told(600);
-        assert_eq!(cursor.start_round(), 100);
+    fn verdicts_whose_write_failed_are_written_with_the_next_ones_in_journal_order() {
+        let queue = MarkQueue::default();
+        queue.push(applied(1..=256));
+        let first_write = queue.take();
+        // The next round's verdicts are queued while the first write is under way...
+        queue.push(applied(257..=300));
+        // ...and that write fails: the next one takes both, oldest first.
+        queue.give_back(first_write);
+        let next = queue.take();
+        assert_eq!(
+            next.keys().copied().collect::<Vec<_>>(),
+            (1..=300).collect::<Vec<_>>()
+        );
+        assert!(queue.is_empty());
+    }
+
+    #[test]
+    fn a_write_takes_nothing_a_write_before_it_already_took() {
+        let queue = MarkQueue::default();
+        queue.push(applied(1..=10));
+        let first = queue.take();
+        queue.push(applied(11..=12));
+        let second = queue.take();
+        assert_eq!(first.len(), 10);
+        assert_eq!(second.keys().copied().collect::<Vec<_>>(), [11, 12]);
     }
 }
