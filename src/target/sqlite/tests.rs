@@ -1263,3 +1263,71 @@ fn names_with_spaces_and_quotes_are_quoted_as_identifiers() {
         .expect("another application reads the row");
     assert_eq!(email, "ada@example.com");
 }
+
+#[test]
+fn changes_naming_their_columns_in_another_order_write_each_value_to_its_column() {
+    // The statements are kept by set of columns (in the table's order); a change whose
+    // cells come in another order must not reuse a statement with another binding.
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let target = open(&dir);
+    applied(&target, &user("id-a", "alice"));
+    let mut reversed = user("id-b", "bob");
+    if let Change::Upsert { cells, .. } = &mut reversed {
+        cells.reverse();
+    }
+    applied(&target, &reversed);
+    let mut fewer = user("id-c", "carol");
+    if let Change::Upsert { cells, .. } = &mut fewer {
+        cells.retain(|(name, _)| name != "display_name");
+    }
+    applied(&target, &fewer);
+    for (key, name) in [("id-a", "alice"), ("id-b", "bob"), ("id-c", "carol")] {
+        let user = ResourceKind::User;
+        assert_eq!(cell(&target, user, key, "user_name"), text(name));
+        assert_eq!(
+            cell(&target, user, key, "email"),
+            text(&format!("{name}@example.com"))
+        );
+        assert_eq!(cell(&target, user, key, "active"), Cell::Integer(1));
+    }
+    assert_eq!(
+        cell(&target, ResourceKind::User, "id-b", "display_name"),
+        text("BOB")
+    );
+    assert_eq!(
+        cell(&target, ResourceKind::User, "id-c", "display_name"),
+        Cell::Null
+    );
+    // Changed again, in the other order: only the differing column is updated.
+    let mut renamed = with(user("id-b", "bob"), "display_name", text("Robert"));
+    if let Change::Upsert { cells, .. } = &mut renamed {
+        cells.reverse();
+    }
+    applied(&target, &renamed);
+    assert_eq!(
+        cell(&target, ResourceKind::User, "id-b", "display_name"),
+        text("Robert")
+    );
+    assert_eq!(
+        cell(&target, ResourceKind::User, "id-b", "user_name"),
+        text("bob")
+    );
+}
+
+#[test]
+fn a_column_set_is_a_mask_only_in_the_tables_order() {
+    let table = users_table();
+    let spec = |name: &str| {
+        table
+            .columns
+            .iter()
+            .find(|c| c.name == name)
+            .expect("a column of the table")
+    };
+    let (a, b) = (text("a"), text("b"));
+    let in_order = [(spec("user_name"), &a), (spec("display_name"), &b)];
+    assert_eq!(column_mask(&table, &in_order), Some(0b101));
+    let reversed = [(spec("display_name"), &b), (spec("user_name"), &a)];
+    assert_eq!(column_mask(&table, &reversed), None);
+    assert_eq!(column_mask(&table, &[]), Some(0));
+}
