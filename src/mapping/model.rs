@@ -2,7 +2,6 @@
 //! [`Change`] for the resource's image. Pure: the same record always gives the same
 //! change, so delivery and replay can repeat it safely.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use serde_json::{Map, Value as Json};
@@ -75,16 +74,22 @@ pub struct Mapping {
     pub ldap: crate::target::LdapSchema,
 }
 
-/// Evaluation source over one document.
+/// Evaluation source over one document. A path a column reads is taken compiled from
+/// `columns` (a few; searched in order: cheaper than building a map per document), any
+/// other is compiled when asked for.
 struct Doc<'a> {
     kind: ResourceKind,
     doc: &'a Map<String, Json>,
-    paths: HashMap<String, SourcePath>,
+    columns: &'a [ColumnMap],
 }
 
 impl expr::Source for Doc<'_> {
     fn value_of(&self, path: &str) -> Value {
-        match self.paths.get(path) {
+        let compiled = self.columns.iter().find_map(|c| match &c.source {
+            Src::Path(p) if p.text() == path => Some(p),
+            _ => None,
+        });
+        match compiled {
             Some(p) => p.single(self.kind, self.doc),
             None => match SourcePath::compile(self.kind, path) {
                 Ok(p) => p.single(self.kind, self.doc),
@@ -101,7 +106,7 @@ pub(crate) fn doc_source(kind: ResourceKind, doc: &Map<String, Json>) -> impl ex
     Doc {
         kind,
         doc,
-        paths: HashMap::new(),
+        columns: &[],
     }
 }
 
@@ -154,17 +159,11 @@ pub fn to_cell(spec: &ColumnSpec, v: &Value) -> Result<Cell, String> {
 }
 
 impl ResourceMap {
-    fn source<'a>(&self, doc: &'a Map<String, Json>) -> Doc<'a> {
-        let mut paths = HashMap::new();
-        for c in &self.columns {
-            if let Src::Path(p) = &c.source {
-                paths.insert(p.text().to_string(), p.clone());
-            }
-        }
+    fn source<'a>(&'a self, doc: &'a Map<String, Json>) -> Doc<'a> {
         Doc {
             kind: self.kind,
             doc,
-            paths,
+            columns: &self.columns,
         }
     }
 
