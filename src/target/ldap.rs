@@ -937,26 +937,17 @@ impl LdapTarget {
     /// instead of one or more per entry. Should that commit fail, every change is reported
     /// unavailable and delivered again (converging is idempotent).
     pub fn apply_batch(&self, changes: &[Change]) -> Vec<Outcome> {
-        self.apply_batch_telling(changes, &|_, _| {})
+        self.deliver_fed(changes, &|_, _| {}, &NoFeed)
     }
 
     /// [`apply_batch`](Self::apply_batch), telling `told` each applied or rejected
     /// outcome as soon as the directory gave it, before the batch's links commit: the
     /// directory has the change then, and should that commit fail, the change is delivered
-    /// again (idempotently) without anyone having been told something untrue.
-    pub fn apply_batch_telling(
-        &self,
-        changes: &[Change],
-        told: &(dyn Fn(usize, &Outcome) + Sync),
-    ) -> Vec<Outcome> {
-        self.deliver_fed(changes, told, &NoFeed)
-    }
-
-    /// [`apply_batch_telling`](Self::apply_batch_telling), also converging the changes
-    /// `feed` hands over while the round runs, when every change left of the round is an
-    /// independent new user (see [`Self::wave`]): the pool's connections then never wait
-    /// for the round's end, nor the waiting requests for each other. Outcomes cover
-    /// `changes`, then the fed ones.
+    /// again (idempotently) without anyone having been told something untrue. Also
+    /// converges the changes `feed` hands over while the round runs, when every change
+    /// left of the round is an independent new user (see [`Self::wave`]): the pool's
+    /// connections then never wait for the round's end, nor the waiting requests for each
+    /// other. Outcomes cover `changes`, then the fed ones.
     pub fn deliver_fed(
         &self,
         changes: &[Change],
@@ -976,9 +967,9 @@ impl LdapTarget {
                     _ => {
                         let (n, claims) = self.wave(rest);
                         if n == rest.len() && self.pool.size() > 1 {
-                            self.apply_together(rest, claims, out.len(), told, feed)
+                            self.apply_together(rest, claims, out.len(), told, Some(feed))
                         } else if n > 1 {
-                            self.apply_together(&rest[..n], claims, out.len(), told, &NoFeed)
+                            self.apply_together(&rest[..n], claims, out.len(), told, None)
                         } else {
                             let outcome = match &rest[0] {
                                 Change::Nothing => Outcome::Applied,
@@ -1022,13 +1013,17 @@ impl LdapTarget {
         claims: Claims,
         base: usize,
         told: &(dyn Fn(usize, &Outcome) + Sync),
-        feed: &dyn Feed,
+        feed: Option<&dyn Feed>,
     ) -> Vec<Outcome> {
         use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
         let next = AtomicUsize::new(0);
         let down = AtomicBool::new(false);
         let claims = std::sync::Mutex::new(claims);
-        let workers = self.pool.size().max(1);
+        // Without a feed there is no more work than `changes`.
+        let workers = match feed {
+            Some(_) => self.pool.size().max(1),
+            None => self.pool.size().min(changes.len()).max(1),
+        };
         let mut done: Vec<(usize, Outcome)> = std::thread::scope(|scope| {
             let running: Vec<_> = (0..workers)
                 .map(|_| {
@@ -1040,6 +1035,9 @@ impl LdapTarget {
                             let (i, change) = match changes.get(i) {
                                 Some(change) => (i, change),
                                 None => {
+                                    let Some(feed) = feed else {
+                                        break;
+                                    };
                                     let mut accept = |change: &Change| {
                                         let mut claims = claims
                                             .lock()
